@@ -1,0 +1,48 @@
+// Gating policies as the server understands them (see native/API.md, "Policy object").
+// Every field is optional; an absent field means that mechanism is off. With every field
+// off the server's numbers are bit-identical to unmodified llama.cpp.
+
+/** AMG: cumulative-threshold zero-gating after selection (AMG text). */
+export interface AmgPolicy {
+  /** Keep the shortest prefix whose cumulative share of the mass reaches this (0 < τ ≤ 1). */
+  threshold: number;
+  /** Never keep fewer than this many experts (≥ 1). */
+  min_k?: number;
+  /** "selected": share of the selected experts' mass (AMG text); "full": share of the full router distribution (Top-P routing). */
+  mode?: "selected" | "full";
+}
+
+/** β: LIF membrane potential over router logits (Affinity text). */
+export interface BetaPolicy {
+  beta: number;
+  /** Optional clamp U ← min(U, θ). */
+  theta?: number;
+  /** "raw": U = βU + z; "scale_preserving": U = βU + (1-β)z. */
+  form?: "raw" | "scale_preserving";
+  /** Route on (1-α)·z + α·U; 1 = membrane only. */
+  mix?: number;
+}
+
+/** Π: precision weighting of router logits by inverse variance of a prediction error. */
+export interface PiPolicy {
+  momentum?: number;
+  eps?: number;
+}
+
+/** Ant: anticipatory routing with a fitted per-layer predictor (needs a loaded fit). */
+export interface AntPolicy {
+  gamma: number;
+}
+
+export interface Policy {
+  amg?: AmgPolicy;
+  /** Expert slots. Below the model's k: a cap applied with AMG zero-gating. Above the trained k: the server reloads the model with `<arch>.expert_used_count` overridden. */
+  max_k?: number;
+  beta?: BetaPolicy;
+  pi?: PiPolicy;
+  ant?: AntPolicy;
+  /** [layer, expert] pairs whose selection logit becomes -inf. */
+  disable?: Array<[number, number]>;
+  /** [layer, expert, bias] triples added to the selection logit. */
+  boost?: Array<[number, number, number]>;
+}

@@ -1,0 +1,389 @@
+#include "evaluations.h"
+
+#include "base64.h"
+#include "policy_json.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+namespace moelens {
+
+using nlohmann::json;
+
+std::vector<Window> plan_windows(int T, int n_ctx) {
+    std::vector<Window> ws;
+    int start = 0, rec = 0;
+    for (;;) {
+        const int end = std::min(start + n_ctx, T);
+        const bool last = end == T;
+        const int rec_end = last ? T : end - 1;
+        ws.push_back({start, end, rec, rec_end});
+        if (last) break;
+        rec = rec_end;
+        start = rec - n_ctx / 2;
+    }
+    return ws;
+}
+
+double token_nll(const float * logits, int n_vocab, llama_token token) {
+    float max_logit = logits[0];
+    for (int i = 1; i < n_vocab; ++i) max_logit = std::max(max_logit, logits[i]);
+    double sum_exp = 0.0;
+    for (int i = 0; i < n_vocab; ++i) sum_exp += expf(logits[i] - max_logit);
+    return -(logits[token] - max_logit - log(sum_exp));
+}
+
+// Sets up the tap for one evaluation and restores it afterwards, also on exceptions.
+struct TapScope {
+    RoutingTap & tap;
+    TapScope(RoutingTap & t, const Policy * policy, const AntPredictor * ant, bool record, int top_n, bool capture)
+        : tap(t) {
+        tap.mode = RoutingTap::Mode::Evaluate;
+        tap.policy = policy;
+        tap.ant = ant;
+        tap.record = record;
+        tap.top_n = top_n;
+        tap.capture_logits = capture;
+        tap.active_sum = tap.active_count = 0;
+        tap.reset_states();
+    }
+    ~TapScope() {
+        tap.mode = RoutingTap::Mode::Off;
+        tap.policy = nullptr;
+        tap.ant = nullptr;
+        tap.record = tap.capture_logits = false;
+    }
+};
+
+// Accumulates per-token records of one decode into the typed arrays of a `batch` record.
+struct BatchBuilder {
+    int L, K, N;
+    std::vector<int32_t> ids, spans, experts, top_ids;
+    std::vector<float> nll, weights, entropy, top_probs;
+    std::vector<uint8_t> active;
+    std::vector<std::string> pieces;
+    int start = -1, count = 0;
+
+    void add(int g, const TokenizedText & text, const UbatchRouting & r, int row, double nll_value) {
+        if (start < 0) start = g;
+        ++count;
+        ids.push_back(text.tokens[g]);
+        spans.push_back(text.byte_start[g]);
+        spans.push_back(text.byte_end[g]);
+        pieces.push_back(text.pieces[g]);
+        nll.push_back(float(nll_value));
+        experts.insert(experts.end(), r.experts.begin() + size_t(row) * L * K, r.experts.begin() + size_t(row + 1) * L * K);
+        weights.insert(weights.end(), r.weights.begin() + size_t(row) * L * K, r.weights.begin() + size_t(row + 1) * L * K);
+        entropy.insert(entropy.end(), r.entropy.begin() + size_t(row) * L, r.entropy.begin() + size_t(row + 1) * L);
+        active.insert(active.end(), r.active.begin() + size_t(row) * L, r.active.begin() + size_t(row + 1) * L);
+        if (N > 0) {
+            top_ids.insert(top_ids.end(), r.top_ids.begin() + size_t(row) * L * N, r.top_ids.begin() + size_t(row + 1) * L * N);
+            top_probs.insert(top_probs.end(), r.top_probs.begin() + size_t(row) * L * N, r.top_probs.begin() + size_t(row + 1) * L * N);
+        }
+    }
+    json take() {
+        json j = {{"type", "batch"}, {"start", start}, {"count", count},
+                  {"token_ids", base64_of(ids)}, {"byte_spans", base64_of(spans)}, {"pieces", pieces},
+                  {"nll", base64_of(nll)}, {"experts", base64_of(experts)}, {"weights", base64_of(weights)},
+                  {"entropy", base64_of(entropy)}, {"active", base64_of(active)}};
+        if (N > 0) {
+            j["top_ids"] = base64_of(top_ids);
+            j["top_probs"] = base64_of(top_probs);
+        }
+        *this = BatchBuilder{L, K, N};
+        return j;
+    }
+};
+
+// Running totals for the summary record.
+struct SummaryBuilder {
+    int L, E, K;
+    double nll_sum = 0;
+    long nll_count = 0;
+    long tokens = 0;
+    std::vector<double> active_per_layer;
+    std::vector<std::vector<long>> usage;
+    std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+
+    SummaryBuilder(int L_, int E_, int K_) : L(L_), E(E_), K(K_), active_per_layer(L_, 0.0), usage(L_, std::vector<long>(E_, 0)) {}
+
+    void add(const UbatchRouting & r, int row, double nll) {
+        ++tokens;
+        if (std::isfinite(nll)) {
+            nll_sum += nll;
+            ++nll_count;
+        }
+        for (int m = 0; m < L; ++m) {
+            active_per_layer[m] += r.active[size_t(row) * L + m];
+            for (int i = 0; i < K; ++i) {
+                const size_t at = (size_t(row) * L + m) * K + i;
+                const int e = r.experts[at];
+                if (e >= 0 && e < E && r.weights[at] != 0.0f) ++usage[m][e];
+            }
+        }
+    }
+    json take() const {
+        json per_layer = json::array();
+        double total = 0;
+        for (double a : active_per_layer) {
+            per_layer.push_back(tokens ? a / tokens : 0.0);
+            total += a;
+        }
+        const double mean = nll_count ? nll_sum / nll_count : NAN;
+        return {{"type", "summary"}, {"n_tokens", tokens}, {"mean_nll", nll_count ? json(mean) : json(nullptr)},
+                {"ppl", nll_count ? json(std::exp(mean)) : json(nullptr)},
+                {"avg_active", tokens ? total / (double(tokens) * L) : 0.0}, {"avg_active_per_layer", per_layer},
+                {"usage", usage},
+                {"elapsed_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()}};
+    }
+};
+
+static json header_record(ModelSession & s, const Policy & policy, int top_n, int n_tokens, const std::vector<Window> & ws) {
+    json windows = json::array();
+    for (const Window & w : ws)
+        windows.push_back({{"start", w.start}, {"end", w.end}, {"scored_from", w.scored_from}, {"recorded_end", w.recorded_end}});
+    return {{"type", "header"}, {"model", s.info()}, {"policy", policy_to_json(policy)},
+            {"n_moe_layers", s.layout().moe_layers.size()}, {"k", s.layout().k}, {"top_n", top_n},
+            {"n_tokens", n_tokens}, {"windows", windows}};
+}
+
+static void check_decode(int rc, ModelSession & s) {
+    if (rc == 0) return;
+    if (rc == 2 && s.should_abort && s.should_abort()) throw std::runtime_error("cancelled");
+    throw std::runtime_error("llama_decode failed with status " + std::to_string(rc));
+}
+
+// Decodes tokens[from, to) of one sequence at positions starting at `pos0`, all logits on.
+static void decode_span(ModelSession & s, llama_context * ctx, const std::vector<llama_token> & tokens, int from, int to, int pos0) {
+    const int n = to - from;
+    llama_batch batch = llama_batch_init(n, 0, 1);
+    for (int i = 0; i < n; ++i) {
+        batch.token[i] = tokens[from + i];
+        batch.pos[i] = pos0 + i;
+        batch.n_seq_id[i] = 1;
+        batch.seq_id[i][0] = 0;
+        batch.logits[i] = 1;
+    }
+    batch.n_tokens = n;
+    s.tap.begin_ubatch(n);
+    const int rc = llama_decode(ctx, batch);
+    llama_batch_free(batch);
+    check_decode(rc, s);
+}
+
+bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * ant, const Emit & emit) {
+    const MoeLayout & layout = s.layout();
+    const int L = int(layout.moe_layers.size()), K = layout.k, E = layout.n_expert;
+    const auto & tokens = req.text.tokens;
+    const int T = int(tokens.size());
+    const int n_vocab = llama_vocab_n_tokens(s.vocab);
+    const std::vector<Window> windows = plan_windows(T, s.n_ctx());
+    if (!emit(header_record(s, req.policy, req.top_n, T, windows))) return false;
+
+    TapScope scope(s.tap, &req.policy, ant, true, req.top_n, false);
+    BatchBuilder batch{L, K, req.top_n};
+    SummaryBuilder summary(L, E, K);
+    llama_context * ctx = s.ctx();
+    for (const Window & w : windows) {
+        llama_memory_clear(llama_get_memory(ctx), true);
+        s.tap.reset_states();
+        for (int pos = w.start; pos < w.end; pos += s.n_batch()) {
+            const int n = std::min(s.n_batch(), w.end - pos);
+            decode_span(s, ctx, tokens, pos, pos + n, pos - w.start);
+            for (int g = std::max(pos, w.scored_from); g < std::min(pos + n, w.recorded_end); ++g) {
+                const int row = g - pos;
+                const double nll = g + 1 < w.end ? token_nll(llama_get_logits_ith(ctx, row), n_vocab, tokens[g + 1]) : NAN;
+                batch.add(g, req.text, s.tap.routing, row, nll);
+                summary.add(s.tap.routing, row, nll);
+            }
+            if (batch.count > 0 && !emit(batch.take())) return false;
+        }
+    }
+    return emit(summary.take());
+}
+
+bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredictor * ant, const Emit & emit) {
+    const MoeLayout & layout = s.layout();
+    const int L = int(layout.moe_layers.size()), K = layout.k, E = layout.n_expert;
+    const int n_vocab = llama_vocab_n_tokens(s.vocab);
+    TokenizedText text = req.prompt;
+    const int P = int(text.tokens.size());
+    if (P >= s.n_ctx()) throw BadRequest("the prompt (" + std::to_string(P) + " tokens) does not fit the context (" + std::to_string(s.n_ctx()) + ")");
+    if (!emit(header_record(s, req.policy, req.top_n, P, {{0, P, 0, P}}))) return false;
+
+    llama_sampler * chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
+    if (req.temperature <= 0) {
+        llama_sampler_chain_add(chain, llama_sampler_init_greedy());
+    } else {
+        llama_sampler_chain_add(chain, llama_sampler_init_top_k(req.top_k));
+        llama_sampler_chain_add(chain, llama_sampler_init_top_p(req.top_p, 1));
+        llama_sampler_chain_add(chain, llama_sampler_init_temp(req.temperature));
+        llama_sampler_chain_add(chain, llama_sampler_init_dist(req.seed));
+    }
+    std::unique_ptr<llama_sampler, decltype(&llama_sampler_free)> sampler(chain, llama_sampler_free);
+
+    TapScope scope(s.tap, &req.policy, ant, true, req.top_n, false);
+    BatchBuilder batch{L, K, req.top_n};
+    SummaryBuilder summary(L, E, K);
+    llama_context * ctx = s.ctx();
+    llama_memory_clear(llama_get_memory(ctx), true);
+
+    // The prompt, in context-batch pieces; rows of the last piece are kept for the record.
+    UbatchRouting last_rows;
+    int last_from = 0;
+    for (int pos = 0; pos < P; pos += s.n_batch()) {
+        const int n = std::min(s.n_batch(), P - pos);
+        decode_span(s, ctx, text.tokens, pos, pos + n, pos);
+        for (int g = pos; g < pos + n - (pos + n == P ? 1 : 0); ++g) {
+            const double nll = token_nll(llama_get_logits_ith(ctx, g - pos), n_vocab, text.tokens[g + 1]);
+            batch.add(g, text, s.tap.routing, g - pos, nll);
+            summary.add(s.tap.routing, g - pos, nll);
+        }
+        last_rows = s.tap.routing;
+        last_from = pos;
+    }
+    int row = P - 1 - last_from;
+    for (int i = 0; i <= req.n_predict; ++i) {
+        const int at = int(text.tokens.size()) - 1;
+        const float * logits = llama_get_logits_ith(ctx, row);
+        const bool stop = i == req.n_predict || int(text.tokens.size()) >= s.n_ctx();
+        llama_token next = -1;
+        double nll = NAN;
+        if (!stop) {
+            next = llama_sampler_sample(sampler.get(), ctx, row);
+            nll = token_nll(logits, n_vocab, next);
+        }
+        batch.add(at, text, last_rows, row, nll);
+        summary.add(last_rows, row, nll);
+        if (!emit(batch.take())) return false;
+        if (stop || llama_vocab_is_eog(s.vocab, next)) break;
+        // Append the sampled token and evaluate it.
+        const std::string p = s.piece(next);
+        text.tokens.push_back(next);
+        text.pieces.push_back(p);
+        text.byte_start.push_back(text.byte_end.back());
+        text.byte_end.push_back(text.byte_end.back() + int32_t(p.size()));
+        decode_span(s, ctx, text.tokens, at + 1, at + 2, at + 1);
+        last_rows = s.tap.routing;
+        row = 0;
+    }
+    return emit(summary.take());
+}
+
+json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens_in, int n_ctx, int n_batch,
+                    const Policy & policy, const AntPredictor * ant) {
+    std::vector<llama_token> tokens = tokens_in;
+    if (int(tokens.size()) < 2 * n_ctx)
+        throw BadRequest("perplexity needs at least " + std::to_string(2 * n_ctx) + " tokens for n_ctx=" + std::to_string(n_ctx) +
+                         "; the text has " + std::to_string(tokens.size()));
+    // Stateful policies need each sequence's rows in token order: one chunk per batch and
+    // every output on (so the last layer's MoE sees every row).
+    const bool ordered = policy.needs_token_order();
+    const bool tapped = policy.any(s.layout().k);
+    const int n_seq = ordered ? 1 : std::max(1, n_batch / n_ctx);
+    const int n_ctx_all = n_seq * n_ctx;
+    n_batch = ordered ? n_ctx : std::min(n_batch, n_ctx_all);
+    if (!(n_batch < n_ctx || n_batch % n_ctx == 0)) throw BadRequest("n_batch must be below n_ctx or a multiple of it");
+
+    std::unique_ptr<llama_context, decltype(&llama_free)> ctx(s.make_context(n_ctx_all, n_batch, std::min(512, n_batch), n_seq, tapped), llama_free);
+    const bool add_bos = llama_vocab_get_add_bos(s.vocab);
+    const int n_vocab = llama_vocab_n_tokens(s.vocab);
+    const int n_chunk = int(tokens.size()) / n_ctx;
+    const int num_batches = (n_ctx + n_batch - 1) / n_batch;
+    const int first = n_ctx / 2;
+
+    TapScope scope(s.tap, tapped ? &policy : nullptr, ant, false, 0, false);
+    if (!tapped) s.tap.mode = RoutingTap::Mode::Off;
+
+    llama_batch batch = llama_batch_init(std::min(n_batch, n_ctx * n_seq), 0, 1);
+    std::unique_ptr<llama_batch, void (*)(llama_batch *)> batch_guard(&batch, [](llama_batch * b) { llama_batch_free(*b); });
+    std::vector<float> logits;
+    double nll = 0, nll2 = 0;
+    long count = 0;
+    json chunk_ppl = json::array();
+    for (int i = 0; i < n_chunk; i += n_seq) {
+        const int start = i * n_ctx, end = start + n_ctx;
+        const int n_seq_batch = std::min(n_seq, n_chunk - i);
+        llama_memory_clear(llama_get_memory(ctx.get()), true);
+        s.tap.reset_states();
+        for (int j = 0; j < num_batches; ++j) {
+            const int batch_start = start + j * n_batch;
+            const int batch_size = std::min(end - batch_start, n_batch);
+            int n_outputs = 0;
+            batch.n_tokens = 0;
+            for (int seq = 0; seq < n_seq_batch; ++seq) {
+                const int seq_start = batch_start + seq * n_ctx;
+                const llama_token original = tokens[seq_start];
+                if (add_bos && j == 0) tokens[seq_start] = llama_vocab_bos(s.vocab);
+                for (int k = 0; k < batch_size; ++k) {
+                    const int idx = seq * n_ctx + k;
+                    batch.token[idx] = tokens[seq_start + k];
+                    batch.pos[idx] = j * n_batch + k;
+                    batch.n_seq_id[idx] = 1;
+                    batch.seq_id[idx][0] = seq;
+                    batch.logits[idx] = ordered || batch.pos[idx] >= first ? 1 : 0;
+                    n_outputs += batch.logits[idx] != 0;
+                }
+                batch.n_tokens += batch_size;
+                tokens[seq_start] = original;
+            }
+            s.tap.begin_ubatch(batch.n_tokens);
+            check_decode(llama_decode(ctx.get(), batch), s);
+            if (num_batches > 1 && n_outputs > 0) {
+                // Only reached without stateful policies (they use n_batch = n_ctx), so the
+                // outputs are exactly the scored rows, as in llama-perplexity.
+                const float * bl = llama_get_logits(ctx.get());
+                logits.insert(logits.end(), bl, bl + size_t(n_outputs) * n_vocab);
+            }
+        }
+        for (int seq = 0; seq < n_seq_batch; ++seq) {
+            const float * all_logits = num_batches > 1 ? logits.data() : llama_get_logits_ith(ctx.get(), seq * n_ctx + first);
+            const llama_token * tok = tokens.data() + start + seq * n_ctx + first;
+            for (int t = 0; t < n_ctx - 1 - first; ++t) {
+                const double v = token_nll(all_logits + size_t(t) * n_vocab, n_vocab, tok[t + 1]);
+                nll += v;
+                nll2 += v * v;
+            }
+            count += n_ctx - first - 1;
+            chunk_ppl.push_back(std::exp(nll / count));
+        }
+        logits.clear();
+    }
+    const double mean = nll / count;
+    const double ppl = std::exp(mean);
+    double var = nll2 / count - mean * mean;
+    const double err = var > 0 ? std::sqrt(var / (count - 1)) * ppl : 0.0;
+    char printed[128];
+    std::snprintf(printed, sizeof(printed), "Final estimate: PPL = %.4lf +/- %.5lf", ppl, err);
+    const double avg_active = s.tap.active_count > 0 ? s.tap.active_sum / s.tap.active_count : double(s.layout().k);
+    return {{"ppl", ppl}, {"ppl_err", err}, {"n_chunks", n_chunk}, {"n_ctx", n_ctx}, {"n_seq", n_seq},
+            {"tokens", tokens.size()}, {"scored", count}, {"chunk_ppl", chunk_ppl},
+            {"avg_active_experts", avg_active}, {"k", s.layout().k}, {"printed", printed},
+            {"policy", policy_to_json(policy)}};
+}
+
+json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens) {
+    const MoeLayout & layout = s.layout();
+    const int L = int(layout.moe_layers.size()), E = layout.n_expert;
+    const int T = int(tokens.size());
+    std::vector<std::vector<float>> per_layer(L, std::vector<float>(size_t(T) * E, NAN));
+    const Policy none;
+    TapScope scope(s.tap, &none, nullptr, false, 0, true);
+    llama_context * ctx = s.ctx();
+    for (const Window & w : plan_windows(T, s.n_ctx())) {
+        llama_memory_clear(llama_get_memory(ctx), true);
+        for (int pos = w.start; pos < w.end; pos += s.n_batch()) {
+            const int n = std::min(s.n_batch(), w.end - pos);
+            decode_span(s, ctx, tokens, pos, pos + n, pos - w.start);
+            for (int g = std::max(pos, w.scored_from); g < std::min(pos + n, w.recorded_end); ++g)
+                for (int m = 0; m < L; ++m)
+                    std::memcpy(&per_layer[m][size_t(g) * E], &s.tap.routing.logits[(size_t(g - pos) * L + m) * E], E * sizeof(float));
+        }
+    }
+    json logits = json::array();
+    for (const auto & v : per_layer) logits.push_back(base64_of(v));
+    return {{"n_tokens", T}, {"n_expert", E}, {"moe_layers", layout.moe_layers}, {"logits", logits}};
+}
+
+}  // namespace moelens

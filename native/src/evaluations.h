@@ -1,0 +1,56 @@
+// What the server computes: routing traces (windowed), llama-perplexity's perplexity,
+// generation with routing, and router-logit capture for calibration (native/API.md).
+#pragma once
+
+#include "model_session.h"
+#include "policy.h"
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace moelens {
+
+// Writes one NDJSON line to the client; returns false when the client has gone.
+using Emit = std::function<bool(const nlohmann::json & record)>;
+
+struct Window {
+    int start, end;      // tokens evaluated, [start, end)
+    int scored_from;     // first token recorded
+    int recorded_end;    // one past the last token recorded
+};
+
+// Windows of n_ctx tokens over T tokens such that every token is recorded exactly once and
+// its successor lies in the same window (see native/API.md, "Windows").
+std::vector<Window> plan_windows(int n_tokens, int n_ctx);
+
+struct TraceRequest {
+    TokenizedText text;
+    Policy policy;
+    int top_n = 0;
+};
+
+// Streams header, batches and summary. Returns false if the client went away.
+bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * ant, const Emit & emit);
+
+struct GenerateRequest {
+    TokenizedText prompt;
+    Policy policy;
+    int n_predict = 64;
+    float temperature = 0.8f;
+    int top_k = 40;
+    float top_p = 0.95f;
+    uint32_t seed = 42;
+    int top_n = 0;
+};
+bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredictor * ant, const Emit & emit);
+
+nlohmann::json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens, int n_ctx, int n_batch,
+                              const Policy & policy, const AntPredictor * ant);
+
+nlohmann::json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens);
+
+// -log p(token | logits) in nats, computed as llama-perplexity does.
+double token_nll(const float * logits, int n_vocab, llama_token token);
+
+}  // namespace moelens

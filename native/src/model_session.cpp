@@ -1,0 +1,319 @@
+#include "model_session.h"
+
+#include "ggml.h"
+extern "C" {
+#include "sha256/sha256.h"
+}
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+
+namespace moelens {
+
+// llama.cpp reports why a load failed only through its log; keep the last error lines.
+static std::mutex g_log_mutex;
+static std::string g_last_errors;
+
+static void log_to_stderr(ggml_log_level level, const char * text, void *) {
+    if (level == GGML_LOG_LEVEL_ERROR) {
+        std::lock_guard<std::mutex> lock(g_log_mutex);
+        g_last_errors += text;
+        if (g_last_errors.size() > 4096) g_last_errors.erase(0, g_last_errors.size() - 4096);
+    }
+    if (level >= GGML_LOG_LEVEL_WARN || std::getenv("MOE_LENS_VERBOSE")) std::fputs(text, stderr);
+}
+
+static std::string take_last_errors() {
+    std::lock_guard<std::mutex> lock(g_log_mutex);
+    std::string s;
+    std::swap(s, g_last_errors);
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    const size_t nl = s.rfind('\n');
+    return nl == std::string::npos ? s : s.substr(nl + 1);
+}
+
+llama_model_kv_override parse_kv_override(const std::string & spec) {
+    llama_model_kv_override kvo{};
+    const size_t eq = spec.find('=');
+    if (eq == std::string::npos || eq == 0 || eq >= sizeof(kvo.key))
+        throw UserError("malformed --override-kv '" + spec + "': expected KEY=TYPE:VALUE");
+    std::strncpy(kvo.key, spec.c_str(), eq);
+    const std::string rest = spec.substr(eq + 1);
+    auto value_after = [&](const char * prefix) { return rest.substr(std::strlen(prefix)); };
+    try {
+        if (rest.rfind("int:", 0) == 0) {
+            kvo.tag = LLAMA_KV_OVERRIDE_TYPE_INT;
+            size_t used = 0;
+            kvo.val_i64 = std::stoll(value_after("int:"), &used);
+            if (used != value_after("int:").size()) throw std::invalid_argument("trailing");
+        } else if (rest.rfind("float:", 0) == 0) {
+            kvo.tag = LLAMA_KV_OVERRIDE_TYPE_FLOAT;
+            kvo.val_f64 = std::stod(value_after("float:"));
+        } else if (rest.rfind("bool:", 0) == 0) {
+            kvo.tag = LLAMA_KV_OVERRIDE_TYPE_BOOL;
+            const std::string v = value_after("bool:");
+            if (v != "true" && v != "false") throw std::invalid_argument("bool");
+            kvo.val_bool = v == "true";
+        } else if (rest.rfind("str:", 0) == 0) {
+            kvo.tag = LLAMA_KV_OVERRIDE_TYPE_STR;
+            const std::string v = value_after("str:");
+            if (v.size() >= sizeof(kvo.val_str)) throw std::invalid_argument("long");
+            std::strncpy(kvo.val_str, v.c_str(), sizeof(kvo.val_str) - 1);
+        } else {
+            throw std::invalid_argument("type");
+        }
+    } catch (const std::exception &) {
+        throw UserError("malformed --override-kv '" + spec + "': TYPE must be int, float, bool or str with a valid value");
+    }
+    return kvo;
+}
+
+static void check_model_file(const std::string & path) {
+    std::ifstream f(path, std::ios::binary);
+    if (!f) throw UserError("model file not found or unreadable: " + path);
+    char magic[4] = {0};
+    f.read(magic, 4);
+    if (f.gcount() < 4 || std::memcmp(magic, "GGUF", 4) != 0)
+        throw UserError("not a GGUF file (bad magic): " + path);
+}
+
+std::unique_ptr<ModelSession> ModelSession::load(const LoadOptions & options) {
+    static std::once_flag backend_once;
+    std::call_once(backend_once, [] {
+        llama_log_set(log_to_stderr, nullptr);
+        llama_backend_init();
+    });
+    check_model_file(options.model_path);
+
+    std::vector<llama_model_kv_override> overrides;
+    for (const auto & spec : options.override_kv) overrides.push_back(parse_kv_override(spec));
+    overrides.push_back(llama_model_kv_override{});  // terminator: empty key
+
+    std::unique_ptr<ModelSession> s(new ModelSession());
+    s->options_ = options;
+    llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = options.n_gpu_layers;
+    mp.kv_overrides = overrides.size() > 1 ? overrides.data() : nullptr;
+    take_last_errors();
+    s->model = llama_model_load_from_file(options.model_path.c_str(), mp);
+    if (!s->model) {
+        const std::string why = take_last_errors();
+        throw UserError("failed to load model " + options.model_path + (why.empty() ? "" : ": " + why));
+    }
+    s->vocab = llama_model_get_vocab(s->model);
+
+    char buf[256];
+    if (llama_model_meta_val_str(s->model, "general.architecture", buf, sizeof(buf)) >= 0) s->architecture = buf;
+    const std::string trained_k = s->meta(s->architecture + ".expert_used_count");
+    s->n_expert_used_trained = trained_k.empty() ? 0 : std::atoi(trained_k.c_str());
+    const std::string shared = s->meta(s->architecture + ".expert_shared_count");
+    s->n_expert_shared = shared.empty() ? 0 : std::atoi(shared.c_str());
+
+    const int n_ctx_train = llama_model_n_ctx_train(s->model);
+    s->n_ctx_ = std::max(8, n_ctx_train > 0 ? std::min(options.n_ctx, n_ctx_train) : options.n_ctx);
+    s->n_batch_ = std::min(512, s->n_ctx_);
+    s->ctx_ = s->make_context(s->n_ctx_, s->n_batch_, s->n_batch_, 1, true);
+    s->discover_layout();
+    return s;
+}
+
+ModelSession::~ModelSession() {
+    if (ctx_) llama_free(ctx_);
+    if (model) llama_model_free(model);
+}
+
+std::string ModelSession::meta(const std::string & key) const {
+    char buf[512];
+    const int n = llama_model_meta_val_str(model, key.c_str(), buf, sizeof(buf));
+    return n < 0 ? std::string() : std::string(buf);
+}
+
+static bool abort_trampoline(void * data) {
+    auto * s = static_cast<ModelSession *>(data);
+    return s->should_abort && s->should_abort();
+}
+
+llama_context * ModelSession::make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap) {
+    llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = n_ctx;
+    cp.n_batch = n_batch;
+    cp.n_ubatch = n_ubatch;
+    cp.n_seq_max = n_seq;
+    if (options_.n_threads > 0) {
+        cp.n_threads = options_.n_threads;
+        cp.n_threads_batch = options_.n_threads;
+    }
+    if (with_tap) {
+        cp.cb_eval = RoutingTap::callback;
+        cp.cb_eval_user_data = &tap;
+    }
+    cp.abort_callback = abort_trampoline;
+    cp.abort_callback_data = this;
+    llama_context * ctx = llama_init_from_model(model, cp);
+    if (!ctx) throw UserError("failed to create a llama.cpp context: " + take_last_errors());
+    return ctx;
+}
+
+static std::vector<float> softmax_of(const std::vector<float> & z) {
+    std::vector<float> p(z.size());
+    float mx = -INFINITY;
+    for (float v : z) mx = std::max(mx, v);
+    double sum = 0;
+    for (size_t i = 0; i < z.size(); ++i) sum += (p[i] = std::exp(z[i] - mx));
+    for (float & v : p) v = float(v / sum);
+    return p;
+}
+
+static bool close_to(const std::vector<float> & a, const std::vector<float> & b) {
+    if (a.size() != b.size() || a.empty()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (std::fabs(a[i] - b[i]) > 1e-3f * std::max(1.0f, std::fabs(b[i]))) return false;
+    return true;
+}
+
+void ModelSession::discover_layout() {
+    tap.mode = RoutingTap::Mode::Discover;
+    llama_token first = llama_vocab_bos(vocab);
+    if (first < 0) first = 0;
+    llama_batch batch = llama_batch_get_one(&first, 1);
+    const int rc = llama_decode(ctx_, batch);
+    tap.mode = RoutingTap::Mode::Off;
+    llama_memory_clear(llama_get_memory(ctx_), true);
+    if (rc != 0) throw UserError("the model failed to evaluate a token (llama_decode returned " + std::to_string(rc) + ")");
+
+    MoeLayout L;
+    const int n_layer = llama_model_n_layer(model);
+    L.moe_index_of.assign(std::max<int>(n_layer, tap.disc_kinds_.size()), -1);
+    for (size_t layer = 0; layer < tap.disc_kinds_.size(); ++layer) {
+        const auto & kinds = tap.disc_kinds_[layer];
+        if (std::find(kinds.begin(), kinds.end(), MoeNode::TopK) == kinds.end()) continue;
+        L.moe_index_of[layer] = int(L.moe_layers.size());
+        L.moe_layers.push_back(int(layer));
+        if (L.k == 0) {
+            L.k = tap.disc_k_[layer];
+            L.n_expert = tap.disc_e_[layer];
+            L.has_logits_node = std::find(kinds.begin(), kinds.end(), MoeNode::Logits) != kinds.end();
+            for (MoeNode k : kinds)
+                if (k == MoeNode::Weights || k == MoeNode::WeightsSoftmax || k == MoeNode::WeightsNorm || k == MoeNode::WeightsScaled)
+                    L.final_weights = k;
+            L.weights_norm = std::find(kinds.begin(), kinds.end(), MoeNode::WeightsNorm) != kinds.end();
+            const auto & w = tap.disc_weights_[layer];
+            if (L.final_weights == MoeNode::WeightsScaled && w.size() >= 2 && w[w.size() - 2] != 0.0f)
+                L.weights_scale = w.back() / w[w.size() - 2];
+            if (std::find(kinds.begin(), kinds.end(), MoeNode::WeightsSoftmax) != kinds.end()) {
+                L.gating = "softmax_weight";
+            } else if (L.has_logits_node) {
+                const auto & z = tap.disc_logits_[layer];
+                std::vector<float> sig(z.size());
+                for (size_t i = 0; i < z.size(); ++i) sig[i] = 1.0f / (1.0f + std::exp(-z[i]));
+                if (close_to(tap.disc_probs_[layer], softmax_of(z))) L.gating = "softmax";
+                else if (close_to(tap.disc_probs_[layer], sig)) L.gating = "sigmoid";
+                else L.gating = "other";
+            }
+        }
+    }
+    if (L.moe_layers.empty())
+        throw UserError("this model has no experts: " + (architecture.empty() ? std::string("its") : architecture) +
+                        " layers are dense (no build_moe_ffn routing was found), so there is no routing to show");
+    if (n_expert_used_trained == 0) n_expert_used_trained = L.k;
+    tap.set_layout(L);
+    tap.reset_states();
+}
+
+nlohmann::json ModelSession::info() const {
+    const MoeLayout & L = layout();
+    char desc[256];
+    llama_model_desc(model, desc, sizeof(desc));
+    const char * vocab_types[] = {"none", "spm", "bpe", "wpm", "ugm", "rwkv", "plamo2"};
+    const int vt = int(llama_vocab_type(vocab));
+    return {
+        {"path", options_.model_path},
+        {"architecture", architecture},
+        {"description", desc},
+        {"n_layer", llama_model_n_layer(model)},
+        {"moe_layers", L.moe_layers},
+        {"n_expert", L.n_expert},
+        {"n_expert_used", L.k},
+        {"n_expert_used_trained", n_expert_used_trained},
+        {"n_expert_shared", n_expert_shared},
+        {"gating", L.gating},
+        {"weights_norm", L.weights_norm},
+        {"weights_scale", L.weights_scale},
+        {"n_ctx", n_ctx_},
+        {"n_ctx_train", llama_model_n_ctx_train(model)},
+        {"n_vocab", llama_vocab_n_tokens(vocab)},
+        {"add_bos", llama_vocab_get_add_bos(vocab)},
+        {"bos", llama_vocab_bos(vocab)},
+        {"vocab_type", vt >= 0 && vt < 7 ? vocab_types[vt] : "unknown"},
+        {"size_bytes", llama_model_size(model)},
+        {"n_params", llama_model_n_params(model)},
+    };
+}
+
+std::string ModelSession::piece(llama_token token) const {
+    char buf[256];
+    int n = llama_token_to_piece(vocab, token, buf, sizeof(buf), 0, false);
+    if (n < 0) {
+        std::string big(size_t(-n), '\0');
+        n = llama_token_to_piece(vocab, token, big.data(), int(big.size()), 0, false);
+        return big.substr(0, std::max(0, n));
+    }
+    return std::string(buf, n);
+}
+
+TokenizedText ModelSession::describe_tokens(const std::vector<llama_token> & tokens) const {
+    TokenizedText out;
+    out.tokens = tokens;
+    int32_t at = 0;
+    for (llama_token t : tokens) {
+        const bool special = llama_vocab_get_attr(vocab, t) & (LLAMA_TOKEN_ATTR_CONTROL);
+        std::string p = special ? std::string() : piece(t);
+        out.byte_start.push_back(at);
+        at += int32_t(p.size());
+        out.byte_end.push_back(at);
+        out.pieces.push_back(special ? (t == llama_vocab_bos(vocab) ? "<bos>" : "<special>") : p);
+    }
+    return out;
+}
+
+TokenizedText ModelSession::tokenize(const std::string & text, bool add_bos) const {
+    int n = llama_tokenize(vocab, text.data(), int32_t(text.size()), nullptr, 0, add_bos, false);
+    std::vector<llama_token> tokens(size_t(n < 0 ? -n : n));
+    n = llama_tokenize(vocab, text.data(), int32_t(text.size()), tokens.data(), int32_t(tokens.size()), add_bos, false);
+    if (n < 0) throw UserError("tokenization failed");
+    tokens.resize(n);
+    TokenizedText out = describe_tokens(tokens);
+    // Byte-level BPE pieces concatenate back to the text; if a tokenizer normalises (e.g. a
+    // leading space), spans are clamped to the text so they never point outside it.
+    for (size_t i = 0; i < tokens.size(); ++i) {
+        out.byte_start[i] = std::min<int32_t>(out.byte_start[i], int32_t(text.size()));
+        out.byte_end[i] = std::min<int32_t>(out.byte_end[i], int32_t(text.size()));
+    }
+    return out;
+}
+
+std::string ModelSession::model_sha256() const {
+    if (!sha256_.empty()) return sha256_;
+    std::ifstream f(options_.model_path, std::ios::binary);
+    if (!f) throw UserError("cannot read the model file to hash it");
+    sha256_t st;
+    sha256_init(&st);
+    std::vector<char> buf(1 << 20);
+    while (f) {
+        f.read(buf.data(), buf.size());
+        if (f.gcount() > 0) sha256_update(&st, reinterpret_cast<unsigned char *>(buf.data()), size_t(f.gcount()));
+    }
+    unsigned char digest[32];
+    sha256_final(&st, digest);
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned char c : digest) {
+        sha256_.push_back(hex[c >> 4]);
+        sha256_.push_back(hex[c & 15]);
+    }
+    return sha256_;
+}
+
+}  // namespace moelens

@@ -1,0 +1,88 @@
+// A loaded MoE model: llama.cpp model + trace context + the routing tap, with the MoE
+// layout found at load time by evaluating one token (see RoutingTap, Mode::Discover).
+#pragma once
+
+#include "routing_tap.h"
+
+#include "llama.h"
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace moelens {
+
+struct LoadOptions {
+    std::string model_path;
+    int n_ctx = 2048;
+    int n_threads = 0;          // 0: llama.cpp's default
+    int n_gpu_layers = 0;
+    std::vector<std::string> override_kv;  // KEY=TYPE:VALUE, as llama.cpp's tools take them
+};
+
+// An error whose message is meant for the user as it is.
+struct UserError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct TokenizedText {
+    std::vector<llama_token> tokens;
+    std::vector<std::string> pieces;
+    std::vector<int32_t> byte_start, byte_end;
+};
+
+class ModelSession {
+public:
+    // Throws UserError with a clear message for missing, corrupt, non-GGUF or dense models.
+    static std::unique_ptr<ModelSession> load(const LoadOptions & options);
+    ~ModelSession();
+    ModelSession(const ModelSession &) = delete;
+    ModelSession & operator=(const ModelSession &) = delete;
+
+    nlohmann::json info() const;
+    const MoeLayout & layout() const { return tap.layout(); }
+    const LoadOptions & options() const { return options_; }
+
+    // Tokenizes UTF-8 text and maps every token to its byte span in the text.
+    TokenizedText tokenize(const std::string & text, bool add_bos) const;
+    // Pieces and spans for given token ids (spans follow the concatenated pieces).
+    TokenizedText describe_tokens(const std::vector<llama_token> & tokens) const;
+    std::string piece(llama_token token) const;
+
+    // A context for single-sequence evaluation (trace, generate, calibrate) with the tap.
+    llama_context * ctx() const { return ctx_; }
+    int n_ctx() const { return n_ctx_; }
+    int n_batch() const { return n_batch_; }
+
+    // A separate context with llama-perplexity's shape; `with_tap` installs the callback.
+    llama_context * make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap);
+
+    std::string model_sha256() const;  // computed on first use, cached
+
+    llama_model * model = nullptr;
+    const llama_vocab * vocab = nullptr;
+    RoutingTap tap;
+    std::string architecture;
+    int n_expert_used_trained = 0;
+    int n_expert_shared = 0;
+    // Set by the HTTP layer while a streamed request runs: llama_decode aborts when true.
+    std::function<bool()> should_abort;
+
+private:
+    ModelSession() = default;
+    void discover_layout();
+    std::string meta(const std::string & key) const;
+
+    LoadOptions options_;
+    llama_context * ctx_ = nullptr;
+    int n_ctx_ = 0;
+    int n_batch_ = 0;
+    mutable std::string sha256_;
+};
+
+// Parses "KEY=TYPE:VALUE" (TYPE int|float|bool|str); throws UserError.
+llama_model_kv_override parse_kv_override(const std::string & spec);
+
+}  // namespace moelens

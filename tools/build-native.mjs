@@ -1,0 +1,85 @@
+#!/usr/bin/env node
+// Builds the native side (moe-lens-server, its C++ tests, and the llama.cpp reference tools
+// llama-perplexity and test-llama-archs) from the llama.cpp source bundled in the pinned
+// node-llama-cpp package. No network: the source is a git bundle inside node_modules.
+//
+// The source clone and the CMake build directory live in a cache outside the checkout,
+// keyed by llama.cpp version, patch hash and backend, so rebuilding on one machine is
+// incremental while a cold machine builds from scratch with the same command.
+//
+// Environment: MOE_LENS_GPU=cuda|vulkan|metal selects a GPU backend (default: CPU);
+// MOE_LENS_CACHE_DIR overrides the cache root; MOE_LENS_JOBS the parallel build jobs.
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const nodeLlamaDir = path.join(repoRoot, "node_modules", "node-llama-cpp", "llama");
+const bundlePath = path.join(nodeLlamaDir, "gitRelease.bundle");
+const patchesDir = path.join(repoRoot, "native", "patches");
+const outBinDir = path.join(repoRoot, "out", "bin");
+
+const BACKEND_FLAGS = {
+  cpu: [],
+  cuda: ["-DGGML_CUDA=ON"],
+  vulkan: ["-DGGML_VULKAN=ON"],
+  metal: ["-DGGML_METAL=ON"],
+};
+const TARGETS = ["moe-lens-server", "moe-lens-native-tests", "llama-perplexity", "test-llama-archs"];
+
+function fail(message) {
+  console.error(`build:native: ${message}`);
+  process.exit(1);
+}
+
+function run(cmd, args, opts = {}) {
+  console.log(`$ ${cmd} ${args.join(" ")}`);
+  execFileSync(cmd, args, { stdio: "inherit", ...opts });
+}
+
+const backend = (process.env.MOE_LENS_GPU || "cpu").toLowerCase();
+if (!(backend in BACKEND_FLAGS)) fail(`unknown MOE_LENS_GPU=${backend}; use one of ${Object.keys(BACKEND_FLAGS).join(", ")}`);
+if (!fs.existsSync(bundlePath)) fail(`${bundlePath} is missing; run \`npm ci\` first`);
+
+const llamaTag = JSON.parse(fs.readFileSync(path.join(nodeLlamaDir, "llama.cpp.info.json"), "utf8")).tag;
+const nodeLlamaVersion = JSON.parse(fs.readFileSync(path.join(repoRoot, "node_modules", "node-llama-cpp", "package.json"), "utf8")).version;
+const patchFiles = fs.existsSync(patchesDir) ? fs.readdirSync(patchesDir).filter((f) => f.endsWith(".patch")).sort() : [];
+const patchHash = createHash("sha256");
+for (const f of patchFiles) patchHash.update(f).update(fs.readFileSync(path.join(patchesDir, f)));
+const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-p${patchHash.digest("hex").slice(0, 10)}-${backend}`;
+
+const cacheRoot = process.env.MOE_LENS_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "moe-lens");
+const cacheDir = path.join(cacheRoot, "native", key);
+const srcDir = path.join(cacheDir, "llama.cpp");
+const buildDir = path.join(cacheDir, "build");
+fs.mkdirSync(cacheDir, { recursive: true });
+
+// Source: clone the bundle once per key and apply our patches (if any) on top.
+if (!fs.existsSync(path.join(srcDir, "include", "llama.h"))) {
+  fs.rmSync(srcDir, { recursive: true, force: true });
+  run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", bundlePath, srcDir]);
+  for (const f of patchFiles) run("git", ["-C", srcDir, "apply", path.join(patchesDir, f)]);
+}
+
+const jobs = process.env.MOE_LENS_JOBS || String(Math.max(1, os.availableParallelism()));
+if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
+  run("cmake", ["-S", path.join(repoRoot, "native"), "-B", buildDir, "-DCMAKE_BUILD_TYPE=Release",
+    `-DLLAMA_SOURCE_DIR=${srcDir}`, ...BACKEND_FLAGS[backend]]);
+} else {
+  // The native/ sources may have moved with a new checkout: point CMake at this one.
+  run("cmake", ["-S", path.join(repoRoot, "native"), "-B", buildDir]);
+}
+const targets = process.argv.includes("--llama-only") ? TARGETS.slice(2) : TARGETS;
+run("cmake", ["--build", buildDir, "--config", "Release", "-j", jobs, "--target", ...targets]);
+
+fs.mkdirSync(outBinDir, { recursive: true });
+for (const t of targets) {
+  const exe = process.platform === "win32" ? `${t}.exe` : t;
+  fs.copyFileSync(path.join(buildDir, "bin", exe), path.join(outBinDir, exe));
+  fs.chmodSync(path.join(outBinDir, exe), 0o755);
+}
+fs.writeFileSync(path.join(outBinDir, "build-info.json"), JSON.stringify({ llamaTag, nodeLlamaVersion, backend, key }, null, 2) + "\n");
+console.log(`build:native: ${targets.join(", ")} -> ${path.relative(repoRoot, outBinDir)}/ (cache ${cacheDir})`);

@@ -1,0 +1,246 @@
+"""A small decoder-only MoE transformer that computes exactly what llama.cpp's
+`qwen3moe` graph computes (src/models/qwen3moe.cpp):
+
+  x = tok_embd[ids]
+  per layer:
+    h   = x + Wo · Attn(RoPE_neox(RMSNorm_head(Wq·n)), RoPE_neox(RMSNorm_head(Wk·n)), Wv·n),
+          n = RMSNorm(x)                              (causal, scale 1/sqrt(head_dim))
+    x   = h + MoE(RMSNorm(h))
+  logits = output · RMSNorm(x)
+
+  MoE(u): p = softmax(router(u)); S = top-k(p); w = p[S] / sum(p[S]);
+          sum_{e in S} w_e · down_e(silu(gate_e(u)) * up_e(u))
+
+All norms are RMSNorm with a learned weight (y = x / sqrt(mean(x^2) + eps) * w),
+no biases anywhere, no shared expert.
+
+The router is pluggable (ROUTERS) so later work can train variants on the
+same data; only the plain linear router maps onto qwen3moe's ffn_gate_inp and
+can be exported.
+"""
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class Config:
+    vocab_size: int = 3072
+    d_model: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_kv_head: int = 4
+    head_dim: int = 32
+    n_expert: int = 8
+    n_expert_used: int = 2
+    d_expert: int = 256
+    ctx: int = 256
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-6
+    router: str = "linear"
+    router_beta: float = 0.9      # only for router="beta"
+
+    def to_dict(self):
+        return asdict(self)
+
+
+# When set, activations are rounded to float16 wherever llama.cpp's CPU backend
+# rounds them (inputs of matmuls with F16 weights, the F16 KV cache, the F16
+# attention probabilities).  Used by reference_trace.py for tight parity; never
+# during training.
+F16_EMULATION = False
+
+
+def _r16(x):
+    return x.half().float() if F16_EMULATION else x
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim, eps):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+def rope_neox(x, pos, base):
+    """NeoX-style RoPE (ggml GGML_ROPE_TYPE_NEOX): dimension i pairs with
+    i + d/2, angle = pos * base^(-2i/d).  x: [B, H, T, D]."""
+    d = x.shape[-1]
+    inv = base ** (-torch.arange(0, d // 2, dtype=torch.float32) * 2 / d)
+    ang = pos.float()[:, None] * inv[None, :]            # [T, d/2]
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x[..., : d // 2], x[..., d // 2:]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
+
+
+class Attention(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.c = c
+        self.wq = nn.Linear(c.d_model, c.n_head * c.head_dim, bias=False)
+        self.wk = nn.Linear(c.d_model, c.n_kv_head * c.head_dim, bias=False)
+        self.wv = nn.Linear(c.d_model, c.n_kv_head * c.head_dim, bias=False)
+        self.wo = nn.Linear(c.n_head * c.head_dim, c.d_model, bias=False)
+        self.q_norm = RMSNorm(c.head_dim, c.norm_eps)
+        self.k_norm = RMSNorm(c.head_dim, c.norm_eps)
+
+    def forward(self, x, pos):
+        B, T, _ = x.shape
+        c = self.c
+        xr = _r16(x)
+        q = self.wq(xr).view(B, T, c.n_head, c.head_dim)
+        k = self.wk(xr).view(B, T, c.n_kv_head, c.head_dim)
+        v = self.wv(xr).view(B, T, c.n_kv_head, c.head_dim)
+        q = rope_neox(self.q_norm(q).transpose(1, 2), pos, c.rope_base)
+        k = rope_neox(self.k_norm(k).transpose(1, 2), pos, c.rope_base)
+        v = v.transpose(1, 2)
+        if c.n_kv_head != c.n_head:
+            rep = c.n_head // c.n_kv_head
+            k = k.repeat_interleave(rep, dim=1)
+            v = v.repeat_interleave(rep, dim=1)
+        if F16_EMULATION:
+            q, k, v = _r16(q), _r16(k), _r16(v)
+        att = (q @ k.transpose(-1, -2)) / math.sqrt(c.head_dim)
+        mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+        att = att.masked_fill(mask, float("-inf")).softmax(-1)
+        y = (_r16(att) @ v).transpose(1, 2).reshape(B, T, -1)
+        return self.wo(_r16(y))
+
+
+# ----------------------------------------------------------------- routers ---
+class LinearRouter(nn.Module):
+    """logits = W u  (qwen3moe's ffn_gate_inp).  Exportable."""
+    exportable = True
+
+    def __init__(self, c: Config):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(c.n_expert, c.d_model) * 0.02)
+
+    def forward(self, u):                       # u: [B, T, d] -> [B, T, E]
+        return u @ self.weight.t()
+
+
+class BetaRouter(LinearRouter):
+    """Example variant: LIF-style temporal memory on the router logits,
+    U_t = beta * U_{t-1} + (1 - beta) * z_t (scale-preserving form), reset at
+    the start of every sequence.  Not exportable to qwen3moe; it shows where
+    router variants plug in."""
+    exportable = False
+
+    def __init__(self, c: Config):
+        super().__init__(c)
+        self.beta = c.router_beta
+
+    def forward(self, u):
+        z = super().forward(u)
+        T = z.shape[1]
+        t = torch.arange(T)
+        decay = (self.beta ** (t[:, None] - t[None, :]).clamp(min=0).float()) * (t[:, None] >= t[None, :])
+        return (1 - self.beta) * torch.einsum("ts,bse->bte", decay, z)
+
+
+ROUTERS = {"linear": LinearRouter, "beta": BetaRouter}
+
+
+class MoE(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.c = c
+        self.router = ROUTERS[c.router](c)
+        s = 1 / math.sqrt(c.d_model)
+        # expert weights stored as [E, out, in], the layout of ffn_*_exps
+        self.gate = nn.Parameter(torch.randn(c.n_expert, c.d_expert, c.d_model) * s)
+        self.up = nn.Parameter(torch.randn(c.n_expert, c.d_expert, c.d_model) * s)
+        self.down = nn.Parameter(torch.randn(c.n_expert, c.d_model, c.d_expert) / math.sqrt(c.d_expert))
+
+    def forward(self, u):
+        """Returns (output, info) where info holds what the losses and the
+        traces need: router logits, probs, selected ids and weights."""
+        B, T, d = u.shape
+        E, k = self.c.n_expert, self.c.n_expert_used
+        logits = self.router(u)                              # [B, T, E]
+        probs = logits.float().softmax(-1)
+        topw, topi = probs.topk(k, dim=-1)                   # descending order
+        w = topw / topw.sum(-1, keepdim=True).clamp(min=6.103515625e-5)
+        flat = _r16(u.reshape(-1, d))
+        out = torch.zeros_like(u.reshape(-1, d))
+        ti = topi.reshape(-1, k)
+        tw = w.reshape(-1, k)
+        # Gather the tokens of each expert, run the expert once on them, add back.
+        for e in range(E):
+            tok, slot = (ti == e).nonzero(as_tuple=True)
+            if tok.numel() == 0:
+                continue
+            x = flat[tok]
+            h = F.silu(x @ self.gate[e].t()) * (x @ self.up[e].t())
+            y = _r16(h) @ self.down[e].t()
+            out.index_add_(0, tok, y * tw[tok, slot, None])
+        info = {"logits": logits, "probs": probs, "topi": topi, "topw": w}
+        return out.view(B, T, d), info
+
+
+class Block(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.attn_norm = RMSNorm(c.d_model, c.norm_eps)
+        self.attn = Attention(c)
+        self.ffn_norm = RMSNorm(c.d_model, c.norm_eps)
+        self.moe = MoE(c)
+
+    def forward(self, x, pos):
+        h = x + self.attn(self.attn_norm(x), pos)
+        m, info = self.moe(self.ffn_norm(h))
+        return h + m, info
+
+
+class MoELM(nn.Module):
+    def __init__(self, c: Config):
+        super().__init__()
+        self.c = c
+        self.tok_embd = nn.Embedding(c.vocab_size, c.d_model)
+        nn.init.normal_(self.tok_embd.weight, std=0.02)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layer))
+        self.norm = RMSNorm(c.d_model, c.norm_eps)
+        self.output = nn.Linear(c.d_model, c.vocab_size, bias=False)
+        nn.init.normal_(self.output.weight, std=0.02)
+        for b in self.blocks:   # scale residual projections down, GPT-2 style
+            nn.init.normal_(b.attn.wo.weight, std=0.02 / math.sqrt(2 * c.n_layer))
+            for n in (b.attn.wq, b.attn.wk, b.attn.wv):
+                nn.init.normal_(n.weight, std=0.02)
+
+    def forward(self, ids):
+        """ids: [B, T] -> logits [B, T, V], list of per-layer router info."""
+        T = ids.shape[1]
+        pos = torch.arange(T)
+        x = self.tok_embd(ids)
+        infos = []
+        for b in self.blocks:
+            x, info = b(x, pos)
+            infos.append(info)
+        return self.output(_r16(self.norm(x))), infos
+
+
+# ------------------------------------------------------------ aux losses ---
+def load_balance_loss(info, n_expert, k):
+    """Switch-Transformer style: E * sum_e f_e * P_e, where f_e is the share of
+    top-k slots routed to expert e and P_e the mean router probability.
+    Equals 1 when routing is uniform."""
+    probs = info["probs"].reshape(-1, n_expert)
+    counts = F.one_hot(info["topi"].reshape(-1), n_expert).float().mean(0) * 1.0
+    return n_expert * (counts * probs.mean(0)).sum()
+
+
+def router_entropy(info):
+    """Mean entropy (nats) of the full router distribution over E experts."""
+    p = info["probs"]
+    return -(p * torch.log(p.clamp(min=1e-9))).sum(-1).mean()
+
+
+def router_z_loss(info):
+    return torch.logsumexp(info["logits"].float(), dim=-1).pow(2).mean()

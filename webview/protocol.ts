@@ -1,0 +1,51 @@
+// The one message protocol between the extension host and the routing panel webview.
+// Both sides import these types. Trace data crosses as typed arrays inside `TraceBatch`
+// (postMessage structured-clones them as binary, never as one JSON object per token).
+
+import type { Policy } from "../extension/core/policy";
+import type { TraceBatch, TraceHeader, TraceSummary } from "../extension/core/trace";
+
+export type { Policy, TraceBatch, TraceHeader, TraceSummary };
+
+/** A labelled span of tokens (from labels, code fences, or change points). */
+export interface DomainSegment {
+  /** First token index (inclusive) and end (exclusive). */
+  start: number;
+  end: number;
+  domain: string;
+  source: "label" | "fence" | "language" | "change-point";
+}
+
+/** Metrics at one domain transition (see ../shared notes: gating-and-metrics). */
+export interface TransitionMetrics {
+  /** Token index of the transition step: its input is the old domain, the next token the new one. */
+  token: number;
+  from: string;
+  to: string;
+  /** Per MoE layer: probability the router puts on the new domain's expert, its rank (1 = top), K99 over the run. */
+  probNewExpert: number[];
+  rankNewExpert: number[];
+  nll: number;
+}
+
+/** Host → webview. */
+export type HostMessage =
+  | { type: "traceStart"; traceId: string; label: string; header: TraceHeader }
+  | { type: "traceBatch"; traceId: string; batch: TraceBatch }
+  | { type: "traceEnd"; traceId: string; summary: TraceSummary }
+  | { type: "traceError"; traceId: string; message: string }
+  | { type: "segments"; traceId: string; segments: DomainSegment[]; transitions: TransitionMetrics[] }
+  /** Show two finished traces side by side (same text, two policies). */
+  | { type: "compare"; leftTraceId: string; rightTraceId: string }
+  | { type: "policy"; policy: Policy; trainedK: number; maxK: number; antAvailable: boolean }
+  | { type: "highlightToken"; traceId: string; token: number }
+  | { type: "clear" };
+
+/** Webview → host. */
+export type WebviewMessage =
+  | { type: "ready" }
+  /** User changed a control: host re-traces with this policy. */
+  | { type: "applyPolicy"; policy: Policy }
+  | { type: "revealToken"; traceId: string; token: number }
+  | { type: "requestCompare"; left: Policy; right: Policy }
+  | { type: "log"; level: "info" | "error"; message: string };
