@@ -1,0 +1,282 @@
+#!/usr/bin/env node
+// `moe-lens`: the command line of MoE Lens. It shares extension/core with the VS Code
+// extension: the same server process, client, policies, metrics, exports and reports.
+import fs from "node:fs";
+import path from "node:path";
+import { checkKnownFlags, flagInt, flagString, formatTable, parseArgs, UsageError, type ParsedArgs } from "./args";
+import { traceToCsv, traceToJson } from "../core/export";
+import { requireMoeModel } from "../core/gguf";
+import { traceStats } from "../core/metrics";
+import { defaultServerBinary, demoModelPath, demoSamplePath, repoRootFromHere } from "../core/paths";
+import type { Policy } from "../core/policy";
+import { describePolicy, parseExpertList, parsePolicySpec, PolicyError, validatePolicy } from "../core/policy-parse";
+import { renderReport, type ReportRow } from "../core/report";
+import { ServerError, type PerplexityResult } from "../core/server-client";
+import { ServerProcess } from "../core/server-process";
+import type { Trace } from "../core/trace";
+
+const HELP = `moe-lens — see and change Mixture-of-Experts routing (llama.cpp)
+
+Usage:
+  moe-lens demo [--out REPORT.html]                  trace the bundled sample under several policies
+  moe-lens info [--model M]                          model architecture, layers, experts, k, gating
+  moe-lens trace FILE [--model M] [--out F.json|F.csv|F.html] [--top-n N] [policy flags]
+  moe-lens ppl FILE [--model M] --ctx N [--json] [policy flags]
+  moe-lens compare FILE [--model M] --policies SPEC,SPEC,... [--ctx N] [--out F.html] [--json]
+
+Common options:
+  --model M        GGUF MoE model (default: the bundled demo model)
+  --threads N      CPU threads     --ngl N   GPU layers (GPU builds)    --server BIN  server binary
+  --context N      server context window for traces (default 2048, capped at the model's)
+  --json           machine-readable output on stdout
+
+Policy flags (combine freely; none = the model's own routing, bit-identical to llama.cpp):
+  --amg THRESHOLD  AMG cumulative-threshold zero-gating   --min-k N   AMG floor
+  --max-k N        expert slots (above the trained k: reloads with <arch>.expert_used_count=N)
+  --beta B         β membrane (LIF) on router logits       --pi        Π precision weighting
+  --ant GAMMA      anticipatory routing (needs a fitted predictor: --predictor FILE)
+  --disable L:E[,..]   disable experts       --boost L:E:BIAS[,..]   add a bias to experts
+  --policy SPEC    a compact spec, e.g. "k:12+amg:0.9" or "beta:0.9+pi+ant:0.5"
+
+Policy specs for --policies: baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G,
+disable:L:E, boost:L:E:B, joined with "+".`;
+
+const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor"];
+const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy"];
+
+function policyFromFlags(args: ParsedArgs): Policy {
+  const spec = flagString(args, "policy");
+  const p: Policy = spec ? parsePolicySpec(spec) : {};
+  const amg = flagString(args, "amg");
+  if (amg !== undefined) p.amg = { threshold: Number(amg), ...(flagString(args, "min-k") ? { min_k: Number(flagString(args, "min-k")) } : {}) };
+  else if (flagString(args, "min-k")) throw new UsageError("--min-k needs --amg");
+  if (flagString(args, "max-k")) p.max_k = Number(flagString(args, "max-k"));
+  if (flagString(args, "beta")) p.beta = { beta: Number(flagString(args, "beta")) };
+  if (args.flags.get("pi")) p.pi = {};
+  if (flagString(args, "ant")) p.ant = { gamma: Number(flagString(args, "ant")) };
+  if (flagString(args, "disable")) p.disable = parseExpertList(flagString(args, "disable")!, false) as Array<[number, number]>;
+  if (flagString(args, "boost")) p.boost = parseExpertList(flagString(args, "boost")!, true) as Array<[number, number, number]>;
+  return validatePolicy(p);
+}
+
+function readTextFile(file: string | undefined): string {
+  if (!file) throw new UsageError("a text FILE is required");
+  if (!fs.existsSync(file)) throw new UsageError(`no such file: ${file}`);
+  const text = fs.readFileSync(file, "utf8");
+  if (!text.trim()) throw new UsageError(`${file} is empty: there is nothing to trace`);
+  return text;
+}
+
+async function startServer(args: ParsedArgs): Promise<ServerProcess> {
+  const root = repoRootFromHere();
+  const model = path.resolve(flagString(args, "model") ?? demoModelPath(root));
+  await requireMoeModel(model);
+  const verbose = args.flags.get("verbose") === true;
+  return ServerProcess.start({
+    binary: flagString(args, "server") ?? defaultServerBinary(root),
+    model,
+    ctx: flagInt(args, "context", 8, 1 << 22),
+    threads: flagInt(args, "threads", 1, 1024),
+    gpuLayers: flagInt(args, "ngl", 0, 100000),
+    predictor: flagString(args, "predictor"),
+    log: verbose ? (l) => process.stderr.write(`[server] ${l}\n`) : undefined,
+  });
+}
+
+async function withServer<T>(args: ParsedArgs, body: (server: ServerProcess) => Promise<T>): Promise<T> {
+  const server = await startServer(args);
+  const stop = () => void server.stop();
+  process.once("SIGINT", stop);
+  try {
+    return await body(server);
+  } finally {
+    process.removeListener("SIGINT", stop);
+    await server.stop();
+  }
+}
+
+function fmt(x: number | undefined, digits = 4): string {
+  return x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(digits);
+}
+
+async function cmdInfo(args: ParsedArgs): Promise<void> {
+  checkKnownFlags(args, COMMON_FLAGS);
+  await withServer(args, async (server) => {
+    const info = await server.client.modelInfo();
+    if (args.flags.get("json")) return void console.log(JSON.stringify(info, null, 2));
+    console.log(formatTable(["property", "value"], [
+      ["model", info.path],
+      ["architecture", info.architecture],
+      ["layers", `${info.n_layer} (MoE: ${info.moe_layers.length === info.n_layer ? "all" : info.moe_layers.join(",")})`],
+      ["experts", String(info.n_expert)],
+      ["k (used / trained)", `${info.n_expert_used} / ${info.n_expert_used_trained}`],
+      ["shared experts", String(info.n_expert_shared)],
+      ["gating", `${info.gating}${info.weights_norm ? ", weights renormalised" : ""}${info.weights_scale !== 1 ? `, scale ${info.weights_scale}` : ""}`],
+      ["context (server / trained)", `${info.n_ctx} / ${info.n_ctx_train}`],
+      ["vocabulary", String(info.n_vocab)],
+    ]));
+  });
+}
+
+function writeTraceOutput(out: string, trace: Trace, label: string): void {
+  const ext = path.extname(out).toLowerCase();
+  let content: string;
+  if (ext === ".json") content = traceToJson(trace);
+  else if (ext === ".csv") content = traceToCsv(trace);
+  else if (ext === ".html") content = renderReport({ title: `MoE Lens trace: ${label}`, subtitle: `${trace.header.model.path}`, sections: [], traces: [{ label, trace }] });
+  else throw new UsageError(`--out must end in .json, .csv or .html, got ${out}`);
+  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+  fs.writeFileSync(out, content);
+}
+
+async function cmdTrace(args: ParsedArgs): Promise<void> {
+  checkKnownFlags(args, [...COMMON_FLAGS, ...POLICY_FLAGS, "out", "top-n"]);
+  const file = args.positional[0];
+  const text = readTextFile(file);
+  const policy = policyFromFlags(args);
+  const out = flagString(args, "out");
+  if (out && ![".json", ".csv", ".html"].includes(path.extname(out).toLowerCase())) throw new UsageError(`--out must end in .json, .csv or .html, got ${out}`);
+  await withServer(args, async (server) => {
+    const trace = await server.client.trace({ text, policy, top_n: flagInt(args, "top-n", 0, 4096) ?? 0 });
+    const s = traceStats(trace);
+    if (out) writeTraceOutput(out, trace, path.basename(file));
+    if (args.flags.get("json")) return void console.log(JSON.stringify({ policy: describePolicy(policy), ...s, summary: trace.summary, out }));
+    console.log(formatTable(["file", "policy", "tokens", "avg active", "trace ppl", "mean entropy", "mean shift"], [[
+      path.basename(file), describePolicy(policy), String(s.tokens), `${fmt(s.avgActive, 2)}/${s.k}`, fmt(s.tracePpl, 3), fmt(s.meanEntropy, 3), fmt(s.meanShift, 3),
+    ]]));
+    if (out) console.log(`wrote ${out}`);
+  });
+}
+
+async function cmdPpl(args: ParsedArgs): Promise<void> {
+  checkKnownFlags(args, [...COMMON_FLAGS, ...POLICY_FLAGS, "ctx", "batch"]);
+  const text = readTextFile(args.positional[0]);
+  const nCtx = flagInt(args, "ctx", 8, 1 << 22);
+  if (!nCtx) throw new UsageError("--ctx N is required (as llama-perplexity's -c)");
+  const policy = policyFromFlags(args);
+  await withServer(args, async (server) => {
+    const r = await server.client.perplexity({ text, n_ctx: nCtx, policy, n_batch: flagInt(args, "batch", 1, 1 << 22) });
+    if (args.flags.get("json")) {
+      return void console.log(JSON.stringify({ ppl: r.ppl, ppl_err: r.ppl_err, tokens: r.tokens, scored: r.scored, n_chunks: r.n_chunks, n_ctx: r.n_ctx, avg_active_experts: r.avg_active_experts, k: r.k, policy }));
+    }
+    console.log(`[${r.chunk_ppl.map((p, i) => `${i + 1}]${p.toFixed(4)}`).join(",[")}`);
+    console.log(r.printed);
+    console.log(`policy: ${describePolicy(policy)} · average active experts ${r.avg_active_experts.toFixed(2)}/${r.k} · ${r.n_chunks} chunks of ${r.n_ctx} tokens`);
+  });
+}
+
+interface ComparedPolicy {
+  spec: string;
+  policy: Policy;
+  trace: Trace;
+  ppl?: PerplexityResult;
+  pplError?: string;
+}
+
+async function comparePolicies(server: ServerProcess, text: string, specs: string[], nCtx: number | undefined): Promise<ComparedPolicy[]> {
+  const results: ComparedPolicy[] = [];
+  for (const spec of specs) {
+    const policy = validatePolicy(parsePolicySpec(spec));
+    const trace = await server.client.trace({ text, policy });
+    const r: ComparedPolicy = { spec, policy, trace };
+    if (nCtx) {
+      try {
+        r.ppl = await server.client.perplexity({ text, n_ctx: nCtx, policy });
+      } catch (err) {
+        r.pplError = (err as Error).message;
+      }
+    }
+    results.push(r);
+  }
+  return results;
+}
+
+function compareRows(results: ComparedPolicy[]): { header: string[]; rows: string[][]; report: ReportRow[] } {
+  const header = ["policy", "avg active", "trace ppl", "PPL (llama-perplexity method)", "mean entropy", "mean shift"];
+  const rows: string[][] = [];
+  const report: ReportRow[] = [];
+  for (const r of results) {
+    const s = traceStats(r.trace);
+    const cells = [
+      describePolicy(r.policy),
+      `${fmt(s.avgActive, 2)}/${s.k}`,
+      fmt(s.tracePpl, 3),
+      r.ppl ? `${fmt(r.ppl.ppl)} ± ${fmt(r.ppl.ppl_err, 4)}` : r.pplError ? "n/a" : "–",
+      fmt(s.meanEntropy, 3),
+      fmt(s.meanShift, 3),
+    ];
+    rows.push(cells);
+    report.push({ label: cells[0], cells: Object.fromEntries(header.slice(1).map((h, i) => [h, cells[i + 1]])) });
+  }
+  return { header, rows, report };
+}
+
+async function runComparison(args: ParsedArgs, file: string, text: string, specs: string[], nCtx: number | undefined, out: string | undefined, title: string): Promise<void> {
+  await withServer(args, async (server) => {
+    const info = await server.client.modelInfo();
+    const results = await comparePolicies(server, text, specs, nCtx);
+    const { header, rows, report } = compareRows(results);
+    if (out) {
+      fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
+      fs.writeFileSync(out, renderReport({
+        title,
+        subtitle: `${path.basename(file)} on ${path.basename(info.path)} (${info.architecture}, ${info.moe_layers.length} MoE layers, ${info.n_expert} experts, k=${info.n_expert_used_trained}, ${info.gating} gating)`,
+        sections: [{ title: "Policies", note: `trace ppl = exp(mean NLL) over the whole text in one pass; PPL = llama-perplexity's method with n_ctx=${nCtx ?? "–"}. Zero-gating (AMG) computes every selected expert and discards some outputs: it saves no arithmetic.`, columns: header.slice(1), rows: report }],
+        traces: results.map((r) => ({ label: describePolicy(r.policy), trace: r.trace })),
+      }));
+    }
+    if (args.flags.get("json")) {
+      return void console.log(JSON.stringify(results.map((r) => ({ spec: r.spec, policy: r.policy, stats: traceStats(r.trace), ppl: r.ppl, ppl_error: r.pplError })), null, 1));
+    }
+    console.log(`${path.basename(file)}: ${results[0]?.trace.columns.count ?? 0} tokens on ${path.basename(info.path)} (${info.architecture}, ${info.n_expert} experts, k=${info.n_expert_used_trained})\n`);
+    console.log(formatTable(header, rows));
+    for (const r of results) if (r.pplError) console.log(`note: PPL for ${describePolicy(r.policy)}: ${r.pplError}`);
+    if (out) console.log(`\nreport: ${out}`);
+  });
+}
+
+async function cmdCompare(args: ParsedArgs): Promise<void> {
+  checkKnownFlags(args, [...COMMON_FLAGS, "policies", "ctx", "out"]);
+  const file = args.positional[0];
+  const text = readTextFile(file);
+  const specs = (flagString(args, "policies") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (specs.length === 0) throw new UsageError("--policies needs at least one policy spec, e.g. baseline,amg:0.5");
+  for (const s of specs) parsePolicySpec(s);
+  const out = flagString(args, "out");
+  await runComparison(args, file, text, specs, flagInt(args, "ctx", 8, 1 << 22), out, "MoE Lens: policy comparison");
+}
+
+async function cmdDemo(args: ParsedArgs): Promise<void> {
+  checkKnownFlags(args, [...COMMON_FLAGS, "out"]);
+  const root = repoRootFromHere();
+  const file = demoSamplePath(root);
+  const text = readTextFile(file);
+  const out = flagString(args, "out") ?? path.join(root, "out", "demo-report.html");
+  const specs = ["baseline", "amg:0.9", "amg:0.5", "k:4", "k:4+amg:0.9", "beta:0.5", "beta:0.9:sp+pi"];
+  console.log(`MoE Lens demo: tracing ${path.relative(process.cwd(), file)} under ${specs.length} gating policies\n`);
+  await runComparison(args, file, text, specs, 64, out, "MoE Lens demo: one mixed-domain text, several gating policies");
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  if (args.command === "help" || args.flags.get("help") || args.command === "--help" || args.command === "-h") {
+    console.log(HELP);
+    return 0;
+  }
+  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo };
+  const run = commands[args.command];
+  if (!run) throw new UsageError(`unknown command "${args.command}" (try moe-lens help)`);
+  await run(args);
+  return 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const e = err as Error;
+    const usage = e instanceof UsageError || e instanceof PolicyError;
+    const message = e instanceof ServerError ? `server: ${e.message}` : e.message;
+    process.stderr.write(`moe-lens: error: ${message.split("\n")[0]}\n`);
+    process.exit(usage ? 2 : 1);
+  },
+);

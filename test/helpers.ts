@@ -1,0 +1,70 @@
+// Shared test helpers: paths, a started server per suite, tiny random models from
+// llama.cpp's test-llama-archs, and the llama-perplexity reference.
+import { spawnSync } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { defaultServerBinary, demoModelPath, llamaToolBinary } from "../extension/core/paths";
+import { ServerProcess } from "../extension/core/server-process";
+
+export const ROOT = process.env.MOE_LENS_ROOT ?? path.resolve(__dirname, "..", "..", "..");
+export const SERVER_BIN = defaultServerBinary(ROOT);
+export const DEMO_MODEL = demoModelPath(ROOT);
+
+export function requireFile(file: string, hint: string): string {
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: ${hint}`);
+  return file;
+}
+
+export function startServer(model: string, extra: { ctx?: number; overrideKv?: string[]; predictor?: string } = {}): Promise<ServerProcess> {
+  requireFile(SERVER_BIN, "run `npm run build:native`");
+  return ServerProcess.start({ binary: SERVER_BIN, model, threads: 2, ...extra });
+}
+
+let tinyDir: string | undefined;
+/** Writes (once per process) test-llama-archs's tiny random models and returns the file for `arch` ("qwen3moe-moe", "llama-dense", ...). */
+export function tinyModel(name: string): string {
+  if (!tinyDir) {
+    tinyDir = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-tiny-"));
+    const bin = requireFile(llamaToolBinary(ROOT, "test-llama-archs"), "run `npm run build:native`");
+    for (const arch of ["qwen3moe", "olmoe", "qwen2moe", "deepseek2", "gpt-oss", "granitemoe", "llama", "glm4moe"]) {
+      spawnSync(bin, ["-a", `^${arch}$`, "-o", tinyDir], { stdio: "ignore" });
+    }
+  }
+  return requireFile(path.join(tinyDir, `${name}.gguf`), "test-llama-archs did not write it");
+}
+
+/** Runs llama-perplexity from the same tree and returns its final estimate line's numbers as printed. */
+export function llamaPerplexity(model: string, textFile: string, nCtx: number): { ppl: string; err: string; chunks: string } {
+  const bin = requireFile(llamaToolBinary(ROOT, "llama-perplexity"), "run `npm run build:native`");
+  const r = spawnSync(bin, ["-m", model, "-f", textFile, "-c", String(nCtx), "-t", "2"], { encoding: "utf8" });
+  const all = `${r.stdout}\n${r.stderr}`;
+  const m = /Final estimate: PPL = ([\d.]+) \+\/- ([\d.]+)/.exec(all);
+  if (!m) throw new Error(`llama-perplexity printed no final estimate:\n${all.slice(-2000)}`);
+  const chunks = /(\[1\][^\n]*)/.exec(all)?.[1] ?? "";
+  return { ppl: m[1], err: m[2], chunks };
+}
+
+export function tempFile(name: string, content: string | Buffer): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-test-"));
+  const f = path.join(dir, name);
+  fs.writeFileSync(f, content);
+  return f;
+}
+
+/** Raw HTTP with a chosen token, for the auth and bad-input tests. */
+export async function rawRequest(port: number, route: string, opts: { token?: string; body?: string | Buffer; method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; json: unknown; text: string; headers: Headers }> {
+  const res = await fetch(`http://127.0.0.1:${port}${route}`, {
+    method: opts.method ?? (opts.body === undefined ? "GET" : "POST"),
+    headers: { ...(opts.token ? { Authorization: `Bearer ${opts.token}` } : {}), ...(opts.headers ?? {}) },
+    body: opts.body,
+  });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text, headers: res.headers };
+}
