@@ -34,15 +34,23 @@ export function tinyModel(name: string): string {
   return requireFile(path.join(tinyDir, `${name}.gguf`), "test-llama-archs did not write it");
 }
 
-/** Runs llama-perplexity from the same tree and returns its final estimate line's numbers as printed. */
+/**
+ * Runs llama-perplexity from the same tree and returns its final estimate as printed.
+ * llama.cpp logs through an asynchronous worker that can lose the last lines at exit, so
+ * the log also goes to a file (written on the same worker, flushed on close), and one
+ * rerun is allowed when neither holds the final line.
+ */
 export function llamaPerplexity(model: string, textFile: string, nCtx: number): { ppl: string; err: string; chunks: string } {
   const bin = requireFile(llamaToolBinary(ROOT, "llama-perplexity"), "run `npm run build:native`");
-  const r = spawnSync(bin, ["-m", model, "-f", textFile, "-c", String(nCtx), "-t", "2"], { encoding: "utf8" });
-  const all = `${r.stdout}\n${r.stderr}`;
-  const m = /Final estimate: PPL = ([\d.]+) \+\/- ([\d.]+)/.exec(all);
-  if (!m) throw new Error(`llama-perplexity printed no final estimate:\n${all.slice(-2000)}`);
-  const chunks = /(\[1\][^\n]*)/.exec(all)?.[1] ?? "";
-  return { ppl: m[1], err: m[2], chunks };
+  let all = "";
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-ppl-")), "log.txt");
+    const r = spawnSync(bin, ["-m", model, "-f", textFile, "-c", String(nCtx), "-t", "2", "--log-file", logFile], { encoding: "utf8" });
+    all = `${r.stdout}\n${r.stderr}\n${fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8") : ""}`;
+    const m = /Final estimate: PPL = ([\d.]+) \+\/- ([\d.]+)/.exec(all);
+    if (m) return { ppl: m[1], err: m[2], chunks: /(\[1\][^\n]*)/.exec(all)?.[1] ?? "" };
+  }
+  throw new Error(`llama-perplexity printed no final estimate:\n${all.slice(-2000)}`);
 }
 
 export function tempFile(name: string, content: string | Buffer): string {

@@ -28,7 +28,7 @@ const BACKEND_FLAGS = {
   vulkan: ["-DGGML_VULKAN=ON"],
   metal: ["-DGGML_METAL=ON"],
 };
-const TARGETS = ["moe-lens-server", "moe-lens-native-tests", "llama-perplexity", "test-llama-archs"];
+const TARGETS = ["moe-lens-server", "moe-lens-native-tests", "moe-lens-bench", "llama-perplexity", "test-llama-archs"];
 
 function fail(message) {
   console.error(`build:native: ${message}`);
@@ -72,14 +72,17 @@ if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
   // The native/ sources may have moved with a new checkout: point CMake at this one.
   run("cmake", ["-S", path.join(repoRoot, "native"), "-B", buildDir]);
 }
-const targets = process.argv.includes("--llama-only") ? TARGETS.slice(2) : TARGETS;
+const targets = process.argv.includes("--llama-only") ? TARGETS.slice(3) : TARGETS;
 run("cmake", ["--build", buildDir, "--config", "Release", "-j", jobs, "--target", ...targets]);
 
 fs.mkdirSync(outBinDir, { recursive: true });
 for (const t of targets) {
   const exe = process.platform === "win32" ? `${t}.exe` : t;
-  fs.copyFileSync(path.join(buildDir, "bin", exe), path.join(outBinDir, exe));
-  fs.chmodSync(path.join(outBinDir, exe), 0o755);
+  // Copy then rename: a running server keeps its old binary (no ETXTBSY).
+  const dest = path.join(outBinDir, exe);
+  fs.copyFileSync(path.join(buildDir, "bin", exe), `${dest}.tmp`);
+  fs.chmodSync(`${dest}.tmp`, 0o755);
+  fs.renameSync(`${dest}.tmp`, dest);
 }
 fs.writeFileSync(path.join(outBinDir, "build-info.json"), JSON.stringify({ llamaTag, nodeLlamaVersion, backend, key }, null, 2) + "\n");
 console.log(`build:native: ${targets.join(", ")} -> ${path.relative(repoRoot, outBinDir)}/ (cache ${cacheDir})`);

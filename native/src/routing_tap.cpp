@@ -68,7 +68,7 @@ bool RoutingTap::wants(MoeNode kind) const {
         case MoeNode::Probs:
             return record || amg_full || (!layout_.has_logits_node && (logit_policy || capture_logits));
         case MoeNode::TopK:
-            return record || amg_full;
+            return false;  // read together with the final weights (see pending_topk_)
         default:
             return kind == layout_.final_weights && (record || weight_policy);
     }
@@ -90,7 +90,10 @@ bool RoutingTap::callback(ggml_tensor * t, bool ask, void * user_data) {
 
     const int m = tap->layout_.moe_index(layer);
     if (m < 0) return !ask;
-    if (ask) return tap->wants(kind);
+    if (ask) {
+        if (kind == MoeNode::TopK) tap->pending_topk_ = t;
+        return tap->wants(kind);
+    }
 
     switch (kind) {
         case MoeNode::Logits: tap->on_scores(t, m, layer, false); break;
@@ -98,7 +101,6 @@ bool RoutingTap::callback(ggml_tensor * t, bool ask, void * user_data) {
             if (!tap->layout_.has_logits_node) tap->on_scores(t, m, layer, true);
             tap->on_probs(t, m);
             break;
-        case MoeNode::TopK: tap->on_topk(t, m); break;
         default:
             if (kind == tap->layout_.final_weights) tap->on_weights(t, m);
             break;
@@ -167,6 +169,9 @@ void RoutingTap::on_topk(ggml_tensor * t, int m) {
 }
 
 void RoutingTap::on_weights(ggml_tensor * t, int m) {
+    ids_.clear();
+    if (pending_topk_ && (record || (policy && policy->amg && policy->amg->mode == AmgMode::Full))) on_topk(pending_topk_, m);
+    pending_topk_ = nullptr;
     read_f32(t, buf_);
     const int K = layout_.k;
     const int n = int(ggml_nelements(t) / K);

@@ -91,6 +91,9 @@ private:
 
     MoeLayout layout_;
     std::vector<float> buf_;
+    // The selected-experts node seen in the ask pass. It is read when the final weights
+    // arrive (it stays alive until the expert matmuls), which saves a graph split per layer.
+    ggml_tensor * pending_topk_ = nullptr;
     std::vector<int32_t> ids_;      // current layer's selected ids [row][k]
     std::vector<float> probs_;      // current layer's router distribution [row][E] (AMG full mode)
     // Discovery scratch: first row of logits/probs per layer, to identify the gating function.

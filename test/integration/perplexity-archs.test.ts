@@ -39,6 +39,18 @@ describe("perplexity", () => {
   });
 });
 
+/** Deterministic, varied words (a repeated phrase gives random models a zero-variance NLL). */
+function variedText(words: number): string {
+  const vocab = ["river", "mill", "code", "the", "data", "flows", "{", "}", "x", "=", "42", "und", "der", "fluss", "alpha", "beta", ";", "\n"];
+  let s = 7;
+  const out: string[] = [];
+  for (let i = 0; i < words; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    out.push(vocab[s % vocab.length]);
+  }
+  return out.join(" ");
+}
+
 // Tiny random models of MoE architectures that go through build_moe_ffn.
 const ARCHS: Array<{ file: string; gating: string }> = [
   { file: "qwen3moe-moe", gating: "softmax" },
@@ -64,7 +76,7 @@ describe("architectures", () => {
         const info = await server.client.modelInfo();
         assert.equal(info.gating, gating);
         const E = info.n_expert;
-        const text = "abc def ghi jkl ".repeat(40);
+        const text = variedText(160);
         const tr = await server.client.trace({ text, top_n: E });
         const { n_moe_layers: L, k: K } = tr.header;
         assert.ok(L > 0 && K > 0);
@@ -76,9 +88,9 @@ describe("architectures", () => {
             if (gating !== "sigmoid") assert.deepEqual(Array.from(sel).sort(), Array.from(ids).sort(), `${file} token ${i} layer ${m}`);
             assert.equal(new Set(sel).size, K);
           }
-        const textFile = tempFile("arch.txt", text.repeat(4));
-        const ref = llamaPerplexity(model, textFile, 64);
-        const r = await server.client.perplexity({ text: text.repeat(4), n_ctx: 64 });
+        const pplText = variedText(800);
+        const ref = llamaPerplexity(model, tempFile("arch.txt", pplText), 64);
+        const r = await server.client.perplexity({ text: pplText, n_ctx: 64 });
         assert.equal(r.ppl.toFixed(4), ref.ppl);
         assert.equal(r.ppl_err.toFixed(5), ref.err);
         const amg = await server.client.trace({ text, policy: { amg: { threshold: 0.3 } } });
