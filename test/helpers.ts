@@ -65,7 +65,7 @@ export async function rawRequest(port: number, route: string, opts: { token?: st
   const res = await fetch(`http://127.0.0.1:${port}${route}`, {
     method: opts.method ?? (opts.body === undefined ? "GET" : "POST"),
     headers: { ...(opts.token ? { Authorization: `Bearer ${opts.token}` } : {}), ...(opts.headers ?? {}) },
-    body: opts.body,
+    body: typeof opts.body === "string" || opts.body === undefined ? opts.body : new Uint8Array(opts.body),
   });
   const text = await res.text();
   let json: unknown;

@@ -49,7 +49,10 @@ const nodeLlamaVersion = JSON.parse(fs.readFileSync(path.join(repoRoot, "node_mo
 const patchFiles = fs.existsSync(patchesDir) ? fs.readdirSync(patchesDir).filter((f) => f.endsWith(".patch")).sort() : [];
 const patchHash = createHash("sha256");
 for (const f of patchFiles) patchHash.update(f).update(fs.readFileSync(path.join(patchesDir, f)));
-const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-p${patchHash.digest("hex").slice(0, 10)}-${backend}`;
+// MOE_LENS_PORTABLE=1 builds for any CPU of the architecture (no -march=native), for a .vsix
+// meant for other machines.
+const portable = process.env.MOE_LENS_PORTABLE === "1";
+const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-p${patchHash.digest("hex").slice(0, 10)}-${backend}${portable ? "-portable" : ""}`;
 
 const cacheRoot = process.env.MOE_LENS_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "moe-lens");
 const cacheDir = path.join(cacheRoot, "native", key);
@@ -67,7 +70,7 @@ if (!fs.existsSync(path.join(srcDir, "include", "llama.h"))) {
 const jobs = process.env.MOE_LENS_JOBS || String(Math.max(1, os.availableParallelism()));
 if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
   run("cmake", ["-S", path.join(repoRoot, "native"), "-B", buildDir, "-DCMAKE_BUILD_TYPE=Release",
-    `-DLLAMA_SOURCE_DIR=${srcDir}`, ...BACKEND_FLAGS[backend]]);
+    `-DLLAMA_SOURCE_DIR=${srcDir}`, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : [])]);
 } else {
   // The native/ sources may have moved with a new checkout: point CMake at this one.
   run("cmake", ["-S", path.join(repoRoot, "native"), "-B", buildDir]);
@@ -84,5 +87,5 @@ for (const t of targets) {
   fs.chmodSync(`${dest}.tmp`, 0o755);
   fs.renameSync(`${dest}.tmp`, dest);
 }
-fs.writeFileSync(path.join(outBinDir, "build-info.json"), JSON.stringify({ llamaTag, nodeLlamaVersion, backend, key }, null, 2) + "\n");
+fs.writeFileSync(path.join(outBinDir, "build-info.json"), JSON.stringify({ llamaTag, nodeLlamaVersion, backend, portable, key }, null, 2) + "\n");
 console.log(`build:native: ${targets.join(", ")} -> ${path.relative(repoRoot, outBinDir)}/ (cache ${cacheDir})`);

@@ -58,11 +58,13 @@ export class Utf8ToUtf16 {
     let b = 0;
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i);
-      let bytes: number, units: number;
-      if (c < 0x80) (bytes = 1), (units = 1);
-      else if (c < 0x800) (bytes = 2), (units = 1);
-      else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1))) (bytes = 4), (units = 2);
-      else (bytes = 3), (units = 1);
+      let bytes = 3, units = 1;
+      if (c < 0x80) bytes = 1;
+      else if (c < 0x800) bytes = 2;
+      else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1))) {
+        bytes = 4;
+        units = 2;
+      }
       this.boundary[b] = 1;
       for (let k = 0; k < bytes; k++) {
         this.charStart[b + k] = i;

@@ -193,8 +193,10 @@ export class TraceRecord {
     let lo = 0, hi = this.count - 1, at = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
-      if (this.starts[mid] <= rel) (at = mid), (lo = mid + 1);
-      else hi = mid - 1;
+      if (this.starts[mid] <= rel) {
+        at = mid;
+        lo = mid + 1;
+      } else hi = mid - 1;
     }
     const out: number[] = [];
     for (let i = at; i >= 0; i--) {

@@ -34,13 +34,12 @@ export function showPiece(p: string): string {
     .replace(/\n/g, "\\n")
     .replace(/\t/g, "\\t")
     .replace(/ /g, "·")
-    // eslint-disable-next-line no-control-regex
     .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
 /** Escapes text for Markdown outside code. */
 export function mdEscape(s: string): string {
-  return s.replace(/[\\`*_{}[\]()#+\-.!|<>~]/g, (c) => "\\" + c);
+  return s.replace(/[\\`*_[\]<>|~]/g, (c) => "\\" + c);
 }
 
 /**
@@ -117,6 +116,24 @@ export function routingShifts(experts: Int32Array, weights: Float32Array, n: num
     out[t] = L ? sum / L : 0;
   }
   return out;
+}
+
+/**
+ * Which shifts to mark. Absolute values depend on the model (with k=8 of 128 experts almost
+ * every token changes most of its experts), so the marks are relative to the trace:
+ * medium at mean + 1σ, strong at mean + 2σ, and never below 0.2 (nearly constant routing).
+ */
+export function shiftThresholds(shifts: ArrayLike<number>): { medium: number; strong: number } {
+  const n = shifts.length - 1; // token 0 has no predecessor
+  if (n < 2) return { medium: Infinity, strong: Infinity };
+  let sum = 0, sq = 0;
+  for (let i = 1; i < shifts.length; i++) {
+    sum += shifts[i];
+    sq += shifts[i] * shifts[i];
+  }
+  const mean = sum / n;
+  const sd = Math.sqrt(Math.max(0, sq / n - mean * mean));
+  return { medium: Math.max(0.2, mean + sd), strong: Math.max(0.2, mean + 2 * sd) };
 }
 
 export interface DomainBoundary {

@@ -105,6 +105,12 @@ export class ServerManager implements vscode.Disposable {
     this.settings = s;
   }
 
+  /** Changes the model for the next start (when the server is not running). */
+  setModelPath(p: string): void {
+    this.modelPath = p;
+    this.emitter.fire(this.snapshot());
+  }
+
   get currentModelSetting(): string {
     return this.modelPath;
   }
@@ -154,6 +160,12 @@ export class ServerManager implements vscode.Disposable {
         throw new Error(
           `the server binary ${binary} does not exist. Build it with \`npm run build:native\`, or point the setting moeLens.serverPath at one.`,
         );
+      }
+      try {
+        fs.accessSync(binary, fs.constants.X_OK);
+      } catch {
+        // A .vsix may not keep the executable bit on every platform.
+        fs.chmodSync(binary, 0o755);
       }
       if (!fs.existsSync(model)) {
         throw new Error(

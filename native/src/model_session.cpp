@@ -286,11 +286,28 @@ TokenizedText ModelSession::tokenize(const std::string & text, bool add_bos) con
     if (n < 0) throw UserError("tokenization failed");
     tokens.resize(n);
     TokenizedText out = describe_tokens(tokens);
-    // Byte-level BPE pieces concatenate back to the text; if a tokenizer normalises (e.g. a
-    // leading space), spans are clamped to the text so they never point outside it.
+    // Align pieces with the text. Byte-level BPE pieces concatenate back to the text exactly;
+    // other tokenizers may add a space prefix (SentencePiece) or normalise, so a piece that does
+    // not match at the cursor is matched without its leading space, then searched for nearby;
+    // spans never point outside the text and never go backwards.
+    const int32_t size = int32_t(text.size());
+    int32_t at = 0;
     for (size_t i = 0; i < tokens.size(); ++i) {
-        out.byte_start[i] = std::min<int32_t>(out.byte_start[i], int32_t(text.size()));
-        out.byte_end[i] = std::min<int32_t>(out.byte_end[i], int32_t(text.size()));
+        const std::string & p = out.byte_end[i] > out.byte_start[i] ? out.pieces[i] : std::string();
+        int32_t start = at, len = int32_t(p.size());
+        if (len == 0) {
+            // special tokens (BOS) cover nothing
+        } else if (text.compare(at, len, p) == 0) {
+            // exact
+        } else if (p[0] == ' ' && text.compare(at, len - 1, p, 1, len - 1) == 0) {
+            --len;
+        } else {
+            const size_t found = text.find(p, at);
+            if (found != std::string::npos && found - at <= 8) start = int32_t(found);
+        }
+        out.byte_start[i] = std::min(start, size);
+        out.byte_end[i] = std::min(start + len, size);
+        at = out.byte_end[i];
     }
     return out;
 }

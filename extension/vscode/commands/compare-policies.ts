@@ -1,0 +1,39 @@
+import * as vscode from "vscode";
+import type { Policy } from "../../core/policy";
+import { describePolicy } from "../../core/policy-parse";
+import type { Services } from "../services";
+import { DEFAULT_AMG } from "../policy-state";
+
+/**
+ * MoE Lens: Compare Policies on Selection — traces the selection (or the whole document
+ * when nothing is selected) twice, baseline and the current policy (or the two policies
+ * given as arguments, as the panel's requestCompare does), and shows them side by side.
+ */
+export function register(svc: Services): vscode.Disposable {
+  return vscode.commands.registerCommand("moeLens.comparePolicies", async (left?: Policy, right?: Policy) => {
+    const editor = vscode.window.activeTextEditor;
+    let target: { document: vscode.TextDocument; range?: vscode.Range } | undefined;
+    if (editor) {
+      target = { document: editor.document, range: editor.selection.isEmpty ? undefined : new vscode.Range(editor.selection.start, editor.selection.end) };
+    } else {
+      target = await svc.tracer.lastTraceTarget();
+    }
+    if (!target) return void vscode.window.showWarningMessage("MoE Lens: select some text to compare policies on.");
+    const cur = svc.policy.current;
+    const l: Policy = left ?? {};
+    const r: Policy = right ?? (Object.keys(cur).length ? cur : { amg: DEFAULT_AMG });
+    void svc.panel.show(true);
+    try {
+      const a = await svc.tracer.trace(target, { policy: l, label: `A: ${describePolicy(l)}`, quiet: true });
+      if (!a) return;
+      const b = await svc.tracer.trace(target, { policy: r, label: `B: ${describePolicy(r)}`, quiet: true });
+      if (!b) return;
+      svc.panel.post({ type: "compare", leftTraceId: a.id, rightTraceId: b.id });
+      const fmt = (x: typeof a) => (x.summary ? `ppl ${x.summary.ppl.toFixed(3)}, active ${x.summary.avg_active.toFixed(2)}/${x.header?.k}` : "?");
+      svc.output.info(`compare: ${describePolicy(l)}: ${fmt(a)} | ${describePolicy(r)}: ${fmt(b)}`);
+      return { left: a.id, right: b.id };
+    } catch (e) {
+      void vscode.window.showErrorMessage(`MoE Lens: compare failed: ${(e as Error).message}`);
+    }
+  });
+}

@@ -1,0 +1,53 @@
+import * as path from "node:path";
+import * as vscode from "vscode";
+import { traceToCsv, traceToJson } from "../../core/export";
+import { concatBatches, type Trace } from "../../core/trace";
+import type { TraceRecord } from "../../core/trace-store";
+import type { Services } from "../services";
+
+/**
+ * MoE Lens: Export Trace… — writes the active editor's trace (or the newest one) as JSON
+ * or CSV through a save dialog. The formats are those of extension/core/export.ts
+ * (documented there and in the README, "Trace export formats"): JSON holds the header
+ * (model, policy, k, layers, windows), one record per token (id, piece, UTF-8 byte span,
+ * NLL, per-layer experts/weights/entropy/active) and the summary; CSV has one row per
+ * token × MoE layer.
+ */
+export function register(svc: Services): vscode.Disposable {
+  return vscode.commands.registerCommand("moeLens.exportTrace", async (format?: "json" | "csv", target?: vscode.Uri) => {
+    const editor = vscode.window.activeTextEditor;
+    const rec: TraceRecord | undefined =
+      (editor && svc.store.active(editor.document.uri.toString(), editor.document.version)) ?? svc.store.latest();
+    if (!rec || !rec.header || rec.count === 0) {
+      return void vscode.window.showWarningMessage("MoE Lens: nothing to export — trace a document first.");
+    }
+    if (!format) {
+      const pick = await vscode.window.showQuickPick(
+        [
+          { label: "JSON", description: "header, one record per token, summary", format: "json" as const },
+          { label: "CSV", description: "one row per token and MoE layer", format: "csv" as const },
+        ],
+        { title: "MoE Lens: export trace as" },
+      );
+      if (!pick) return;
+      format = pick.format;
+    }
+    if (!target) {
+      const src = vscode.Uri.parse(rec.uri);
+      const base = path.basename(src.path).replace(/\.[^.]*$/, "") || "trace";
+      const dir = src.scheme === "file" ? vscode.Uri.file(path.dirname(src.fsPath)) : vscode.workspace.workspaceFolders?.[0]?.uri;
+      target = await vscode.window.showSaveDialog({
+        title: "MoE Lens: export trace",
+        defaultUri: dir ? vscode.Uri.joinPath(dir, `${base}.moe-trace.${format}`) : undefined,
+        filters: format === "json" ? { JSON: ["json"] } : { CSV: ["csv"] },
+      });
+      if (!target) return;
+    }
+    const trace: Trace = { header: rec.header, columns: concatBatches(rec.header, rec.batches), summary: rec.summary };
+    const body = format === "json" ? traceToJson(trace) : traceToCsv(trace);
+    await vscode.workspace.fs.writeFile(target, new TextEncoder().encode(body));
+    svc.output.info(`exported trace ${rec.id} (${rec.count} tokens) to ${target.toString()}`);
+    void vscode.window.showInformationMessage(`MoE Lens: exported ${rec.count} tokens to ${path.basename(target.path)}.`);
+    return target;
+  });
+}

@@ -1,0 +1,57 @@
+import * as path from "node:path";
+import * as vscode from "vscode";
+import { inspectModel } from "../../core/gguf";
+import type { Services } from "../services";
+import { errorMessage, isCancellation } from "../server-manager";
+
+/**
+ * MoE Lens: Select Model… — picks a .gguf file, reads its metadata first (node-llama-cpp's
+ * readGgufFileInfo), and only then switches the server to it. A dense model or a broken
+ * file gets a clear message and the running model is left alone. Also callable with a
+ * path argument (for scripts and tests).
+ */
+export function register(svc: Services): vscode.Disposable {
+  return vscode.commands.registerCommand("moeLens.selectModel", async (arg?: string | vscode.Uri) => {
+    let file: string | undefined = arg instanceof vscode.Uri ? arg.fsPath : typeof arg === "string" ? arg : undefined;
+    if (!file) {
+      const current = svc.server.resolvedModelPath();
+      const picked = await vscode.window.showOpenDialog({
+        title: "MoE Lens: select a Mixture-of-Experts GGUF model",
+        canSelectMany: false,
+        canSelectFolders: false,
+        openLabel: "Use Model",
+        filters: { "GGUF models": ["gguf"], "All files": ["*"] },
+        defaultUri: vscode.Uri.file(path.dirname(current)),
+      });
+      file = picked?.[0]?.fsPath;
+      if (!file) return;
+    }
+    const name = path.basename(file);
+    let info: Awaited<ReturnType<typeof inspectModel>>;
+    try {
+      info = await inspectModel(file);
+    } catch (e) {
+      svc.output.error(`select model ${file}: ${errorMessage(e)}`);
+      void vscode.window.showErrorMessage(`MoE Lens: cannot use ${name}: ${errorMessage(e)} The current model stays loaded.`);
+      return;
+    }
+    if (!info.isMoe) {
+      const msg = `${name} is a dense model (${info.architecture}, ${info.nLayer} layers, no routed experts). MoE Lens needs a Mixture-of-Experts model; the current model stays loaded.`;
+      svc.output.error(`select model: ${msg}`);
+      void vscode.window.showErrorMessage(`MoE Lens: ${msg}`);
+      return;
+    }
+    svc.output.info(`select model ${file}: ${info.architecture}, ${info.nExpert} experts, k=${info.nExpertUsed}, ${info.nLayer} layers`);
+    svc.tracer.cancel();
+    try {
+      await svc.server.switchModel(file);
+    } catch (e) {
+      if (isCancellation(e)) return;
+      void vscode.window.showErrorMessage(`${errorMessage(e)} The previous model was restarted.`, "Show Log").then((a) => a && svc.output.show());
+      return;
+    }
+    // Remember it (the configuration listener sees the running model already matches).
+    await vscode.workspace.getConfiguration("moeLens").update("modelPath", file, vscode.ConfigurationTarget.Global);
+    void vscode.window.showInformationMessage(`MoE Lens: now using ${name} (${info.architecture}, ${info.nExpert} experts, k=${info.nExpertUsed}).`);
+  });
+}

@@ -1,0 +1,282 @@
+// End-to-end: MoE Lens in a real VS Code workbench (code-server 4.100.3 + Chromium).
+// One workbench for the file; the tests run in order and build on each other:
+//   1. the extension activates, the Routing panel loads, the status bar item shows;
+//   2. "Trace Document" on a sample file: the panel shows the real trace;
+//   3. hovering a token shows its experts per layer;
+//   4. "Toggle AMG" re-traces and the active-experts figure drops below k;
+//   5. killing moe-lens-server: the extension restarts it and traces again;
+//   6. "Select Model…" with a dense GGUF: a clear message, the MoE model keeps running.
+// Screenshots go to test-artifacts/e2e/. Skipped (not failed) only when code-server is not
+// installed (tools/setup-e2e.sh); a missing server binary, demo model or build fails.
+
+import test, { after, before } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import {
+  clearNotifications, closeQuickInput, extensionSource, openFile, panelFrame, repoRoot, requireBuilt, runCommand, screenshot, serverPids,
+  skipReason, startWorkbench, statusText, waitForFrameText, waitForNotification, waitForStatus, type Workbench,
+} from "./env";
+
+const skip = skipReason();
+if (skip) console.log(`# e2e skipped: ${skip}`);
+const root = repoRoot();
+/** The extension under test (this checkout unless MOE_LENS_E2E_EXTENSION_DIR says otherwise). */
+const ext = extensionSource(root);
+const SAMPLE = "demo-sample.md";
+
+const FALLBACK_SAMPLE = `# Routing notes
+
+Mixture-of-experts models route every token to a few experts. The router picks the experts
+with the highest scores, and the gate weights say how much each one contributes.
+
+\`\`\`python
+def route(scores, k):
+    return sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
+\`\`\`
+
+After the code block the text returns to prose, and the routing usually shifts back.
+`;
+
+function sampleText(): string {
+  const fixture = path.join(root, "test", "fixtures", "demo-sample.md");
+  return fs.existsSync(fixture) ? fs.readFileSync(fixture, "utf8") : FALLBACK_SAMPLE;
+}
+
+const TRACE_TIMEOUT = 120_000;
+let wb: Workbench | undefined;
+let baselineActive = NaN;
+let panelBaseline = "";
+/** Set once "Trace Document" worked; the later tests build on it. */
+let traced = false;
+const needTrace = () => assert.ok(traced, "this test needs the trace from \"Trace Document\" above, which failed");
+/** What the panel shows once it has a trace (token counts, perplexity, active experts). */
+const PANEL_DATA = /\d+\s*tokens|tokens\D{0,3}\d+|ppl|perplexity|active/i;
+let k = NaN;
+
+/** "act 1.62/2" from the status bar → [1.62, 2]. */
+function activeOf(status: string): [number, number] {
+  const m = /act (\d+(?:\.\d+)?)\/(\d+)/.exec(status);
+  assert.ok(m, `no active-experts figure in the status bar: "${status}"`);
+  return [Number(m[1]), Number(m[2])];
+}
+
+before(async () => {
+  if (skip) return;
+  requireBuilt(ext, [
+    ["out/extension.js", "run `npm run build`"],
+    ["out/webview/panel.js", "run `npm run build`"],
+  ]);
+  // MOE_LENS_E2E_MODEL: trace with another MoE GGUF instead of the bundled demo model.
+  const settings = process.env.MOE_LENS_E2E_MODEL ? { "moeLens.modelPath": path.resolve(process.env.MOE_LENS_E2E_MODEL) } : {};
+  wb = await startWorkbench({ sampleName: SAMPLE, sampleText: sampleText(), settings });
+});
+
+after(async () => {
+  if (wb) {
+    if (process.env.MOE_LENS_E2E_VERBOSE) console.log(wb.log.join("\n"));
+    await wb.close();
+  }
+});
+
+test("the extension activates: the Routing panel loads and the status bar shows the server state", { skip, timeout: 120_000 }, async () => {
+  const w = wb!;
+  await openFile(w.page, SAMPLE);
+  await runCommand(w.page, "MoE Lens: Show Routing Panel");
+  const frame = await panelFrame(w.page, 60_000);
+  assert.ok(frame, "panel frame");
+  const status = await waitForStatus(w.page, /· (stopped|ready|starting) ·/, 30_000);
+  assert.match(status, /baseline/);
+  await screenshot(w, "01-activated-panel");
+});
+
+test("Trace Document: the panel shows the real trace of the sample", { skip, timeout: TRACE_TIMEOUT + 30_000 }, async () => {
+  const w = wb!;
+  requireBuilt(ext, [["out/bin/moe-lens-server", "run `npm run build:native`"]]);
+  if (process.env.MOE_LENS_E2E_MODEL) assert.ok(fs.existsSync(process.env.MOE_LENS_E2E_MODEL), `MOE_LENS_E2E_MODEL=${process.env.MOE_LENS_E2E_MODEL} does not exist`);
+  else requireBuilt(ext, [["media/models/demo-moe.gguf", "build the demo model (see README, tools/train)"]]);
+  await openFile(w.page, SAMPLE);
+  await runCommand(w.page, "MoE Lens: Trace Document");
+  const status = await waitForStatus(w.page, /· ready · .* act \d/, TRACE_TIMEOUT);
+  [baselineActive, k] = activeOf(status);
+  assert.ok(k >= 1, "k from the trace");
+  assert.equal(baselineActive, k, "baseline routing keeps all k experts active");
+  assert.equal(serverPids(w).length, 1, "one moe-lens-server child of this workbench");
+  // The panel received the trace: it shows numbers for this run.
+  const text = await waitForFrameText(w.page, PANEL_DATA, 30_000);
+  assert.ok(text.length > 20, "the panel shows trace data");
+  panelBaseline = text;
+  traced = true;
+  await screenshot(w, "02-trace-document-panel");
+});
+
+test("hovering a traced token shows its experts and weights per layer", { skip, timeout: 60_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  const page = w.page;
+  await closeQuickInput(page);
+  // A word on a prose line of the editor (not the heading marker).
+  const editor = page.locator(".editor-instance .monaco-editor").first();
+  const lines = editor.locator(".view-lines .view-line");
+  const n = await lines.count();
+  let hovered = false;
+  for (let i = 0; i < n && !hovered; i++) {
+    const line = lines.nth(i);
+    const text = (await line.textContent()) ?? "";
+    if (!/[A-Za-z]{4,}/.test(text) || text.trim().startsWith("```")) continue;
+    const box = await line.boundingBox();
+    if (!box) continue;
+    const span = line.locator("span span").first();
+    const sbox = (await span.boundingBox()) ?? box;
+    await page.mouse.move(sbox.x + Math.min(30, sbox.width / 2), sbox.y + sbox.height / 2);
+    hovered = await page
+      .locator(".monaco-hover, .monaco-resizable-hover")
+      .filter({ hasText: "MoE Lens" })
+      .first()
+      .waitFor({ state: "visible", timeout: 5_000 })
+      .then(() => true, () => false);
+    if (!hovered) await page.mouse.move(0, 0);
+  }
+  assert.ok(hovered, "a MoE Lens hover appeared over a traced token");
+  const hover = (await page.locator(".monaco-hover, .monaco-resizable-hover").filter({ hasText: "MoE Lens" }).first().innerText()).trim();
+  assert.match(hover, /token \d+/);
+  assert.match(hover, /NLL/);
+  assert.match(hover, /L\d+\s+e\d+ [.\d]+/, "per-layer experts with weights");
+  assert.match(hover, /act \d/);
+  await page.waitForTimeout(400); // let the hover finish fading in
+  await screenshot(w, "03-hover-experts");
+  await page.mouse.move(0, 0);
+});
+
+test("Toggle AMG re-traces and the active-experts figure changes", { skip, timeout: TRACE_TIMEOUT + 30_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  await openFile(w.page, SAMPLE);
+  await runCommand(w.page, "MoE Lens: Toggle AMG");
+  const status = await waitForStatus(w.page, /· ready · AMG.* act \d/, TRACE_TIMEOUT);
+  const [active] = activeOf(status);
+  assert.ok(active < baselineActive, `AMG keeps fewer experts active: ${active} < ${baselineActive}`);
+  // The panel shows the new run too (its numbers differ from the baseline run's).
+  const end = Date.now() + 30_000;
+  let panelNow = panelBaseline;
+  while (panelNow === panelBaseline && Date.now() < end) {
+    await w.page.waitForTimeout(300);
+    panelNow = await waitForFrameText(w.page, PANEL_DATA, 10_000);
+  }
+  assert.notEqual(panelNow, panelBaseline, "the panel updated for the AMG run");
+  await screenshot(w, "04-amg-on");
+  // and back to baseline, so later tests trace the unmodified routing
+  await runCommand(w.page, "MoE Lens: Toggle AMG");
+  const back = await waitForStatus(w.page, /· ready · baseline .*act \d/, TRACE_TIMEOUT);
+  assert.equal(activeOf(back)[0], baselineActive);
+});
+
+test("killing the server: the extension restarts it and traces again", { skip, timeout: TRACE_TIMEOUT + 60_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  const [pid] = serverPids(w);
+  assert.ok(pid, "a running moe-lens-server");
+  await clearNotifications(w.page);
+  process.kill(pid, "SIGKILL");
+  await waitForNotification(w.page, /stopped unexpectedly.*Restarting/i, 30_000);
+  await screenshot(w, "05-server-crashed");
+  await waitForStatus(w.page, /· ready ·/, 60_000);
+  const pids = serverPids(w);
+  assert.equal(pids.length, 1);
+  assert.notEqual(pids[0], pid, "a new server process");
+  await openFile(w.page, SAMPLE);
+  await runCommand(w.page, "MoE Lens: Trace Document");
+  await waitForStatus(w.page, /· tracing ·/, 10_000).catch(() => undefined);
+  const status = await waitForStatus(w.page, /· ready · .*act \d/, TRACE_TIMEOUT);
+  assert.equal(activeOf(status)[0], baselineActive);
+  await screenshot(w, "06-recovered-trace");
+});
+
+test("Select Model… with a dense model gives a clear message and keeps the MoE model running", { skip, timeout: 90_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  const gen = path.join(root, "out", "bin", "test-llama-archs");
+  requireBuilt(root, [["out/bin/test-llama-archs", "run `npm run build:native`"]]);
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-dense-"));
+  execFileSync(gen, ["-a", "llama", "-o", dir], { stdio: "ignore" });
+  const dense = path.join(dir, "llama-dense.gguf");
+  assert.ok(fs.existsSync(dense), "test-llama-archs wrote a dense llama GGUF");
+  const before = serverPids(w);
+  const statusBefore = await statusText(w.page);
+  await clearNotifications(w.page);
+  await runCommand(w.page, "MoE Lens: Select Model…");
+  // code-server's simple file dialog: a quick input holding a path.
+  await w.page.locator(".quick-input-widget .quick-input-title", { hasText: "select a Mixture-of-Experts GGUF" }).waitFor({ timeout: 15_000 });
+  const input = w.page.locator(".quick-input-widget .quick-input-box input");
+  // The dialog fills in the start folder (asynchronously); type the path after that.
+  for (let i = 0; i < 50 && !(await input.inputValue()).endsWith("/"); i++) await w.page.waitForTimeout(100);
+  await w.page.waitForTimeout(300);
+  await input.fill(dense);
+  for (let i = 0; i < 20 && (await input.inputValue()) !== dense; i++) {
+    await w.page.waitForTimeout(200);
+    await input.fill(dense);
+  }
+  await w.page.waitForTimeout(500);
+  await screenshot(w, "07-select-model-dialog");
+  await w.page.keyboard.press("Enter");
+  const msg = await waitForNotification(w.page, /dense model/i, 30_000);
+  assert.match(msg, /llama-dense\.gguf/);
+  assert.match(msg, /Mixture-of-Experts/);
+  await w.page.waitForTimeout(700); // let the toast finish sliding in
+  await screenshot(w, "08-dense-model-message");
+  assert.deepEqual(serverPids(w), before, "the running server was not touched");
+  assert.equal(await statusText(w.page), statusBefore, "same model, same state");
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** Hovers the first or last text span of the view line showing `text`; the MoE Lens hover's text, or "" when none appears. */
+async function hoverLine(w: Workbench, text: string, which: "first" | "last", waitMs: number): Promise<string> {
+  const page = w.page;
+  await page.mouse.move(0, 0);
+  await page.waitForTimeout(300);
+  const norm = (s: string) => s.replace(/\u00a0/g, " ").trim();
+  const lines = page.locator(".editor-instance .monaco-editor .view-lines .view-line");
+  const n = await lines.count();
+  for (let i = 0; i < n; i++) {
+    const line = lines.nth(i);
+    if (norm((await line.textContent()) ?? "") !== norm(text)) continue;
+    const spans = line.locator("span span");
+    const span = which === "first" ? spans.first() : spans.last();
+    const box = await span.boundingBox();
+    assert.ok(box, `line "${text}" is visible`);
+    await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
+    const hover = page.locator(".monaco-hover, .monaco-resizable-hover").filter({ hasText: "MoE Lens" }).first();
+    const shown = await hover.waitFor({ state: "visible", timeout: waitMs }).then(() => true, () => false);
+    return shown ? (await hover.innerText()).trim() : "";
+  }
+  throw new Error(`no visible editor line "${text}"`);
+}
+
+test("after an edit, tokens before it keep their hover and tokens after it have none", { skip, timeout: 60_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  const lines = sampleText().split(/\r?\n/);
+  const prose = lines.map((t, i) => ({ t, i })).filter(({ t }) => /[A-Za-z]{4,}.*\s.*[A-Za-z]{4,}/.test(t) && !/^\s*(#|```|~~~)/.test(t));
+  assert.ok(prose.length >= 2, "the sample has two prose lines");
+  // Near the top, so both lines are on screen.
+  const before = prose[0];
+  const edit = prose[1];
+  await closeQuickInput(w.page);
+  // Go to the start of the second prose line and type there.
+  await runCommand(w.page, "Go to Line/Column...").catch(async () => {
+    await w.page.keyboard.press("Control+G");
+  });
+  const input = w.page.locator(".quick-input-widget .quick-input-box input");
+  await input.fill(`:${edit.i + 1}`);
+  await w.page.keyboard.press("Enter");
+  await w.page.keyboard.type("Edited ");
+  await w.page.waitForTimeout(500);
+  const kept = await hoverLine(w, before.t, "last", 5_000);
+  assert.match(kept, /L\d+\s+e\d+/, `a token before the edit keeps its hover (line ${before.i + 1})`);
+  const dropped = await hoverLine(w, `Edited ${edit.t}`, "last", 2_000);
+  assert.equal(dropped, "", `no hover after the edit (line ${edit.i + 1})`);
+  await screenshot(w, "09-after-edit");
+  await w.page.keyboard.press("Control+Z");
+});

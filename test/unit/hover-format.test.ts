@@ -1,0 +1,105 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import { fenceBoundaries, fmtWeight, shiftThresholds, formatTokenHover, layerLines, modelLabel, routingShifts, showPiece } from "../../extension/vscode/format";
+import type { TokenInfo } from "../../extension/core/trace-store";
+
+function token(L: number, K: number): TokenInfo {
+  const experts = new Int32Array(L * K), weights = new Float32Array(L * K);
+  for (let l = 0; l < L; l++) {
+    experts[l * K] = (l * 3) % 64;
+    experts[l * K + 1] = (l * 7 + 1) % 64;
+    weights[l * K] = 0.61;
+    weights[l * K + 1] = l % 2 ? 0 : 0.39;
+  }
+  return {
+    index: 12, piece: " wor`ld\n", tokenId: 4242, start: 0, end: 5, nll: 2.0794415,
+    experts, weights, entropy: new Float32Array(L).fill(1.2), active: new Uint8Array(L).map((_, l) => (l % 2 ? 1 : 2)),
+  };
+}
+
+test("weights print compactly", () => {
+  assert.equal(fmtWeight(0.61), ".61");
+  assert.equal(fmtWeight(0.389), ".39");
+  assert.equal(fmtWeight(1), "1.00");
+  assert.equal(fmtWeight(0), "0");
+  assert.equal(fmtWeight(NaN), "?");
+});
+
+test("one line per layer: model layer index, experts with weights, entropy, active", () => {
+  const lines = layerLines(token(2, 2), { moeLayers: [0, 12], k: 2, trainedK: 2, policyLabel: "baseline" });
+  assert.equal(lines.length, 2);
+  assert.match(lines[0], /^L0 {2,}e0 \.61 · e1 \.39 {2}H=1\.20 {2}act 2$/);
+  assert.match(lines[1], /^L12 {2}e3 \.61 · e8 0 +H=1\.20 {2}act 1$/);
+});
+
+test("48 layers stay one short line each", () => {
+  const L = 48;
+  const md = formatTokenHover(token(L, 8 > 2 ? 2 : 2), { moeLayers: [...Array(L).keys()], k: 2, trainedK: 2, policyLabel: "AMG τ=0.5" });
+  const block = md.split("```text\n")[1].split("\n```")[0].split("\n");
+  assert.equal(block.length, 48);
+  for (const l of block) assert.ok(l.length <= 48, `line too long: ${l}`);
+  // columns align: every "H=" at the same column
+  const col = block[0].indexOf("H=");
+  for (const l of block) assert.equal(l.indexOf("H="), col);
+});
+
+test("the hover header has the token, NLL in nats and bits, mean entropy, active/k and the policy", () => {
+  const md = formatTokenHover(token(2, 2), { moeLayers: [0, 1], k: 2, trainedK: 2, policyLabel: "AMG τ=0.5", truncated: true, alsoTokens: [3, 4] });
+  assert.match(md, /token 12 `·worˋld\\n` \(id 4242\)/);
+  assert.match(md, /NLL 2\.08 nats \(3\.00 bits\)/);
+  assert.match(md, /mean H 1\.20 nats/);
+  assert.match(md, /active 1\.50\/2/);
+  assert.match(md, /AMG τ=0\.5/);
+  assert.match(md, /split across tokens 3, 4/);
+  assert.match(md, /text changed after this trace/);
+  const t = token(1, 2);
+  t.nll = NaN;
+  assert.match(formatTokenHover(t, { moeLayers: [0], k: 2, trainedK: 2, policyLabel: "baseline" }), /NLL n\/a/);
+});
+
+test("pieces show whitespace and control characters visibly", () => {
+  assert.equal(showPiece(" a\tb\r\n\u0001"), "·a\\tb\\r\\n\\x01");
+});
+
+test("routing shift is 1 − Jaccard of the non-zero selected sets, averaged over layers", () => {
+  const L = 2, K = 2, n = 3;
+  // token0: {1,2},{3,4}; token1: {1,2},{5,6}; token2: {1,(7 zero-gated)},{5,6}
+  const experts = new Int32Array([1, 2, 3, 4, 1, 2, 5, 6, 1, 7, 5, 6]);
+  const weights = new Float32Array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1, 0, 0.5, 0.5]);
+  const s = routingShifts(experts, weights, n, L, K);
+  assert.equal(s[0], 0);
+  assert.equal(s[1], 0.5); // layer0 same (0), layer1 disjoint (1)
+  assert.equal(s[2], 0.25); // layer0 {1} vs {1,2}: 1 − 1/2; layer1 same
+});
+
+test("domain transitions from code fences: prose → lang → prose, CRLF aware", () => {
+  const text = "Intro text.\r\n```python\r\nx = 1\r\n```\r\nMore prose.\n~~~\nplain\n~~~\n";
+  const b = fenceBoundaries(text);
+  assert.equal(b.length, 4);
+  assert.deepEqual([b[0].from, b[0].to], ["prose", "python"]);
+  assert.equal(text.slice(b[0].offset, b[0].offset + 5), "x = 1");
+  assert.deepEqual([b[1].from, b[1].to], ["python", "prose"]);
+  assert.equal(text.slice(b[1].offset, b[1].offset + 4), "More");
+  assert.deepEqual([b[2].from, b[2].to], ["prose", "code"]);
+  assert.deepEqual([b[3].from, b[3].to], ["code", "prose"]);
+  assert.equal(text.slice(b[0].lineStart, b[0].lineEnd), "```python");
+});
+
+test("an unclosed fence gives one transition; a fence with info string does not close", () => {
+  const b = fenceBoundaries("a\n```js\nx\n```ts\ny\n");
+  assert.equal(b.length, 1);
+});
+
+test("model label is the file name without .gguf", () => {
+  assert.equal(modelLabel("/x/y/demo-moe.gguf"), "demo-moe");
+  assert.equal(modelLabel("C:\\m\\Qwen3-30B.GGUF"), "Qwen3-30B");
+});
+
+test("shift marks are relative to the trace: mean + 1σ and + 2σ, never below 0.2", () => {
+  const t = shiftThresholds(new Float32Array([0, 0.5, 0.5, 0.5, 0.5, 1]));
+  // tokens 1..5: mean 0.6, σ 0.2
+  assert.ok(Math.abs(t.medium - 0.8) < 1e-6);
+  assert.ok(Math.abs(t.strong - 1.0) < 1e-6);
+  assert.deepEqual(shiftThresholds(new Float32Array([0, 0, 0, 0])), { medium: 0.2, strong: 0.2 });
+  assert.equal(shiftThresholds(new Float32Array([0, 1])).medium, Infinity);
+});
