@@ -6,6 +6,7 @@
 
 import * as crypto from "node:crypto";
 import * as vscode from "vscode";
+import { renderPanelHtml } from "../../webview/html";
 import type { HostMessage, WebviewMessage } from "../../webview/protocol";
 import { validatePolicy } from "../core/policy-parse";
 import type { TraceRecord } from "../core/trace-store";
@@ -13,30 +14,6 @@ import type { Services } from "./services";
 import { errorMessage } from "./server-manager";
 
 export const ROUTING_VIEW_ID = "moeLens.routingPanel";
-
-interface PanelHtmlOptions {
-  scriptUri: string;
-  styleUri: string;
-  cspSource: string;
-  nonce: string;
-}
-
-/**
- * webview/html.ts's renderPanelHtml, loaded so that a checkout without the panel yet still
- * builds: esbuild bundles the module when it exists and leaves a require that fails
- * (caught here) when it does not. Then a placeholder page says what to build.
- */
-function loadRenderPanelHtml(): (o: PanelHtmlOptions) => string {
-  try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return (require("../../webview/html") as { renderPanelHtml: (o: PanelHtmlOptions) => string }).renderPanelHtml;
-  } catch {
-    return (o) =>
-      `<!DOCTYPE html><html><head><meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src ${o.cspSource} 'nonce-${o.nonce}';"></head>` +
-      `<body><p style="font-family: var(--vscode-font-family)">The routing panel is not built: <code>webview/html.ts</code> / <code>out/webview/panel.js</code> are missing. Run <code>npm run build</code>.</p></body></html>`;
-  }
-}
-const renderPanelHtml = loadRenderPanelHtml();
 
 export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposable {
   private view: vscode.WebviewView | undefined;

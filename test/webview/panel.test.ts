@@ -1,0 +1,201 @@
+// The built routing panel in headless Chromium under its real CSP, fed a real trace of the
+// demo model (recorded from moe-lens-server at the start of the suite): DOM, canvas pixels
+// for every colour mode, details on click, live policy controls, and the compare view.
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+import type { Trace } from "../../extension/core/trace";
+import { expertRgb, rampRgb, type Rgb } from "../../webview/colors";
+import type { DomainSegment, HostMessage } from "../../webview/protocol";
+import { DEMO_MODEL, ROOT, startServer } from "../helpers";
+import { ARTIFACTS, openPanel, type PanelPage } from "./harness";
+
+const MODEL = process.env.MOE_LENS_TEST_MODEL ?? DEMO_MODEL;
+const SAMPLE = fs.readFileSync(path.join(ROOT, "test", "fixtures", "demo-sample.md"), "utf8");
+
+let base: Trace, amg: Trace;
+let panel: PanelPage;
+
+function messages(id: string, label: string, t: Trace, batch = 48): HostMessage[] {
+  const out: HostMessage[] = [{ type: "traceStart", traceId: id, label, header: t.header }];
+  const c = t.columns, L = t.header.n_moe_layers, K = t.header.k, N = t.header.top_n;
+  for (let s = 0; s < c.count; s += batch) {
+    const e = Math.min(c.count, s + batch);
+    out.push({ type: "traceBatch", traceId: id, batch: {
+      start: s, count: e - s, tokenIds: c.tokenIds.slice(s, e), byteStart: c.byteStart.slice(s, e), byteEnd: c.byteEnd.slice(s, e),
+      pieces: c.pieces.slice(s, e), nll: c.nll.slice(s, e), experts: c.experts.slice(s * L * K, e * L * K), weights: c.weights.slice(s * L * K, e * L * K),
+      entropy: c.entropy.slice(s * L, e * L), active: c.active.slice(s * L, e * L),
+      topIds: N ? c.topIds!.slice(s * L * N, e * L * N) : undefined, topProbs: N ? c.topProbs!.slice(s * L * N, e * L * N) : undefined,
+    } });
+  }
+  out.push({ type: "traceEnd", traceId: id, summary: t.summary! });
+  return out;
+}
+
+/** Segments from the sample's markdown fences (prose / code), by token byte spans. */
+function fenceSegments(t: Trace): DomainSegment[] {
+  const bytes = Buffer.from(SAMPLE, "utf8");
+  const fences: number[] = [];
+  for (let i = bytes.indexOf("```"); i >= 0; i = bytes.indexOf("```", i + 3)) fences.push(i);
+  const tokenAt = (b: number) => { let i = 0; while (i < t.columns.count && t.columns.byteEnd[i] <= b) i++; return i; };
+  const segs: DomainSegment[] = [];
+  let start = 0, inCode = false;
+  for (const f of fences) {
+    const tok = tokenAt(f);
+    if (tok > start) segs.push({ start, end: tok, domain: inCode ? "code" : "prose", source: "fence" });
+    start = tok;
+    inCode = !inCode;
+  }
+  segs.push({ start, end: t.columns.count, domain: inCode ? "code" : "prose", source: "fence" });
+  return segs;
+}
+
+before(async () => {
+  const server = await startServer(MODEL);
+  try {
+    const info = await server.client.modelInfo();
+    base = await server.client.trace({ text: SAMPLE, top_n: info.n_expert });
+    amg = await server.client.trace({ text: SAMPLE, top_n: info.n_expert, policy: { amg: { threshold: 0.5 } } });
+  } finally {
+    await server.stop();
+  }
+  const L = base.header.n_moe_layers;
+  CELLS = [[1, 0], [5, Math.min(1, L - 1)], [12, Math.min(2, L - 1)], [20, Math.min(3, L - 1)]];
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  panel = await openPanel();
+  await panel.send(messages("base", "demo-sample.md · baseline", base));
+  await panel.send([{ type: "segments", traceId: "base", segments: fenceSegments(base), transitions: [] }, { type: "policy", policy: {}, trainedK: base.header.k, maxK: base.header.k, antAvailable: false }]);
+  await panel.page.waitForFunction((n) => (window as unknown as { moeLens: { current?: { count: number } } }).moeLens.current?.count === n, base.columns.count);
+});
+after(async () => panel?.close());
+
+async function pixel(t: number, m: number): Promise<Rgb> {
+  return panel.page.evaluate(([t, m]) => {
+    const h = (window as unknown as { moeLens: { heatmap: { canvas: HTMLCanvasElement; cellCenter(t: number, m: number): { x: number; y: number } } } }).moeLens.heatmap;
+    const c = h.cellCenter(t, m);
+    const d = h.canvas.getContext("2d")!.getImageData(Math.round(c.x), Math.round(c.y), 1, 1).data;
+    return [d[0], d[1], d[2]] as [number, number, number];
+  }, [t, m]);
+}
+
+async function setMode(mode: string): Promise<void> {
+  await panel.page.selectOption("#color-mode", mode);
+  await panel.page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+}
+
+function top1(t: Trace, i: number, m: number): number {
+  const L = t.header.n_moe_layers, K = t.header.k, at = (i * L + m) * K;
+  let best = 0;
+  for (let j = 1; j < K; j++) if (t.columns.weights[at + j] > t.columns.weights[at + best]) best = j;
+  return t.columns.experts[at + best];
+}
+
+let CELLS: Array<[number, number]> = [];
+
+describe("routing panel", () => {
+  test("loads under the strict CSP and shows the streamed trace", async () => {
+    assert.deepEqual(panel.cspViolations, []);
+    assert.deepEqual(panel.consoleErrors, []);
+    const summary = await panel.page.textContent("#summary");
+    assert.match(summary!, new RegExp(`${base.columns.count} tokens`));
+    assert.match(summary!, /avg active \d\.\d\d\/\d/);
+    const csp = await panel.page.getAttribute('meta[http-equiv="Content-Security-Policy"]', "content");
+    assert.match(csp!, /default-src 'none'/);
+    assert.match(csp!, /script-src 'nonce-/);
+    assert.equal(await panel.page.$$eval("[onclick],[onload],[onerror]", (e) => e.length), 0);
+  });
+
+  test("top-1 expert mode paints each cell in its expert's colour", async () => {
+    await setMode("top1");
+    for (const [t, m] of CELLS) assert.deepEqual(await pixel(t, m), expertRgb(top1(base, t, m)), `cell ${t},${m}`);
+    await panel.page.screenshot({ path: path.join(ARTIFACTS, "mode-top1.png"), fullPage: true });
+  });
+
+  test("sequential modes follow the recorded numbers", async () => {
+    const L = base.header.n_moe_layers, K = base.header.k, E = base.header.model.n_expert;
+    const c = base.columns;
+    const expert = top1(base, 5, 1);
+    await panel.page.fill("#expert", String(expert));
+    await panel.page.dispatchEvent("#expert", "change");
+    const expectations: Record<string, (t: number, m: number) => Rgb> = {
+      weight: (t, m) => {
+        const at = (t * L + m) * K;
+        let w = 0;
+        for (let j = 0; j < K; j++) if (c.experts[at + j] === expert) w = c.weights[at + j];
+        return rampRgb(w);
+      },
+      entropy: (t, m) => rampRgb(c.entropy[t * L + m] / Math.log(E)),
+      active: (t, m) => rampRgb(c.active[t * L + m] / K),
+      shift: (t, m) => {
+        const set = (i: number) => new Set(Array.from(c.experts.subarray((i * L + m) * K, (i * L + m + 1) * K)).filter((_, j) => c.weights[(i * L + m) * K + j] !== 0));
+        const a = set(t), b = set(t - 1);
+        const inter = [...a].filter((e) => b.has(e)).length;
+        return rampRgb(1 - inter / (a.size + b.size - inter));
+      },
+    };
+    for (const [mode, expect] of Object.entries(expectations)) {
+      await setMode(mode);
+      for (const [t, m] of CELLS) {
+        const got = await pixel(t, m), want = expect(t, m);
+        for (let i = 0; i < 3; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1, `${mode} cell ${t},${m}: ${got} vs ${want}`);
+      }
+      await panel.page.screenshot({ path: path.join(ARTIFACTS, `mode-${mode}.png`), fullPage: true });
+    }
+    const state = await panel.page.evaluate(() => (window as unknown as { __state: { mode: string } }).__state);
+    assert.equal(state.mode, "shift", "UI state is saved for restore");
+    await setMode("top1");
+  });
+
+  test("clicking a cell shows its experts, weights and router probabilities and reveals the token", async () => {
+    const [t, m] = [5, 1];
+    const pos = await panel.page.evaluate(([t, m]) => (window as unknown as { moeLens: { heatmap: { cellCenter(t: number, m: number): { x: number; y: number } } } }).moeLens.heatmap.cellCenter(t, m), [t, m]);
+    await panel.page.click("canvas.heatmap", { position: { x: pos.x, y: pos.y } });
+    const text = (await panel.page.textContent("#details"))!;
+    const L = base.header.n_moe_layers, K = base.header.k, N = base.header.top_n;
+    for (let j = 0; j < K; j++) {
+      assert.ok(text.includes(`e${base.columns.experts[(t * L + m) * K + j]}`));
+      assert.ok(text.includes(base.columns.weights[(t * L + m) * K + j].toFixed(4)));
+    }
+    assert.ok(text.includes(base.columns.topProbs![(t * L + m) * N].toFixed(4)), "top router probability shown");
+    assert.match(text, new RegExp(`Token ${t} `));
+    const posted = await panel.posted();
+    assert.ok(posted.some((p) => p.type === "revealToken" && p.token === t && p.traceId === "base"));
+    await panel.page.screenshot({ path: path.join(ARTIFACTS, "details.png"), fullPage: true });
+  });
+
+  test("keyboard moves the cell cursor and Enter opens details", async () => {
+    await panel.page.focus("canvas.heatmap");
+    await panel.page.keyboard.press("ArrowRight");
+    await panel.page.keyboard.press("ArrowDown");
+    await panel.page.keyboard.press("Enter");
+    assert.match((await panel.page.textContent("#details"))!, /Token 6 .*layer/);
+  });
+
+  test("policy controls post a validated policy for a live re-trace", async () => {
+    await panel.page.click("#ctl-amg");
+    await panel.page.waitForFunction(() => (window as unknown as { __posted: Array<{ type: string }> }).__posted.some((m) => m.type === "applyPolicy"), undefined, { timeout: 5000 });
+    const applied = (await panel.posted()).filter((p) => p.type === "applyPolicy").pop() as unknown as { policy: { amg?: { threshold: number } } };
+    assert.equal(applied.policy.amg?.threshold, 0.9);
+    assert.equal(await panel.page.evaluate(() => (document.getElementById("ctl-ant") as HTMLElement & { disabled: boolean }).disabled), true, "Ant is disabled without a predictor");
+  });
+
+  test("compare view shows both policies side by side with their difference", async () => {
+    await panel.send(messages("amg", "demo-sample.md · AMG τ=0.5", amg));
+    await panel.send([{ type: "compare", leftTraceId: "base", rightTraceId: "amg" }]);
+    await panel.page.waitForSelector("#compare-summary");
+    const rows = await panel.page.$$eval("#compare-summary tr", (trs) => trs.map((r) => Array.from(r.children).map((c) => c.textContent ?? "")));
+    const active = rows.find((r) => r[0] === "avg active experts")!;
+    assert.equal(Number(active[1]), Number(base.summary!.avg_active.toFixed(2)));
+    assert.equal(Number(active[2]), Number(amg.summary!.avg_active.toFixed(2)));
+    assert.ok(Number(active[3]) < 0, "AMG lowers the active experts");
+    assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 2);
+    await panel.page.screenshot({ path: path.join(ARTIFACTS, "compare.png"), fullPage: true });
+  });
+
+  test("charts render", async () => {
+    await panel.page.waitForFunction(() => document.querySelectorAll(".charts canvas").length >= 4, undefined, { timeout: 5000 });
+    assert.deepEqual(panel.cspViolations, []);
+    assert.deepEqual(panel.consoleErrors, []);
+  });
+});

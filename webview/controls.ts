@@ -1,0 +1,150 @@
+// Policy controls (@vscode-elements/elements). Changes are applied live: after a short
+// debounce the panel posts `applyPolicy` and the host re-traces with it.
+import "@vscode-elements/elements/dist/vscode-button/index.js";
+import "@vscode-elements/elements/dist/vscode-checkbox/index.js";
+import "@vscode-elements/elements/dist/vscode-option/index.js";
+import "@vscode-elements/elements/dist/vscode-single-select/index.js";
+import "@vscode-elements/elements/dist/vscode-textfield/index.js";
+import type { Policy } from "./protocol";
+
+type Field = HTMLElement & { value: string; disabled: boolean };
+type Check = HTMLElement & { checked: boolean; disabled: boolean };
+
+export interface ControlValues {
+  amg: boolean; threshold: string; minK: string; amgMode: string; maxK: string;
+  beta: boolean; betaValue: string; betaForm: string; pi: boolean; ant: boolean; gamma: string;
+}
+
+export class PolicyControls {
+  readonly root: HTMLElement;
+  private readonly els: Record<string, HTMLElement> = {};
+  private timer = 0;
+  private error: HTMLElement;
+
+  constructor(parent: HTMLElement, private readonly onApply: (p: Policy) => void, private readonly onCompare: (p: Policy) => void, private readonly onChange: (v: ControlValues) => void) {
+    this.root = document.createElement("section");
+    this.root.className = "controls";
+    this.root.setAttribute("aria-label", "Gating policy");
+    const row = (...children: HTMLElement[]) => {
+      const d = document.createElement("div");
+      d.className = "control-row";
+      d.append(...children);
+      this.root.append(d);
+    };
+    row(this.check("amg", "AMG"), this.field("threshold", "τ", "0.9"), this.field("minK", "min k", "1"), this.select("amgMode", "AMG over", [["selected", "selected experts"], ["full", "full distribution (top-p)"]]), this.field("maxK", "max k", ""));
+    row(this.check("beta", "β memory"), this.field("betaValue", "β", "0.9"), this.select("betaForm", "β form", [["raw", "raw"], ["scale_preserving", "scale-preserving"]]), this.check("pi", "Π precision"), this.check("ant", "Ant"), this.field("gamma", "γ", "0.5"));
+    const apply = document.createElement("vscode-button");
+    apply.textContent = "Apply";
+    apply.id = "apply-policy";
+    apply.addEventListener("click", () => this.apply());
+    const compare = document.createElement("vscode-button");
+    compare.textContent = "Compare with baseline";
+    compare.id = "compare-policy";
+    compare.setAttribute("secondary", "");
+    compare.addEventListener("click", () => {
+      const p = this.policy();
+      if (p) this.onCompare(p);
+    });
+    this.error = document.createElement("span");
+    this.error.className = "control-error";
+    this.error.setAttribute("role", "alert");
+    row(apply, compare, this.error);
+    parent.append(this.root);
+  }
+
+  private check(id: string, label: string): HTMLElement {
+    const c = document.createElement("vscode-checkbox") as Check;
+    c.id = `ctl-${id}`;
+    c.setAttribute("label", label);
+    c.addEventListener("change", () => this.changed());
+    this.els[id] = c;
+    return c;
+  }
+
+  private field(id: string, label: string, value: string): HTMLElement {
+    const f = document.createElement("vscode-textfield") as Field;
+    f.id = `ctl-${id}`;
+    f.setAttribute("aria-label", label);
+    f.setAttribute("placeholder", label);
+    f.className = "num";
+    f.value = value;
+    f.addEventListener("change", () => this.changed());
+    const wrap = document.createElement("label");
+    wrap.className = "field";
+    wrap.append(`${label} `, f);
+    this.els[id] = f;
+    return wrap;
+  }
+
+  private select(id: string, label: string, options: Array<[string, string]>): HTMLElement {
+    const s = document.createElement("vscode-single-select") as Field;
+    s.id = `ctl-${id}`;
+    s.setAttribute("aria-label", label);
+    for (const [value, text] of options) {
+      const o = document.createElement("vscode-option");
+      o.setAttribute("value", value);
+      o.textContent = text;
+      s.append(o);
+    }
+    s.addEventListener("change", () => this.changed());
+    this.els[id] = s;
+    return s;
+  }
+
+  values(): ControlValues {
+    const v = (id: string) => (this.els[id] as Field).value ?? "";
+    const c = (id: string) => !!(this.els[id] as Check).checked;
+    return { amg: c("amg"), threshold: v("threshold"), minK: v("minK"), amgMode: v("amgMode") || "selected", maxK: v("maxK"), beta: c("beta"), betaValue: v("betaValue"), betaForm: v("betaForm") || "raw", pi: c("pi"), ant: c("ant"), gamma: v("gamma") };
+  }
+
+  setValues(v: Partial<ControlValues>): void {
+    for (const [k, val] of Object.entries(v)) {
+      const el = this.els[k];
+      if (!el) continue;
+      if (typeof val === "boolean") (el as Check).checked = val;
+      else (el as Field).value = String(val);
+    }
+  }
+
+  setAntAvailable(available: boolean): void {
+    const ant = this.els.ant as Check;
+    ant.disabled = !available;
+    ant.title = available ? "" : "Ant needs a fitted predictor: run “MoE Lens: Calibrate Ant on Text…”";
+    if (!available) ant.checked = false;
+  }
+
+  /** The policy the controls describe, or undefined (with a visible message) when a value is invalid. */
+  policy(): Policy | undefined {
+    const v = this.values();
+    const num = (s: string, what: string, lo: number, hi: number, int = false): number => {
+      const x = Number(s);
+      if (s.trim() === "" || !Number.isFinite(x) || x < lo || x > hi || (int && !Number.isInteger(x))) throw new Error(`${what} must be ${int ? "an integer" : "a number"} in [${lo}, ${hi}]`);
+      return x;
+    };
+    try {
+      const p: Policy = {};
+      if (v.amg) p.amg = { threshold: num(v.threshold, "τ", 0.01, 1), min_k: num(v.minK || "1", "min k", 1, 4096, true), mode: v.amgMode === "full" ? "full" : "selected" };
+      if (v.maxK.trim()) p.max_k = num(v.maxK, "max k", 1, 4096, true);
+      if (v.beta) p.beta = { beta: num(v.betaValue, "β", 0, 0.999), form: v.betaForm === "scale_preserving" ? "scale_preserving" : "raw" };
+      if (v.pi) p.pi = {};
+      if (v.ant) p.ant = { gamma: num(v.gamma, "γ", 0, 10) };
+      this.error.textContent = "";
+      return p;
+    } catch (err) {
+      this.error.textContent = (err as Error).message;
+      return undefined;
+    }
+  }
+
+  private changed(): void {
+    this.onChange(this.values());
+    clearTimeout(this.timer);
+    this.timer = window.setTimeout(() => this.apply(), 300);
+  }
+
+  apply(): void {
+    clearTimeout(this.timer);
+    const p = this.policy();
+    if (p) this.onApply(p);
+  }
+}

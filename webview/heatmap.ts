@@ -1,0 +1,245 @@
+// The routing heatmap: tokens along x, MoE layers along y, on one <canvas> that draws only
+// the visible columns (virtualised), so 20k tokens × 48 layers stays cheap. Redraws are
+// coalesced into one requestAnimationFrame. Keyboard: arrows move a cell cursor, Enter
+// opens its details, +/- zoom; the live region announces the cell for screen readers.
+import { css, expertRgb, rampRgb, type Rgb } from "./colors";
+import type { PanelTrace } from "./store";
+
+export type ColorMode = "top1" | "weight" | "entropy" | "active" | "shift";
+export const COLOR_MODES: Array<{ id: ColorMode; label: string }> = [
+  { id: "top1", label: "Top-1 expert" },
+  { id: "weight", label: "Weight of chosen expert" },
+  { id: "entropy", label: "Router entropy" },
+  { id: "active", label: "Active experts (after AMG)" },
+  { id: "shift", label: "Routing shift from previous token" },
+];
+
+export const GUTTER = 40;   // layer labels
+export const HEADER = 18;   // token text strip
+export const NLL_STRIP = 12;
+
+export interface HeatmapEvents {
+  onSelect(t: number, m: number): void;
+  onView?(firstToken: number, lastToken: number): void;
+}
+
+export class Heatmap {
+  readonly scroller: HTMLDivElement;
+  readonly canvas: HTMLCanvasElement;
+  private readonly spacer: HTMLDivElement;
+  private readonly live: HTMLDivElement;
+  private trace?: PanelTrace;
+  private frame = 0;
+  mode: ColorMode = "top1";
+  expert = 0;
+  highlight = -1;
+  cellW = 8;
+  cellH = 14;
+  cursor = { t: 0, m: 0 };
+  /** Frames drawn (for the benchmark and tests). */
+  frames = 0;
+
+  constructor(parent: HTMLElement, private readonly label: string, private readonly events: HeatmapEvents) {
+    this.scroller = document.createElement("div");
+    this.scroller.className = "heatmap-scroller";
+    this.spacer = document.createElement("div");
+    this.spacer.className = "heatmap-spacer";
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "heatmap";
+    this.canvas.tabIndex = 0;
+    this.canvas.setAttribute("role", "img");
+    this.canvas.setAttribute("aria-label", `${label}: routing heatmap, tokens across, MoE layers down. Arrow keys move, Enter shows details, plus and minus zoom.`);
+    this.live = document.createElement("div");
+    this.live.className = "sr-only";
+    this.live.setAttribute("aria-live", "polite");
+    this.scroller.append(this.canvas, this.spacer);
+    parent.append(this.scroller, this.live);
+    this.scroller.addEventListener("scroll", () => this.requestDraw(), { passive: true });
+    this.scroller.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
+    this.canvas.addEventListener("click", (e) => this.onClick(e));
+    this.canvas.addEventListener("keydown", (e) => this.onKey(e));
+    new ResizeObserver(() => this.requestDraw()).observe(this.scroller);
+  }
+
+  setTrace(trace: PanelTrace | undefined): void {
+    this.trace = trace;
+    this.requestDraw();
+  }
+
+  requestDraw(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.draw();
+    });
+  }
+
+  setZoom(cellW: number, anchorX?: number): void {
+    const old = this.cellW;
+    this.cellW = Math.max(1, Math.min(48, cellW));
+    if (anchorX !== undefined) {
+      const tokenAtAnchor = (this.scroller.scrollLeft + anchorX - GUTTER) / old;
+      this.updateSpacer();
+      this.scroller.scrollLeft = Math.max(0, tokenAtAnchor * this.cellW - anchorX + GUTTER);
+    }
+    this.requestDraw();
+  }
+
+  /** Colour of cell (t, m) in the current mode. */
+  cellRgb(t: number, m: number): Rgb {
+    const tr = this.trace!;
+    switch (this.mode) {
+      case "top1": return expertRgb(tr.top1(t, m));
+      case "weight": return rampRgb(tr.weightOf(t, m, this.expert));
+      case "entropy": return rampRgb(tr.entropy[t * tr.L + m] / Math.log(Math.max(2, tr.E)));
+      case "active": return rampRgb(tr.active[t * tr.L + m] / Math.max(1, tr.K));
+      case "shift": return rampRgb(tr.shift(t, m));
+    }
+  }
+
+  /** Canvas-pixel centre of cell (t, m) for the current scroll (tests and a11y). */
+  cellCenter(t: number, m: number): { x: number; y: number } {
+    return { x: GUTTER + (t + 0.5) * this.cellW - this.scroller.scrollLeft, y: HEADER + (m + 0.5) * this.cellH };
+  }
+
+  private updateSpacer(): void {
+    const n = this.trace?.count ?? 0;
+    this.spacer.style.width = `${GUTTER + n * this.cellW}px`;
+  }
+
+  private draw(): void {
+    const tr = this.trace;
+    this.updateSpacer();
+    const width = Math.max(50, this.scroller.clientWidth);
+    const L = tr?.L ?? 0;
+    const height = HEADER + L * this.cellH + NLL_STRIP;
+    const dpr = window.devicePixelRatio || 1;
+    if (this.canvas.width !== Math.round(width * dpr) || this.canvas.height !== Math.round(height * dpr)) {
+      this.canvas.width = Math.round(width * dpr);
+      this.canvas.height = Math.round(height * dpr);
+      this.canvas.style.width = `${width}px`;
+      this.canvas.style.height = `${height}px`;
+      this.scroller.style.height = `${height + 14}px`;
+    }
+    const g = this.canvas.getContext("2d")!;
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    const style = getComputedStyle(document.body);
+    const fg = style.getPropertyValue("--vscode-foreground").trim() || "#888";
+    const bg = style.getPropertyValue("--vscode-editor-background").trim() || "#1e1e1e";
+    g.fillStyle = bg;
+    g.fillRect(0, 0, width, height);
+    this.frames++;
+    if (!tr || tr.count === 0) return;
+
+    const scroll = this.scroller.scrollLeft;
+    const first = Math.max(0, Math.floor(scroll / this.cellW));
+    const last = Math.min(tr.count - 1, Math.ceil((scroll + width - GUTTER) / this.cellW));
+    const cw = this.cellW, ch = this.cellH;
+    const gap = cw >= 4 ? 1 : 0;
+    for (let t = first; t <= last; t++) {
+      const x = GUTTER + t * cw - scroll;
+      for (let m = 0; m < L; m++) {
+        g.fillStyle = css(this.cellRgb(t, m));
+        g.fillRect(x, HEADER + m * ch, cw - gap, ch - 1);
+      }
+      // NLL strip: darker = more surprising (scaled to 8 nats).
+      const nll = tr.nll[t];
+      g.fillStyle = Number.isFinite(nll) ? css(rampRgb(1 - Math.min(1, nll / 8))) : bg;
+      g.fillRect(x, HEADER + L * ch + 2, cw - gap, NLL_STRIP - 3);
+    }
+    // Expert highlight: outline every cell where the chosen expert is selected.
+    if (this.highlight >= 0) {
+      g.strokeStyle = fg;
+      g.lineWidth = 1.5;
+      for (let t = first; t <= last; t++)
+        for (let m = 0; m < L; m++)
+          if (tr.weightOf(t, m, this.highlight) > 0) g.strokeRect(GUTTER + t * cw - scroll + 0.75, HEADER + m * ch + 0.75, Math.max(1, cw - gap - 1.5), ch - 2.5);
+    }
+    // Domain segments: a boundary line and the label.
+    g.font = "10px var(--vscode-font-family, sans-serif)";
+    for (const s of tr.segments) {
+      const x = GUTTER + s.start * cw - scroll;
+      if (x < GUTTER - 1 || x > width) continue;
+      g.fillStyle = fg;
+      g.fillRect(x - 1, 0, 2, HEADER + L * ch);
+      g.fillText(s.domain, x + 3, 10);
+    }
+    // Token text when there is room for it.
+    if (cw >= 14 && tr.segments.length === 0) {
+      g.fillStyle = fg;
+      for (let t = first; t <= last; t++) {
+        const p = (tr.pieces[t] ?? "").replace(/\n/g, "⏎").replace(/ /g, "·");
+        g.fillText(p.slice(0, Math.max(1, Math.floor(cw / 6))), GUTTER + t * cw - scroll + 1, 12, cw - 1);
+      }
+    }
+    // Gutter with layer labels, drawn last so cells scroll under it.
+    g.fillStyle = bg;
+    g.fillRect(0, 0, GUTTER, height);
+    g.fillStyle = fg;
+    for (let m = 0; m < L; m++) if (ch >= 10 || m % 4 === 0) g.fillText(`L${tr.header.model.moe_layers[m]}`, 2, HEADER + m * ch + ch - 3);
+    g.fillText("NLL", 2, HEADER + L * ch + NLL_STRIP - 2);
+    // Keyboard cursor.
+    if (document.activeElement === this.canvas) {
+      const c = this.cellCenter(this.cursor.t, this.cursor.m);
+      g.strokeStyle = fg;
+      g.lineWidth = 2;
+      g.strokeRect(c.x - cw / 2, c.y - ch / 2, cw, ch);
+    }
+    this.events.onView?.(first, last);
+  }
+
+  private hit(e: MouseEvent): { t: number; m: number } | undefined {
+    const tr = this.trace;
+    if (!tr) return undefined;
+    const t = Math.floor((e.offsetX - GUTTER + this.scroller.scrollLeft) / this.cellW);
+    const m = Math.floor((e.offsetY - HEADER) / this.cellH);
+    if (e.offsetX < GUTTER || t < 0 || t >= tr.count || m < 0 || m >= tr.L) return undefined;
+    return { t, m };
+  }
+
+  private onClick(e: MouseEvent): void {
+    const h = this.hit(e);
+    if (!h) return;
+    this.cursor = h;
+    this.canvas.focus();
+    this.announce();
+    this.events.onSelect(h.t, h.m);
+    this.requestDraw();
+  }
+
+  private onWheel(e: WheelEvent): void {
+    if (!e.ctrlKey) return;
+    e.preventDefault();
+    this.setZoom(this.cellW * (e.deltaY < 0 ? 1.25 : 0.8), e.offsetX);
+  }
+
+  private onKey(e: KeyboardEvent): void {
+    const tr = this.trace;
+    if (!tr) return;
+    const c = this.cursor;
+    switch (e.key) {
+      case "ArrowLeft": c.t = Math.max(0, c.t - 1); break;
+      case "ArrowRight": c.t = Math.min(tr.count - 1, c.t + 1); break;
+      case "ArrowUp": c.m = Math.max(0, c.m - 1); break;
+      case "ArrowDown": c.m = Math.min(tr.L - 1, c.m + 1); break;
+      case "Home": c.t = 0; break;
+      case "End": c.t = tr.count - 1; break;
+      case "Enter": case " ": this.events.onSelect(c.t, c.m); break;
+      case "+": case "=": this.setZoom(this.cellW * 1.25); break;
+      case "-": this.setZoom(this.cellW * 0.8); break;
+      default: return;
+    }
+    e.preventDefault();
+    const x = GUTTER + c.t * this.cellW;
+    if (x - GUTTER < this.scroller.scrollLeft) this.scroller.scrollLeft = x - GUTTER;
+    else if (x + this.cellW > this.scroller.scrollLeft + this.scroller.clientWidth) this.scroller.scrollLeft = x + this.cellW - this.scroller.clientWidth;
+    this.announce();
+    this.requestDraw();
+  }
+
+  private announce(): void {
+    const tr = this.trace!;
+    const { t, m } = this.cursor;
+    this.live.textContent = `token ${t} ${JSON.stringify(tr.pieces[t] ?? "")}, layer ${tr.header.model.moe_layers[m]}, top expert ${tr.top1(t, m)}, ${tr.active[t * tr.L + m]} active`;
+  }
+}

@@ -1,0 +1,321 @@
+// The routing panel: receives HostMessages (webview/protocol.ts), keeps each trace as typed
+// arrays (store.ts), draws the heatmap (heatmap.ts), charts (charts.ts), policy controls
+// (controls.ts), cell details and a compare view. UI state survives hide/show via
+// acquireVsCodeApi().getState/setState; trace data is replayed by the host on `ready`.
+import { Charts } from "./charts";
+import { css, expertRgb } from "./colors";
+import { PolicyControls, type ControlValues } from "./controls";
+import { COLOR_MODES, Heatmap, type ColorMode } from "./heatmap";
+import type { HostMessage, WebviewMessage } from "./protocol";
+import { PanelTrace } from "./store";
+
+interface VsCodeApi {
+  postMessage(m: WebviewMessage): void;
+  getState(): unknown;
+  setState(s: unknown): void;
+}
+declare function acquireVsCodeApi(): VsCodeApi;
+
+interface UiState {
+  mode: ColorMode;
+  expert: number;
+  highlight: number;
+  cellW: number;
+  controls?: ControlValues;
+}
+
+const vscode = acquireVsCodeApi();
+const state: UiState = { mode: "top1", expert: 0, highlight: -1, cellW: 8, ...((vscode.getState() as Partial<UiState>) ?? {}) };
+const traces = new Map<string, PanelTrace>();
+let current: PanelTrace | undefined;
+let chartTimer = 0;
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+const app = document.getElementById("app")!;
+app.replaceChildren();
+const header = el("header", "summary");
+header.setAttribute("aria-live", "polite");
+header.id = "summary";
+const toolbar = el("div", "toolbar");
+const modeSelect = el("select");
+modeSelect.id = "color-mode";
+modeSelect.setAttribute("aria-label", "Colour mode");
+for (const m of COLOR_MODES) modeSelect.append(new Option(m.label, m.id));
+const expertInput = el("input");
+expertInput.type = "number";
+expertInput.min = "0";
+expertInput.id = "expert";
+expertInput.setAttribute("aria-label", "Chosen expert (weight mode and highlight)");
+const highlightBox = el("input");
+highlightBox.type = "checkbox";
+highlightBox.id = "highlight";
+const highlightLabel = el("label", "inline");
+highlightLabel.append(highlightBox, " highlight expert everywhere");
+const zoomOut = el("button", "icon", "−");
+zoomOut.setAttribute("aria-label", "Zoom out");
+const zoomIn = el("button", "icon", "+");
+zoomIn.setAttribute("aria-label", "Zoom in");
+const legend = el("div", "legend");
+toolbar.append(el("span", "", "Colour"), modeSelect, el("span", "", "Expert"), expertInput, highlightLabel, zoomOut, zoomIn, legend);
+
+const heatmapHost = el("section", "heatmap-host");
+heatmapHost.setAttribute("aria-label", "Routing heatmap");
+const details = el("section", "details");
+details.id = "details";
+details.setAttribute("aria-live", "polite");
+const compareHost = el("section", "compare");
+compareHost.id = "compare";
+compareHost.hidden = true;
+const transitionsHost = el("section", "transitions");
+transitionsHost.id = "transitions";
+
+const heatmap = new Heatmap(heatmapHost, "Current trace", { onSelect: (t, m) => current && showDetails(current, t, m) });
+const controls = new PolicyControls(app, (policy) => post({ type: "applyPolicy", policy }), (right) => post({ type: "requestCompare", left: {}, right }), (v) => save({ controls: v }));
+app.append(header, toolbar, heatmapHost, details, transitionsHost, compareHost);
+const charts = new Charts(app);
+
+function post(m: WebviewMessage): void {
+  vscode.postMessage(m);
+}
+
+function save(patch: Partial<UiState>): void {
+  Object.assign(state, patch);
+  vscode.setState(state);
+}
+
+function applyUiState(): void {
+  modeSelect.value = state.mode;
+  expertInput.value = String(state.expert);
+  highlightBox.checked = state.highlight >= 0;
+  heatmap.mode = state.mode;
+  heatmap.expert = state.expert;
+  heatmap.highlight = state.highlight;
+  heatmap.setZoom(state.cellW);
+  if (state.controls) controls.setValues(state.controls);
+  renderLegend();
+}
+
+modeSelect.addEventListener("change", () => {
+  save({ mode: modeSelect.value as ColorMode });
+  applyUiState();
+});
+expertInput.addEventListener("change", () => {
+  const e = Math.max(0, Math.floor(Number(expertInput.value) || 0));
+  save({ expert: e, highlight: highlightBox.checked ? e : -1 });
+  applyUiState();
+});
+highlightBox.addEventListener("change", () => {
+  save({ highlight: highlightBox.checked ? state.expert : -1 });
+  applyUiState();
+});
+zoomIn.addEventListener("click", () => { heatmap.setZoom(heatmap.cellW * 1.25); save({ cellW: heatmap.cellW }); });
+zoomOut.addEventListener("click", () => { heatmap.setZoom(heatmap.cellW * 0.8); save({ cellW: heatmap.cellW }); });
+
+function renderLegend(): void {
+  legend.replaceChildren();
+  if (state.mode === "top1" && current) {
+    for (let e = 0; e < Math.min(current.E, 32); e++) {
+      const sw = el("span", "swatch", `e${e}`);
+      sw.style.setProperty("--swatch", css(expertRgb(e)));
+      legend.append(sw);
+    }
+  } else {
+    const label = { weight: `weight of e${state.expert}: 0 → 1`, entropy: "entropy: 0 → ln E", active: "active experts: 0 → k", shift: "routing shift: same → disjoint", top1: "" }[state.mode];
+    legend.append(el("span", "ramp"), el("span", "", label));
+  }
+}
+
+function fmt(x: number | undefined, d = 3): string {
+  return x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d);
+}
+
+function renderSummary(tr: PanelTrace): void {
+  const s = tr.summary;
+  const policy = tr.header.policy && Object.keys(tr.header.policy).length ? JSON.stringify(tr.header.policy) : "baseline";
+  header.replaceChildren(
+    el("strong", "", tr.label),
+    el("span", "", ` ${tr.count}${s ? "" : `/${tr.header.n_tokens}`} tokens · ${tr.L} MoE layers · ${tr.E} experts · k=${tr.K}`),
+    el("span", "", ` · avg active ${fmt(tr.avgActive(), 2)}/${tr.K}`),
+    el("span", "", ` · trace ppl ${fmt(s?.ppl ?? Math.exp(tr.meanNll()), 3)}`),
+    el("span", "policy", ` · policy ${policy}`),
+    ...(tr.error ? [el("span", "error", ` · ${tr.error}`)] : []),
+    ...(tr.K > (tr.header.model.n_expert_used_trained ?? tr.K) || tr.header.policy?.amg ? [el("span", "note", " · zero-gating computes every selected expert: no arithmetic is saved")] : []),
+  );
+}
+
+function showDetails(tr: PanelTrace, t: number, m: number): void {
+  const L = tr.L, K = tr.K, N = tr.N;
+  const rows = el("table");
+  rows.append(rowOf(["expert", "weight"], true));
+  for (let j = 0; j < K; j++) {
+    const at = (t * L + m) * K + j;
+    rows.append(rowOf([`e${tr.experts[at]}`, tr.weights[at] === 0 ? "0 (dropped)" : fmt(tr.weights[at], 4)]));
+  }
+  const parts: HTMLElement[] = [
+    el("h3", "", `Token ${t} ${JSON.stringify(tr.pieces[t] ?? "")} · layer ${tr.header.model.moe_layers[m]}`),
+    el("p", "", `NLL of next token ${fmt(tr.nll[t])} nats · router entropy ${fmt(tr.entropy[t * L + m])} nats · active ${tr.active[t * L + m]}/${K}`),
+    rows,
+  ];
+  if (N > 0) {
+    const top = el("table", "top-probs");
+    top.append(rowOf(["router top", "probability"], true));
+    for (let j = 0; j < N; j++) top.append(rowOf([`e${tr.topIds[(t * L + m) * N + j]}`, fmt(tr.topProbs[(t * L + m) * N + j], 4)]));
+    parts.push(top);
+  }
+  details.replaceChildren(...parts);
+  post({ type: "revealToken", traceId: tr.id, token: t });
+}
+
+function rowOf(cells: string[], head = false): HTMLTableRowElement {
+  const tr = el("tr");
+  for (const c of cells) tr.append(el(head ? "th" : "td", "", c));
+  return tr;
+}
+
+function renderTransitions(tr: PanelTrace): void {
+  transitionsHost.replaceChildren();
+  if (!tr.transitions.length) return;
+  const table = el("table");
+  table.append(rowOf(["token", "from → to", "P(new expert) mean over layers", "rank (mean)", "NLL"], true));
+  for (const x of tr.transitions) {
+    const mean = (a: number[]) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : NaN);
+    table.append(rowOf([String(x.token), `${x.from} → ${x.to}`, fmt(mean(x.probNewExpert)), fmt(mean(x.rankNewExpert), 1), fmt(x.nll)]));
+  }
+  transitionsHost.append(el("h3", "", "Domain transitions"), table);
+}
+
+function scheduleCharts(): void {
+  if (chartTimer) return;
+  chartTimer = window.setTimeout(() => {
+    chartTimer = 0;
+    if (current) charts.render(current);
+  }, 400);
+}
+
+function nllAt(tr: PanelTrace, tokens: number[]): number {
+  const v = tokens.map((t) => tr.nll[t]).filter(Number.isFinite);
+  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+}
+
+function renderCompare(left: PanelTrace, right: PanelTrace): void {
+  compareHost.hidden = false;
+  compareHost.replaceChildren(el("h3", "", `Compare: ${left.label} vs ${right.label}`));
+  const boundary = left.segments.slice(1).map((s) => Math.max(0, s.start - 1));
+  const table = el("table");
+  table.id = "compare-summary";
+  table.append(rowOf(["", left.label, right.label, "difference"], true));
+  const row = (name: string, a: number, b: number, d = 3) => table.append(rowOf([name, fmt(a, d), fmt(b, d), fmt(b - a, d)]));
+  row("avg active experts", left.avgActive(), right.avgActive(), 2);
+  row("perplexity (trace)", left.summary?.ppl ?? Math.exp(left.meanNll()), right.summary?.ppl ?? Math.exp(right.meanNll()));
+  row("mean NLL", left.meanNll(), right.meanNll());
+  if (boundary.length) row("NLL at transitions", nllAt(left, boundary), nllAt(right, boundary));
+  let changed = 0;
+  const n = Math.min(left.count, right.count);
+  for (let t = 0; t < n; t++) for (let m = 0; m < Math.min(left.L, right.L); m++) if (left.top1(t, m) !== right.top1(t, m)) changed++;
+  table.append(rowOf(["top-1 expert changed", "", "", `${fmt((100 * changed) / Math.max(1, n * left.L), 1)}% of cells`]));
+  compareHost.append(table);
+  for (const tr of [left, right]) {
+    compareHost.append(el("h4", "", tr.label));
+    const hm = new Heatmap(compareHost, tr.label, { onSelect: (t, m) => showDetails(tr, t, m) });
+    hm.mode = state.mode;
+    hm.expert = state.expert;
+    hm.setZoom(state.cellW);
+    hm.setTrace(tr);
+  }
+}
+
+window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
+  const m = ev.data;
+  switch (m.type) {
+    case "traceStart": {
+      const tr = new PanelTrace(m.traceId, m.label, m.header);
+      traces.set(m.traceId, tr);
+      if (traces.size > 8) traces.delete(traces.keys().next().value!);
+      current = tr;
+      heatmap.setTrace(tr);
+      details.replaceChildren();
+      transitionsHost.replaceChildren();
+      renderSummary(tr);
+      renderLegend();
+      break;
+    }
+    case "traceBatch": {
+      const tr = traces.get(m.traceId);
+      if (!tr) break;
+      tr.ingest(m.batch);
+      if (tr === current) {
+        heatmap.requestDraw();
+        renderSummary(tr);
+        scheduleCharts();
+      }
+      break;
+    }
+    case "traceEnd": {
+      const tr = traces.get(m.traceId);
+      if (!tr) break;
+      tr.summary = m.summary;
+      if (tr === current) {
+        renderSummary(tr);
+        scheduleCharts();
+        heatmap.requestDraw();
+      }
+      break;
+    }
+    case "traceError": {
+      const tr = traces.get(m.traceId);
+      if (tr) {
+        tr.error = m.message;
+        if (tr === current) renderSummary(tr);
+      }
+      break;
+    }
+    case "segments": {
+      const tr = traces.get(m.traceId);
+      if (!tr) break;
+      tr.segments = m.segments;
+      tr.transitions = m.transitions;
+      if (tr === current) {
+        heatmap.requestDraw();
+        renderTransitions(tr);
+        scheduleCharts();
+      }
+      break;
+    }
+    case "compare": {
+      const a = traces.get(m.leftTraceId), b = traces.get(m.rightTraceId);
+      if (a && b) renderCompare(a, b);
+      break;
+    }
+    case "policy":
+      controls.setAntAvailable(m.antAvailable);
+      break;
+    case "highlightToken": {
+      const tr = traces.get(m.traceId);
+      if (tr && tr === current) {
+        heatmap.cursor = { t: m.token, m: heatmap.cursor.m };
+        heatmap.scroller.scrollLeft = Math.max(0, m.token * heatmap.cellW - heatmap.scroller.clientWidth / 2);
+        heatmap.requestDraw();
+      }
+      break;
+    }
+    case "clear":
+      traces.clear();
+      current = undefined;
+      heatmap.setTrace(undefined);
+      header.replaceChildren();
+      details.replaceChildren();
+      compareHost.hidden = true;
+      break;
+  }
+});
+
+applyUiState();
+post({ type: "ready" });
+// Exposed for tests and the benchmark (read-only inspection of the live panel).
+(window as unknown as { moeLens: unknown }).moeLens = { heatmap, traces, get current() { return current; } };

@@ -1,0 +1,125 @@
+// The panel's copy of each trace: typed arrays grown geometrically as batches stream in,
+// so ingesting a batch is a few memcpy's and never one object per token.
+import type { DomainSegment, TraceBatch, TraceHeader, TraceSummary, TransitionMetrics } from "./protocol";
+
+function grow<T extends Int32Array | Float32Array | Uint8Array>(a: T, need: number): T {
+  if (a.length >= need) return a;
+  const next = new (a.constructor as { new (n: number): T })(Math.max(need, a.length * 2, 1024));
+  next.set(a);
+  return next;
+}
+
+export class PanelTrace {
+  count = 0;
+  tokenIds = new Int32Array(0);
+  nll = new Float32Array(0);
+  experts = new Int32Array(0);
+  weights = new Float32Array(0);
+  entropy = new Float32Array(0);
+  active = new Uint8Array(0);
+  topIds = new Int32Array(0);
+  topProbs = new Float32Array(0);
+  pieces: string[] = [];
+  summary?: TraceSummary;
+  error?: string;
+  segments: DomainSegment[] = [];
+  transitions: TransitionMetrics[] = [];
+  readonly L: number;
+  readonly K: number;
+  readonly N: number;
+  readonly E: number;
+
+  constructor(readonly id: string, readonly label: string, readonly header: TraceHeader) {
+    this.L = header.n_moe_layers;
+    this.K = header.k;
+    this.N = header.top_n;
+    this.E = header.model.n_expert;
+  }
+
+  ingest(b: TraceBatch): void {
+    const end = b.start + b.count;
+    const { L, K, N } = this;
+    this.tokenIds = grow(this.tokenIds, end);
+    this.nll = grow(this.nll, end);
+    this.experts = grow(this.experts, end * L * K);
+    this.weights = grow(this.weights, end * L * K);
+    this.entropy = grow(this.entropy, end * L);
+    this.active = grow(this.active, end * L);
+    this.tokenIds.set(b.tokenIds, b.start);
+    this.nll.set(b.nll, b.start);
+    this.experts.set(b.experts, b.start * L * K);
+    this.weights.set(b.weights, b.start * L * K);
+    this.entropy.set(b.entropy, b.start * L);
+    this.active.set(b.active, b.start * L);
+    if (N > 0 && b.topIds && b.topProbs) {
+      this.topIds = grow(this.topIds, end * L * N);
+      this.topProbs = grow(this.topProbs, end * L * N);
+      this.topIds.set(b.topIds, b.start * L * N);
+      this.topProbs.set(b.topProbs, b.start * L * N);
+    }
+    for (let i = 0; i < b.count; i++) this.pieces[b.start + i] = b.pieces[i];
+    this.count = Math.max(this.count, end);
+  }
+
+  /** Slot index (0..K-1) of the selected expert with the largest weight. */
+  top1Slot(t: number, m: number): number {
+    const at = (t * this.L + m) * this.K;
+    let best = 0;
+    for (let j = 1; j < this.K; j++) if (this.weights[at + j] > this.weights[at + best]) best = j;
+    return at + best;
+  }
+
+  top1(t: number, m: number): number {
+    return this.experts[this.top1Slot(t, m)];
+  }
+
+  /** Final weight of expert e at (t, m); 0 when not selected. */
+  weightOf(t: number, m: number, e: number): number {
+    const at = (t * this.L + m) * this.K;
+    for (let j = 0; j < this.K; j++) if (this.experts[at + j] === e) return this.weights[at + j];
+    return 0;
+  }
+
+  /** 1 − Jaccard of the active expert sets of t and t−1 in layer m. */
+  shift(t: number, m: number): number {
+    if (t <= 0) return 0;
+    const a = (t * this.L + m) * this.K, b = ((t - 1) * this.L + m) * this.K;
+    let inter = 0, na = 0, nb = 0;
+    for (let i = 0; i < this.K; i++) {
+      if (this.weights[a + i] !== 0) na++;
+      if (this.weights[b + i] !== 0) nb++;
+    }
+    for (let i = 0; i < this.K; i++) {
+      if (this.weights[a + i] === 0) continue;
+      for (let j = 0; j < this.K; j++) if (this.weights[b + j] !== 0 && this.experts[b + j] === this.experts[a + i]) inter++;
+    }
+    const union = na + nb - inter;
+    return union ? 1 - inter / union : 0;
+  }
+
+  avgActive(): number {
+    let s = 0;
+    const n = this.count * this.L;
+    for (let i = 0; i < n; i++) s += this.active[i];
+    return n ? s / n : 0;
+  }
+
+  meanNll(): number {
+    let s = 0, n = 0;
+    for (let t = 0; t < this.count; t++) if (Number.isFinite(this.nll[t])) { s += this.nll[t]; n++; }
+    return n ? s / n : NaN;
+  }
+
+  /** Usage counts [layer][expert] over tokens [from, to). */
+  usage(from = 0, to = this.count): number[][] {
+    const u = Array.from({ length: this.L }, () => new Array<number>(this.E).fill(0));
+    for (let t = from; t < to; t++)
+      for (let m = 0; m < this.L; m++)
+        for (let j = 0; j < this.K; j++) {
+          const at = (t * this.L + m) * this.K + j;
+          const e = this.experts[at];
+          if (this.weights[at] !== 0 && e >= 0 && e < this.E) u[m][e]++;
+        }
+    return u;
+  }
+}
