@@ -80,7 +80,7 @@ def main():
     ap.add_argument("--freeze-except", default="", help="comma list of name substrings to keep trainable")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
-    # architecture (ignored with --init)
+    # architecture (with --init only --ctx, --router and --router-beta apply)
     for k, v in Config().to_dict().items():
         ap.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
     args = ap.parse_args()
@@ -100,7 +100,10 @@ def main():
     if args.init:
         ck = torch.load(args.init)
         cfg = Config(**ck["config"])
-        cfg.router = args.router          # allow switching router type on fine-tune
+        # architecture comes from the checkpoint; only these may change on a
+        # fine-tune: the context length (e.g. a long-context phase) and the router
+        cfg.ctx = args.ctx
+        cfg.router = args.router
         cfg.router_beta = args.router_beta
         model = MoELM(cfg)
         missing, unexpected = model.load_state_dict(ck["model"], strict=False)
