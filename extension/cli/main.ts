@@ -3,16 +3,17 @@
 // extension: the same server process, client, policies, metrics, exports and reports.
 import fs from "node:fs";
 import path from "node:path";
+import { COMMON_FLAGS, policyFromFlags, POLICY_FLAGS, readTextFile, withServer } from "./server-session";
 import { checkKnownFlags, flagInt, flagString, formatTable, parseArgs, UsageError, type ParsedArgs } from "./args";
+import { EXPERIMENT_HELP, experimentCommands } from "./experiments";
 import { traceToCsv, traceToJson } from "../core/export";
-import { requireMoeModel } from "../core/gguf";
 import { traceStats } from "../core/metrics";
-import { defaultServerBinary, demoModelPath, demoSamplePath, repoRootFromHere } from "../core/paths";
+import { demoSamplePath, repoRootFromHere } from "../core/paths";
 import type { Policy } from "../core/policy";
-import { describePolicy, parseExpertList, parsePolicySpec, PolicyError, validatePolicy } from "../core/policy-parse";
+import { describePolicy, parsePolicySpec, PolicyError, validatePolicy } from "../core/policy-parse";
 import { renderReport, type ReportRow } from "../core/report";
 import { ServerError, type PerplexityResult } from "../core/server-client";
-import { ServerProcess } from "../core/server-process";
+import type { ServerProcess } from "../core/server-process";
 import type { Trace } from "../core/trace";
 
 const HELP = `moe-lens — see and change Mixture-of-Experts routing (llama.cpp)
@@ -23,6 +24,7 @@ Usage:
   moe-lens trace FILE [--model M] [--out F.json|F.csv|F.html] [--top-n N] [policy flags]
   moe-lens ppl FILE [--model M] --ctx N [--json] [policy flags]
   moe-lens compare FILE [--model M] --policies SPEC,SPEC,... [--ctx N] [--out F.html] [--json]
+${EXPERIMENT_HELP}
 
 Common options:
   --model M        GGUF MoE model (default: the bundled demo model)
@@ -40,60 +42,6 @@ Policy flags (combine freely; none = the model's own routing, bit-identical to l
 
 Policy specs for --policies: baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G,
 disable:L:E, boost:L:E:B, joined with "+".`;
-
-const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor"];
-const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy"];
-
-function policyFromFlags(args: ParsedArgs): Policy {
-  const spec = flagString(args, "policy");
-  const p: Policy = spec ? parsePolicySpec(spec) : {};
-  const amg = flagString(args, "amg");
-  if (amg !== undefined) p.amg = { threshold: Number(amg), ...(flagString(args, "min-k") ? { min_k: Number(flagString(args, "min-k")) } : {}) };
-  else if (flagString(args, "min-k")) throw new UsageError("--min-k needs --amg");
-  if (flagString(args, "max-k")) p.max_k = Number(flagString(args, "max-k"));
-  if (flagString(args, "beta")) p.beta = { beta: Number(flagString(args, "beta")) };
-  if (args.flags.get("pi")) p.pi = {};
-  if (flagString(args, "ant")) p.ant = { gamma: Number(flagString(args, "ant")) };
-  if (flagString(args, "disable")) p.disable = parseExpertList(flagString(args, "disable")!, false) as Array<[number, number]>;
-  if (flagString(args, "boost")) p.boost = parseExpertList(flagString(args, "boost")!, true) as Array<[number, number, number]>;
-  return validatePolicy(p);
-}
-
-function readTextFile(file: string | undefined): string {
-  if (!file) throw new UsageError("a text FILE is required");
-  if (!fs.existsSync(file)) throw new UsageError(`no such file: ${file}`);
-  const text = fs.readFileSync(file, "utf8");
-  if (!text.trim()) throw new UsageError(`${file} is empty: there is nothing to trace`);
-  return text;
-}
-
-async function startServer(args: ParsedArgs): Promise<ServerProcess> {
-  const root = repoRootFromHere();
-  const model = path.resolve(flagString(args, "model") ?? demoModelPath(root));
-  await requireMoeModel(model);
-  const verbose = args.flags.get("verbose") === true;
-  return ServerProcess.start({
-    binary: flagString(args, "server") ?? defaultServerBinary(root),
-    model,
-    ctx: flagInt(args, "context", 8, 1 << 22),
-    threads: flagInt(args, "threads", 1, 1024),
-    gpuLayers: flagInt(args, "ngl", 0, 100000),
-    predictor: flagString(args, "predictor"),
-    log: verbose ? (l) => process.stderr.write(`[server] ${l}\n`) : undefined,
-  });
-}
-
-async function withServer<T>(args: ParsedArgs, body: (server: ServerProcess) => Promise<T>): Promise<T> {
-  const server = await startServer(args);
-  const stop = () => void server.stop();
-  process.once("SIGINT", stop);
-  try {
-    return await body(server);
-  } finally {
-    process.removeListener("SIGINT", stop);
-    await server.stop();
-  }
-}
 
 function fmt(x: number | undefined, digits = 4): string {
   return x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(digits);
@@ -263,7 +211,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo };
+  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo, ...experimentCommands };
   const run = commands[args.command];
   if (!run) throw new UsageError(`unknown command "${args.command}" (try moe-lens help)`);
   await run(args);

@@ -1,0 +1,64 @@
+// What every `moe-lens` subcommand shares: reading the text file, the model path, starting
+// the server for the duration of a command, and the policy flags.
+import fs from "node:fs";
+import path from "node:path";
+import { flagInt, flagString, UsageError, type ParsedArgs } from "./args";
+import { requireMoeModel } from "../core/gguf";
+import { defaultServerBinary, demoModelPath, repoRootFromHere } from "../core/paths";
+import type { Policy } from "../core/policy";
+import { parseExpertList, parsePolicySpec, validatePolicy } from "../core/policy-parse";
+import { ServerProcess } from "../core/server-process";
+
+export const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor"];
+export const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy"];
+
+export function readTextFile(file: string | undefined): string {
+  if (!file) throw new UsageError("a text FILE is required");
+  if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new UsageError(`no such file: ${file}`);
+  const text = fs.readFileSync(file, "utf8");
+  if (!text.trim()) throw new UsageError(`${file} is empty: there is nothing to trace`);
+  return text;
+}
+
+export function modelPath(args: ParsedArgs): string {
+  return path.resolve(flagString(args, "model") ?? demoModelPath(repoRootFromHere()));
+}
+
+/** Starts the server on --model (default: the demo model), runs `body`, always stops it. */
+export async function withServer<T>(args: ParsedArgs, body: (server: ServerProcess) => Promise<T>): Promise<T> {
+  const model = modelPath(args);
+  await requireMoeModel(model);
+  const verbose = args.flags.get("verbose") === true;
+  const server = await ServerProcess.start({
+    binary: flagString(args, "server") ?? defaultServerBinary(repoRootFromHere()),
+    model,
+    ctx: flagInt(args, "context", 8, 1 << 22),
+    threads: flagInt(args, "threads", 1, 1024),
+    gpuLayers: flagInt(args, "ngl", 0, 100000),
+    predictor: flagString(args, "predictor"),
+    log: verbose ? (l) => process.stderr.write(`[server] ${l}\n`) : undefined,
+  });
+  const stop = () => void server.stop();
+  process.once("SIGINT", stop);
+  try {
+    return await body(server);
+  } finally {
+    process.removeListener("SIGINT", stop);
+    await server.stop();
+  }
+}
+
+export function policyFromFlags(args: ParsedArgs): Policy {
+  const spec = flagString(args, "policy");
+  const p: Policy = spec ? parsePolicySpec(spec) : {};
+  const amg = flagString(args, "amg");
+  if (amg !== undefined) p.amg = { threshold: Number(amg), ...(flagString(args, "min-k") ? { min_k: Number(flagString(args, "min-k")) } : {}) };
+  else if (flagString(args, "min-k")) throw new UsageError("--min-k needs --amg");
+  if (flagString(args, "max-k")) p.max_k = Number(flagString(args, "max-k"));
+  if (flagString(args, "beta")) p.beta = { beta: Number(flagString(args, "beta")) };
+  if (args.flags.get("pi")) p.pi = {};
+  if (flagString(args, "ant")) p.ant = { gamma: Number(flagString(args, "ant")) };
+  if (flagString(args, "disable")) p.disable = parseExpertList(flagString(args, "disable")!, false) as Array<[number, number]>;
+  if (flagString(args, "boost")) p.boost = parseExpertList(flagString(args, "boost")!, true) as Array<[number, number, number]>;
+  return validatePolicy(p);
+}
