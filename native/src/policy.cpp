@@ -122,7 +122,7 @@ int amg_gate(const AmgParams * amg, int cap, float * w, int k, const int32_t * i
         while (n_keep < k) {
             cum += full ? full_probs[ids[order[n_keep]]] : w[order[n_keep]];
             ++n_keep;
-            if (cum >= target * (1.0 - 1e-7)) break;
+            if (cum >= target * (1.0 - 1e-6)) break;  // a share equal to τ in float precision counts as reached
         }
         n_keep = std::max(n_keep, std::min(amg->min_k, k));
         keep = std::min(keep, n_keep);
