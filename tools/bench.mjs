@@ -23,8 +23,8 @@ if (!fs.existsSync(big)) {
 
 console.log(`tracing overhead (trace with routing capture ÷ plain llama_decode, medians of alternating runs, ${threads} threads)`);
 const rows = [];
-for (const [label, model, tokens] of [["demo model", demo, "256"], ["random MoE 8×512, 64 experts, k=8", big, "512"]]) {
-  const r = spawnSync(bench, ["overhead", "-m", model, "-n", tokens, "-t", threads, "-r", "7"], { encoding: "utf8" });
+for (const [label, model, tokens] of [["demo model", demo, "512"], ["random MoE 8×512, 64 experts, k=8", big, "512"]]) {
+  const r = spawnSync(bench, ["overhead", "-m", model, "-n", tokens, "-t", threads, "-r", "15"], { encoding: "utf8" });
   if (r.status !== 0) throw new Error(`${label}: ${r.stderr.slice(-500)}`);
   const j = JSON.parse(r.stdout.trim().split("\n").pop());
   rows.push(j);

@@ -63,11 +63,17 @@ export class Charts {
     const layers = tr.header.model.moe_layers.map((l) => `L${l}`);
 
     const usage = tr.usage();
-    const experts = Array.from({ length: tr.E }, (_, e) => e);
+    // With many experts, stack the 16 most used and one "other" so the chart stays legible.
+    const totals = Array.from({ length: tr.E }, (_, e) => usage.reduce((s, row) => s + row[e], 0));
+    const experts = Array.from({ length: tr.E }, (_, e) => e).sort((a, b) => totals[b] - totals[a]).slice(0, 16).sort((a, b) => a - b);
+    const shown = new Set(experts);
     this.charts.push(new Chart(this.canvas("Expert usage per layer"), {
       type: "bar",
-      data: { labels: layers, datasets: experts.map((e) => ({ label: `e${e}`, data: usage.map((row) => row[e]), backgroundColor: css(expertRgb(e)) })) },
-      options: { responsive: true, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true } }, plugins: { legend: { display: tr.E <= 16 } } },
+      data: { labels: layers, datasets: [
+        ...experts.map((e) => ({ label: `e${e}`, data: usage.map((row) => row[e]), backgroundColor: css(expertRgb(e)) })),
+        ...(tr.E > experts.length ? [{ label: "other", data: usage.map((row) => row.reduce((s, c, e) => s + (shown.has(e) ? 0 : c), 0)), backgroundColor: "#8888" }] : []),
+      ] },
+      options: { responsive: true, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true } }, plugins: { legend: { display: experts.length <= 16 } } },
     }));
 
     const hist = new Array<number>(tr.K + 1).fill(0);

@@ -38,3 +38,25 @@ export function rampRgb(x: number): Rgb {
 export function css([r, g, b]: Rgb): string {
   return `rgb(${r},${g},${b})`;
 }
+
+/** RGB packed for a little-endian ImageData Uint32 view (0xAABBGGRR). */
+export function packRgb([r, g, b]: Rgb): number {
+  return ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0;
+}
+
+const RAMP_STEPS = 1024;
+const rampTable = new Uint32Array(RAMP_STEPS + 1);
+for (let i = 0; i <= RAMP_STEPS; i++) rampTable[i] = packRgb(rampRgb(i / RAMP_STEPS));
+const GREY = packRgb([128, 128, 128]);
+
+/** rampRgb, packed, from a precomputed table (within one colour unit of rampRgb). */
+export function rampPacked(x: number): number {
+  if (!Number.isFinite(x)) return GREY;
+  return rampTable[Math.round(Math.max(0, Math.min(1, x)) * RAMP_STEPS)];
+}
+
+const expertTable: number[] = [];
+export function expertPacked(e: number): number {
+  if (e < 0) return GREY;
+  return (expertTable[e] ??= packRgb(expertRgb(e)));
+}

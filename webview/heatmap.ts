@@ -2,7 +2,7 @@
 // the visible columns (virtualised), so 20k tokens × 48 layers stays cheap. Redraws are
 // coalesced into one requestAnimationFrame. Keyboard: arrows move a cell cursor, Enter
 // opens its details, +/- zoom; the live region announces the cell for screen readers.
-import { css, expertRgb, rampRgb, type Rgb } from "./colors";
+import { expertPacked, expertRgb, rampPacked, rampRgb, type Rgb } from "./colors";
 import type { PanelTrace } from "./store";
 
 export type ColorMode = "top1" | "weight" | "entropy" | "active" | "shift";
@@ -97,6 +97,18 @@ export class Heatmap {
     }
   }
 
+  /** cellRgb, packed for ImageData (the draw loop's hot path: no allocation per cell). */
+  cellPacked(t: number, m: number): number {
+    const tr = this.trace!;
+    switch (this.mode) {
+      case "top1": return expertPacked(tr.top1(t, m));
+      case "weight": return rampPacked(tr.weightOf(t, m, this.expert));
+      case "entropy": return rampPacked(tr.entropy[t * tr.L + m] / Math.log(Math.max(2, tr.E)));
+      case "active": return rampPacked(tr.active[t * tr.L + m] / Math.max(1, tr.K));
+      case "shift": return rampPacked(tr.shift(t, m));
+    }
+  }
+
   /** Canvas-pixel centre of cell (t, m) for the current scroll (tests and a11y). */
   cellCenter(t: number, m: number): { x: number; y: number } {
     return { x: GUTTER + (t + 0.5) * this.cellW - this.scroller.scrollLeft, y: HEADER + (m + 0.5) * this.cellH };
@@ -136,17 +148,33 @@ export class Heatmap {
     const last = Math.min(tr.count - 1, Math.ceil((scroll + width - GUTTER) / this.cellW));
     const cw = this.cellW, ch = this.cellH;
     const gap = cw >= 4 ? 1 : 0;
-    for (let t = first; t <= last; t++) {
-      const x = GUTTER + t * cw - scroll;
-      for (let m = 0; m < L; m++) {
-        g.fillStyle = css(this.cellRgb(t, m));
-        g.fillRect(x, HEADER + m * ch, cw - gap, ch - 1);
-      }
-      // NLL strip: darker = more surprising (scaled to 8 nats).
-      const nll = tr.nll[t];
-      g.fillStyle = Number.isFinite(nll) ? css(rampRgb(1 - Math.min(1, nll / 8))) : bg;
-      g.fillRect(x, HEADER + L * ch + 2, cw - gap, NLL_STRIP - 3);
+    // Cells and the NLL strip go straight into an ImageData buffer (device pixels).
+    // Cells and the NLL strip go straight into a reused ImageData (device pixels): one
+    // scanline per layer is filled cell by cell, then copied down the layer's rows.
+    if (!this.image || this.image.width !== this.canvas.width || this.image.height !== this.canvas.height) {
+      this.image = g.createImageData(this.canvas.width, this.canvas.height);
     }
+    const img = this.image;
+    const px = new Uint32Array(img.data.buffer);
+    const bgPacked = this.packedColor(bg);
+    px.fill(bgPacked);
+    const W = this.canvas.width;
+    const left = Math.round(GUTTER * dpr);
+    const paintRow = (y0: number, y1: number, color: (t: number) => number) => {
+      const r0 = Math.round(y0 * dpr), r1 = Math.round(y1 * dpr);
+      if (r1 <= r0) return;
+      const base = r0 * W;
+      for (let t = first; t <= last; t++) {
+        const x = GUTTER + t * cw - scroll;
+        const a = Math.max(left, Math.round(x * dpr)), b = Math.min(W, Math.round((x + cw - gap) * dpr));
+        if (b > a) px.fill(color(t), base + a, base + b);
+      }
+      for (let r = r0 + 1; r < r1; r++) px.copyWithin(r * W + left, base + left, base + W);
+    };
+    for (let m = 0; m < L; m++) paintRow(HEADER + m * ch, HEADER + (m + 1) * ch - 1, (t) => this.cellPacked(t, m));
+    // NLL strip: darker = more surprising (scaled to 8 nats).
+    paintRow(HEADER + L * ch + 2, HEADER + L * ch + NLL_STRIP - 1, (t) => (Number.isFinite(tr.nll[t]) ? rampPacked(1 - Math.min(1, tr.nll[t] / 8)) : bgPacked));
+    g.putImageData(img, 0, 0);
     // Expert highlight: outline every cell where the chosen expert is selected.
     if (this.highlight >= 0) {
       g.strokeStyle = fg;
@@ -186,6 +214,23 @@ export class Heatmap {
       g.strokeRect(c.x - cw / 2, c.y - ch / 2, cw, ch);
     }
     this.events.onView?.(first, last);
+  }
+
+  private image?: ImageData;
+  private colorCache = new Map<string, number>();
+  /** A CSS colour as packed RGBA, resolved once per string through a 1×1 canvas. */
+  private packedColor(color: string): number {
+    let v = this.colorCache.get(color);
+    if (v === undefined) {
+      const c = document.createElement("canvas");
+      c.width = c.height = 1;
+      const g = c.getContext("2d")!;
+      g.fillStyle = color;
+      g.fillRect(0, 0, 1, 1);
+      v = new Uint32Array(g.getImageData(0, 0, 1, 1).data.buffer)[0];
+      this.colorCache.set(color, v);
+    }
+    return v;
   }
 
   private hit(e: MouseEvent): { t: number; m: number } | undefined {

@@ -5,6 +5,7 @@
 import { Charts } from "./charts";
 import { css, expertRgb } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
+import { ExperimentView } from "./experiments";
 import { COLOR_MODES, Heatmap, type ColorMode } from "./heatmap";
 import type { HostMessage, WebviewMessage } from "./protocol";
 import { PanelTrace } from "./store";
@@ -79,6 +80,7 @@ const heatmap = new Heatmap(heatmapHost, "Current trace", { onSelect: (t, m) => 
 const controls = new PolicyControls(app, (policy) => post({ type: "applyPolicy", policy }), (right) => post({ type: "requestCompare", left: {}, right }), (v) => save({ controls: v }));
 app.append(header, toolbar, heatmapHost, details, transitionsHost, compareHost);
 const charts = new Charts(app);
+const experiment = new ExperimentView(app, () => post({ type: "exportExperiment" }));
 
 function post(m: WebviewMessage): void {
   vscode.postMessage(m);
@@ -178,24 +180,54 @@ function rowOf(cells: string[], head = false): HTMLTableRowElement {
   return tr;
 }
 
+function finiteMean(a: number[]): number {
+  let sum = 0, n = 0;
+  for (const v of a) if (Number.isFinite(v)) { sum += v; n++; }
+  return n ? sum / n : NaN;
+}
+
+/** Domain segments (label, source, token range) and the transition table under the heatmap. */
 function renderTransitions(tr: PanelTrace): void {
   transitionsHost.replaceChildren();
+  if (!tr.segments.length) return;
+  const list = el("ol", "segments");
+  list.id = "segments";
+  list.setAttribute("aria-label", "Domain segments");
+  for (const s of tr.segments) {
+    const item = el("li", "segment", `${s.domain} `);
+    item.dataset.domain = s.domain;
+    item.dataset.source = s.source;
+    item.append(el("span", "note", `tokens ${s.start}–${s.end - 1} (${s.source})`));
+    list.append(item);
+  }
+  transitionsHost.append(el("h3", "", `Domain segments (${tr.segments.length})`), list);
   if (!tr.transitions.length) return;
   const table = el("table");
+  table.id = "transition-table";
   table.append(rowOf(["token", "from → to", "P(new expert) mean over layers", "rank (mean)", "NLL"], true));
   for (const x of tr.transitions) {
-    const mean = (a: number[]) => (a.length ? a.reduce((s, v) => s + v, 0) / a.length : NaN);
-    table.append(rowOf([String(x.token), `${x.from} → ${x.to}`, fmt(mean(x.probNewExpert)), fmt(mean(x.rankNewExpert), 1), fmt(x.nll)]));
+    table.append(rowOf([String(x.token), `${x.from} → ${x.to}`, fmt(finiteMean(x.probNewExpert)), fmt(finiteMean(x.rankNewExpert), 1), fmt(x.nll)]));
   }
   transitionsHost.append(el("h3", "", "Domain transitions"), table);
 }
 
+/** Charts are the heaviest redraw: at most every 0.5 s while streaming, and after a frame. */
 function scheduleCharts(): void {
   if (chartTimer) return;
-  chartTimer = window.setTimeout(() => {
+  chartTimer = window.setTimeout(() => requestAnimationFrame(() => {
     chartTimer = 0;
     if (current) charts.render(current);
-  }, 400);
+  }), 500);
+}
+
+let summaryTimer = 0;
+/** The summary line averages over every token: refresh it at most every 0.25 s while streaming. */
+function scheduleSummary(tr: PanelTrace): void {
+  if (summaryTimer) return;
+  summaryTimer = window.setTimeout(() => {
+    summaryTimer = 0;
+    if (tr === current) renderSummary(tr);
+  }, 250);
 }
 
 function nllAt(tr: PanelTrace, tokens: number[]): number {
@@ -251,7 +283,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       tr.ingest(m.batch);
       if (tr === current) {
         heatmap.requestDraw();
-        renderSummary(tr);
+        scheduleSummary(tr);
         scheduleCharts();
       }
       break;
@@ -304,7 +336,11 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       }
       break;
     }
+    case "experiment":
+      experiment.render(m);
+      break;
     case "clear":
+      experiment.clear();
       traces.clear();
       current = undefined;
       heatmap.setTrace(undefined);
@@ -318,4 +354,4 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
 applyUiState();
 post({ type: "ready" });
 // Exposed for tests and the benchmark (read-only inspection of the live panel).
-(window as unknown as { moeLens: unknown }).moeLens = { heatmap, traces, get current() { return current; } };
+(window as unknown as { moeLens: unknown }).moeLens = { heatmap, traces, experiment, get current() { return current; } };

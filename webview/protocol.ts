@@ -39,6 +39,8 @@ export type HostMessage =
   | { type: "compare"; leftTraceId: string; rightTraceId: string }
   | { type: "policy"; policy: Policy; trainedK: number; maxK: number; antAvailable: boolean }
   | { type: "highlightToken"; traceId: string; token: number }
+  /** A finished experiment (AMG sweep or {β, Π, Ant} ablation) as a table: the CLI's table, cells already formatted. */
+  | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string }
   | { type: "clear" };
 
 /** Webview → host. */
@@ -48,4 +50,6 @@ export type WebviewMessage =
   | { type: "applyPolicy"; policy: Policy }
   | { type: "revealToken"; traceId: string; token: number }
   | { type: "requestCompare"; left: Policy; right: Policy }
-  | { type: "log"; level: "info" | "error"; message: string };
+  | { type: "log"; level: "info" | "error"; message: string }
+  /** The user pressed "Export…" under an experiment table: host offers CSV / JSON / HTML. */
+  | { type: "exportExperiment" };

@@ -63,7 +63,8 @@ static int overhead(int argc, char ** argv) {
 
     llama_context * plain = s->make_context(n_ctx, s->n_batch(), s->n_batch(), 1, false);
     size_t bytes = 0;
-    const Emit count_bytes = [&](const nlohmann::json & r) { bytes += r.dump().size(); return true; };
+    // Encode as the server does (invalid UTF-8 in pieces of random ids is replaced).
+    const Emit count_bytes = [&](const nlohmann::json & r) { bytes += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size(); return true; };
     auto time_trace = [&] {
         const auto t0 = std::chrono::steady_clock::now();
         run_trace(*s, req, nullptr, count_bytes);

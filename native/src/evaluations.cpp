@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 namespace moelens {
 
@@ -172,12 +173,31 @@ static void decode_span(ModelSession & s, llama_context * ctx, const std::vector
     check_decode(rc, s);
 }
 
+// NLL of the successor of each token in [from, to) (NaN without one inside the window),
+// split over the session's threads: after a decode they are idle, and the vocabulary-wide
+// log-softmax is a trace's largest cost on small models.
+static std::vector<double> next_token_nll(ModelSession & s, llama_context * ctx, const std::vector<llama_token> & tokens,
+                                          int from, int to, int pos, int window_end) {
+    std::vector<double> out(std::max(0, to - from), NAN);
+    const int n_vocab = llama_vocab_n_tokens(s.vocab);
+    auto work = [&](int a, int b) {
+        for (int g = a; g < b; ++g)
+            if (g + 1 < window_end) out[g - from] = token_nll_fast(llama_get_logits_ith(ctx, g - pos), n_vocab, tokens[g + 1]);
+    };
+    const int n_threads = std::max(1, std::min(s.options().n_threads, (to - from) / 32));
+    std::vector<std::thread> helpers;
+    const int per = (to - from + n_threads - 1) / n_threads;
+    for (int t = 1; t < n_threads; ++t) helpers.emplace_back(work, from + t * per, std::min(to, from + (t + 1) * per));
+    work(from, std::min(to, from + per));
+    for (auto & h : helpers) h.join();
+    return out;
+}
+
 bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * ant, const Emit & emit) {
     const MoeLayout & layout = s.layout();
     const int L = int(layout.moe_layers.size()), K = layout.k, E = layout.n_expert;
     const auto & tokens = req.text.tokens;
     const int T = int(tokens.size());
-    const int n_vocab = llama_vocab_n_tokens(s.vocab);
     const std::vector<Window> windows = plan_windows(T, s.n_ctx());
     if (!emit(header_record(s, req.policy, req.top_n, T, windows))) return false;
 
@@ -191,11 +211,11 @@ bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * 
         for (int pos = w.start; pos < w.end; pos += s.n_batch()) {
             const int n = std::min(s.n_batch(), w.end - pos);
             decode_span(s, ctx, tokens, pos, pos + n, pos - w.start);
-            for (int g = std::max(pos, w.scored_from); g < std::min(pos + n, w.recorded_end); ++g) {
-                const int row = g - pos;
-                const double nll = g + 1 < w.end ? token_nll(llama_get_logits_ith(ctx, row), n_vocab, tokens[g + 1]) : NAN;
-                batch.add(g, req.text, s.tap.routing, row, nll);
-                summary.add(s.tap.routing, row, nll);
+            const int from = std::max(pos, w.scored_from), to = std::min(pos + n, w.recorded_end);
+            const std::vector<double> nll = next_token_nll(s, ctx, tokens, from, to, pos, w.end);
+            for (int g = from; g < to; ++g) {
+                batch.add(g, req.text, s.tap.routing, g - pos, nll[g - from]);
+                summary.add(s.tap.routing, g - pos, nll[g - from]);
             }
             if (batch.count > 0 && !emit(batch.take())) return false;
         }
@@ -236,7 +256,7 @@ bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredic
         const int n = std::min(s.n_batch(), P - pos);
         decode_span(s, ctx, text.tokens, pos, pos + n, pos);
         for (int g = pos; g < pos + n - (pos + n == P ? 1 : 0); ++g) {
-            const double nll = token_nll(llama_get_logits_ith(ctx, g - pos), n_vocab, text.tokens[g + 1]);
+            const double nll = token_nll_fast(llama_get_logits_ith(ctx, g - pos), n_vocab, text.tokens[g + 1]);
             batch.add(g, text, s.tap.routing, g - pos, nll);
             summary.add(s.tap.routing, g - pos, nll);
         }
@@ -252,7 +272,7 @@ bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredic
         double nll = NAN;
         if (!stop) {
             next = llama_sampler_sample(sampler.get(), ctx, row);
-            nll = token_nll(logits, n_vocab, next);
+            nll = token_nll_fast(logits, n_vocab, next);
         }
         batch.add(at, text, last_rows, row, nll);
         summary.add(last_rows, row, nll);

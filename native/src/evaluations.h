@@ -50,7 +50,9 @@ nlohmann::json run_perplexity(ModelSession & s, const std::vector<llama_token> &
 
 nlohmann::json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens);
 
-// -log p(token | logits) in nats, computed as llama-perplexity does.
+// -log p(token | logits) in nats, computed as llama-perplexity does (perplexity).
 double token_nll(const float * logits, int n_vocab, llama_token token);
+// The same, vectorised in float (traces and generation; native/src/fast_nll.cpp).
+double token_nll_fast(const float * logits, int n_vocab, llama_token token);
 
 }  // namespace moelens
