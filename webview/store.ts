@@ -9,6 +9,23 @@ function grow<T extends Int32Array | Float32Array | Uint8Array>(a: T, need: numb
   return next;
 }
 
+type Typed = Int32Array | Float32Array | Uint8Array;
+type TypedCtor<T extends Typed> = { new (a: ArrayLike<number> | ArrayBufferLike): T; from(a: ArrayLike<number>): T };
+
+/**
+ * A batch array as it arrived. VS Code transfers typed arrays as binary where its message
+ * channel supports it; where it does not (seen with code-server's web workbench) they arrive
+ * as ArrayBuffers or plain index-keyed objects, which are converted here once per batch.
+ */
+export function asTyped<T extends Typed>(ctor: TypedCtor<T>, v: unknown): T {
+  if (v instanceof ctor) return v;
+  if (ArrayBuffer.isView(v)) return new ctor((v as Typed).buffer.slice((v as Typed).byteOffset, (v as Typed).byteOffset + (v as Typed).byteLength));
+  if (v instanceof ArrayBuffer) return new ctor(v);
+  if (Array.isArray(v)) return ctor.from(v);
+  if (v && typeof v === "object") return ctor.from(Object.values(v as Record<string, number>));
+  return new ctor(0 as unknown as ArrayLike<number>);
+}
+
 export class PanelTrace {
   count = 0;
   tokenIds = new Int32Array(0);
@@ -36,7 +53,14 @@ export class PanelTrace {
     this.E = header.model.n_expert;
   }
 
-  ingest(b: TraceBatch): void {
+  ingest(raw: TraceBatch): void {
+    const b: TraceBatch = {
+      ...raw,
+      tokenIds: asTyped(Int32Array, raw.tokenIds), nll: asTyped(Float32Array, raw.nll),
+      experts: asTyped(Int32Array, raw.experts), weights: asTyped(Float32Array, raw.weights),
+      entropy: asTyped(Float32Array, raw.entropy), active: asTyped(Uint8Array, raw.active),
+      topIds: raw.topIds && asTyped(Int32Array, raw.topIds), topProbs: raw.topProbs && asTyped(Float32Array, raw.topProbs),
+    };
     const end = b.start + b.count;
     const { L, K, N } = this;
     this.tokenIds = grow(this.tokenIds, end);

@@ -2,14 +2,19 @@
 //   - routing shifts: tokens whose selected experts differ from the previous token's
 //     (mean over MoE layers of 1 − Jaccard) far more than usual in this trace: mean + 1σ
 //     (dotted) and mean + 2σ (solid);
-//   - domain transitions: Markdown code fences (prose → language → prose), marked on the
-//     fence line with the domains and the NLL at the transition step.
+//   - domain transitions: the segments the tracer computed for the finished trace
+//     (segments.ts: marker lines, Markdown code fences, routing change points), marked on
+//     the line of the transition step (the old domain's last token: the opening fence or
+//     marker line) with the domains, the NLL there and the mean probability on the new
+//     domain's expert. While a trace streams in (no segments yet), or after an edit cut it,
+//     Markdown code fences are marked from the text alone, at the fence line.
 // Recomputed when the store changes (a trace streams in, an edit cuts it) or the visible
 // editors change; an editor whose document version has no trace gets no decorations.
 
 import * as vscode from "vscode";
 import type { TraceRecord, TraceStore } from "../core/trace-store";
 import { fenceBoundaries, routingShifts, shiftThresholds } from "./format";
+import { transitionLabel, type EditorSegments } from "./segments";
 
 export class Decorations implements vscode.Disposable {
   private readonly strong = vscode.window.createTextEditorDecorationType({
@@ -32,7 +37,7 @@ export class Decorations implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
   private readonly disposables: vscode.Disposable[];
 
-  constructor(private readonly store: TraceStore) {
+  constructor(private readonly store: TraceStore, private readonly segments?: WeakMap<TraceRecord, EditorSegments>) {
     this.disposables = [
       store.onDidChange(() => this.refresh()),
       vscode.window.onDidChangeVisibleTextEditors(() => this.refresh()),
@@ -69,7 +74,17 @@ export class Decorations implements vscode.Disposable {
     }
     const trans: vscode.DecorationOptions[] = [];
     const tracedEnd = r.end;
-    for (const b of fenceBoundaries(r.text)) {
+    const seg = r.truncated ? undefined : this.segments?.get(r);
+    for (const x of seg?.transitions ?? []) {
+      if (x.token < 0 || x.token + 1 >= r.count) continue;
+      const line = doc.lineAt(doc.positionAt(r.range(x.token)[0]).line);
+      trans.push({
+        range: new vscode.Range(line.range.end, line.range.end),
+        renderOptions: { after: { contentText: transitionLabel(x) } },
+        hoverMessage: `MoE Lens: domain transition ${x.from} → ${x.to} at token ${x.token} (${seg!.source === "change-point" ? "routing change point" : seg!.source})`,
+      });
+    }
+    for (const b of seg ? [] : fenceBoundaries(r.text)) {
       const lineStart = r.base + b.lineStart;
       if (lineStart >= tracedEnd) break;
       // Transition step: the last token before the new domain starts.

@@ -8,8 +8,9 @@
 import * as vscode from "vscode";
 import { validatePolicy } from "../core/policy-parse";
 import { needsRestart, readSettings, SETTINGS_SECTION, type MoeLensSettings } from "../core/settings";
-import { TraceStore } from "../core/trace-store";
+import { TraceStore, type TraceRecord } from "../core/trace-store";
 import { Decorations } from "./decorations";
+import type { EditorSegments } from "./segments";
 import { RoutingHoverProvider } from "./hover";
 import { RoutingPanel, ROUTING_VIEW_ID } from "./panel";
 import { PolicyState } from "./policy-state";
@@ -20,6 +21,9 @@ import { Tracer } from "./tracer";
 import * as calibrateAnt from "./commands/calibrate-ant";
 import * as comparePolicies from "./commands/compare-policies";
 import * as exportTrace from "./commands/export-trace";
+import * as exportExperiment from "./commands/export-experiment";
+import * as runAblation from "./commands/run-ablation";
+import * as runAmgSweep from "./commands/run-amg-sweep";
 import * as selectModel from "./commands/select-model";
 import * as serverCommands from "./commands/server";
 import * as setPolicy from "./commands/set-policy";
@@ -47,9 +51,10 @@ export function activate(context: vscode.ExtensionContext): { services: Services
   const policy = new PolicyState(context.workspaceState, settings.defaultPolicy);
   const status = new StatusBar();
   const panel = new RoutingPanel(context.extensionUri);
-  const decorations = new Decorations(store);
+  const segments = new WeakMap<TraceRecord, EditorSegments>();
+  const decorations = new Decorations(store, segments);
   const svc: Services = {
-    context, extensionRoot, output, server, store, policy, status, panel, decorations,
+    context, extensionRoot, output, server, store, policy, status, panel, decorations, segments,
     tracer: undefined as unknown as Tracer,
     settings: () => settings,
   };
@@ -107,6 +112,9 @@ export function activate(context: vscode.ExtensionContext): { services: Services
     exportTrace.register(svc),
     showPanel.register(svc),
     calibrateAnt.register(svc),
+    runAmgSweep.register(svc),
+    runAblation.register(svc),
+    exportExperiment.register(svc),
   );
   return { services: svc };
 }

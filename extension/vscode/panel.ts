@@ -10,6 +10,7 @@ import { renderPanelHtml } from "../../webview/html";
 import type { HostMessage, WebviewMessage } from "../../webview/protocol";
 import { validatePolicy } from "../core/policy-parse";
 import type { TraceRecord } from "../core/trace-store";
+import { experimentMessage } from "./experiment-view";
 import type { Services } from "./services";
 import { errorMessage } from "./server-manager";
 
@@ -84,7 +85,9 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     this.post({ type: "traceStart", traceId: r.id, label: r.label, header: r.header });
     for (const b of r.batches) this.post({ type: "traceBatch", traceId: r.id, batch: b });
     if (r.summary) this.post({ type: "traceEnd", traceId: r.id, summary: r.summary });
-    else if (r.state === "error" || r.state === "cancelled") this.post({ type: "traceError", traceId: r.id, message: r.error ?? r.state });
+    const seg = this.svc.segments.get(r);
+    if (seg && !r.truncated) this.post({ type: "segments", traceId: r.id, segments: seg.segments, transitions: seg.transitions });
+    if (!r.summary && (r.state === "error" || r.state === "cancelled")) this.post({ type: "traceError", traceId: r.id, message: r.error ?? r.state });
   }
 
   private restore(): void {
@@ -92,6 +95,7 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     const editor = vscode.window.activeTextEditor;
     const r = (editor && this.svc.store.active(editor.document.uri.toString(), editor.document.version)) ?? this.svc.store.latest();
     if (r) this.replay(r);
+    if (this.svc.lastExperiment) this.post(experimentMessage(this.svc.lastExperiment));
   }
 
   private async onMessage(m: WebviewMessage): Promise<void> {
@@ -113,6 +117,9 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
           break;
         case "requestCompare":
           await vscode.commands.executeCommand("moeLens.comparePolicies", validatePolicy(m.left), validatePolicy(m.right));
+          break;
+        case "exportExperiment":
+          await vscode.commands.executeCommand("moeLens.exportExperiment");
           break;
         case "log":
           if (m.level === "error") svc.output.error(`[panel] ${m.message}`);

@@ -1,7 +1,7 @@
 // What the commands and providers share. One instance per activation.
 
 import type * as vscode from "vscode";
-import type { TraceStore } from "../core/trace-store";
+import type { TraceRecord, TraceStore } from "../core/trace-store";
 import type { MoeLensSettings } from "../core/settings";
 import type { ServerManager } from "./server-manager";
 import type { PolicyState } from "./policy-state";
@@ -9,6 +9,8 @@ import type { StatusBar } from "./status-bar";
 import type { RoutingPanel } from "./panel";
 import type { Tracer } from "./tracer";
 import type { Decorations } from "./decorations";
+import type { EditorSegments } from "./segments";
+import type { ExperimentRun } from "./experiment-view";
 
 export interface Services {
   context: vscode.ExtensionContext;
@@ -21,5 +23,9 @@ export interface Services {
   panel: RoutingPanel;
   tracer: Tracer;
   decorations: Decorations;
+  /** Domain segments and transition metrics of finished traces (tracer.ts computes them). */
+  segments: WeakMap<TraceRecord, EditorSegments>;
+  /** The last finished experiment (shown in the panel, exported by "Export…"). */
+  lastExperiment?: ExperimentRun;
   settings(): MoeLensSettings;
 }

@@ -5,10 +5,12 @@
 
 import * as vscode from "vscode";
 import type { Policy } from "../core/policy";
+import { concatBatches } from "../core/trace";
 import type { TraceRecord } from "../core/trace-store";
 import { describePolicy } from "../core/policy-parse";
 import type { Services } from "./services";
 import { errorMessage, isCancellation } from "./server-manager";
+import { editorSegments, traceTopN } from "./segments";
 
 export interface TraceTarget {
   document: vscode.TextDocument;
@@ -84,6 +86,9 @@ export class Tracer {
           token.onCancellationRequested(() => ac.abort());
           progress.report({ message: "waiting for the server…" });
           const client = await svc.server.ensureClient(ac.signal);
+          // The router distribution, for the transition metrics (capped for models with many experts).
+          const model = svc.server.modelInfo ?? (await client.modelInfo(ac.signal));
+          const topN = traceTopN(model.n_expert, model.moe_layers.length, Buffer.byteLength(text, "utf8"));
           const r = svc.store.begin({
             uri: doc.uri.toString(), version: doc.version, text, baseOffset: base, wholeDocument: whole, label, policy,
           });
@@ -91,7 +96,7 @@ export class Tracer {
           let total = 0, done = 0, lastPct = 0;
           svc.output.info(`trace ${r.id}: ${label} (${text.length} characters)`);
           const trace = await client.trace(
-            { text, policy },
+            { text, policy, top_n: topN },
             {
               onHeader: (h) => {
                 svc.store.setHeader(r.id, h);
@@ -121,6 +126,7 @@ export class Tracer {
               `trace ${r.id} done: ${summary.n_tokens} tokens, ppl ${summary.ppl.toFixed(3)}, avg active ${summary.avg_active.toFixed(3)}/${r.header?.k}, ${Math.round(summary.elapsed_ms)} ms`,
             );
           }
+          if (summary) this.postSegments(r, doc.languageId);
           svc.decorations.refresh();
           return r;
         },
@@ -146,6 +152,26 @@ export class Tracer {
         this.inflight = undefined;
         svc.status.setTracing(undefined);
       }
+    }
+  }
+
+  /**
+   * Domain segments and transition metrics of a finished trace (segments.ts: markers, fences,
+   * change points, else the language), kept for the decorations and replays and posted to the panel.
+   */
+  private postSegments(r: TraceRecord, languageId: string): void {
+    const { svc } = this;
+    if (!r.header || r.count === 0 || r.truncated) return;
+    try {
+      const trace = { header: r.header, columns: concatBatches(r.header, r.batches), summary: r.summary };
+      const s = editorSegments(trace, r.text, languageId);
+      svc.segments.set(r, s);
+      svc.panel.post({ type: "segments", traceId: r.id, segments: s.segments, transitions: s.transitions });
+      if (s.transitions.length) {
+        svc.output.info(`trace ${r.id}: ${s.segments.length} segments (${s.source}), ${s.transitions.length} transitions${s.partial ? ` (top ${r.header.top_n} of ${r.header.model.n_expert} router probabilities recorded: P and rank only where the new domain's expert is among them)` : ""}`);
+      }
+    } catch (e) {
+      svc.output.warn(`trace ${r.id}: no transition analysis: ${errorMessage(e)}`);
     }
   }
 }

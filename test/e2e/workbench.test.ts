@@ -105,8 +105,11 @@ test("Trace Document: the panel shows the real trace of the sample", { skip, tim
   assert.equal(baselineActive, k, "baseline routing keeps all k experts active");
   assert.equal(serverPids(w).length, 1, "one moe-lens-server child of this workbench");
   // The panel received the trace: it shows numbers for this run.
-  const text = await waitForFrameText(w.page, PANEL_DATA, 30_000);
+  const text = await waitForFrameText(w.page, new RegExp(`avg active ${baselineActive.toFixed(2)}/${k}`), 30_000);
   assert.ok(text.length > 20, "the panel shows trace data");
+  // The routing arrays reached the panel intact: its own average of the active experts
+  // (computed from the streamed arrays) equals the host's.
+  assert.match(text, new RegExp(`avg active ${baselineActive.toFixed(2)}/${k}`));
   panelBaseline = text;
   traced = true;
   await screenshot(w, "02-trace-document-panel");
@@ -166,6 +169,7 @@ test("Toggle AMG re-traces and the active-experts figure changes", { skip, timeo
     panelNow = await waitForFrameText(w.page, PANEL_DATA, 10_000);
   }
   assert.notEqual(panelNow, panelBaseline, "the panel updated for the AMG run");
+  assert.match(await waitForFrameText(w.page, new RegExp(`avg active ${active.toFixed(2)}/`), 10_000), new RegExp(`avg active ${active.toFixed(2)}/`), "the panel's figure equals the status bar's");
   await screenshot(w, "04-amg-on");
   // and back to baseline, so later tests trace the unmodified routing
   await runCommand(w.page, "MoE Lens: Toggle AMG");

@@ -1,0 +1,95 @@
+import * as path from "node:path";
+import * as vscode from "vscode";
+import { runAblation, type AblationDoc } from "../../core/experiments";
+import { labelText } from "../../core/transitions";
+import { ablationSubtitle, evaluationFiles, type ExperimentRun } from "../experiment-view";
+import { publishExperiment, runExperiment } from "../experiment-runner";
+import type { Services } from "../services";
+import { errorMessage } from "../server-manager";
+
+export interface AblationArgs {
+  /** Evaluation files (labelled transition texts); skips the folder and file pickers. */
+  files?: vscode.Uri[];
+  /** Calibration text for the Ant predictor; null: use the predictor the server has loaded. Skips the picker. */
+  calibration?: vscode.Uri | null;
+}
+
+const decode = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/**
+ * MoE Lens: Run β/Π/Ant Ablation on Folder… — the Affinity text's table (as `moe-lens
+ * ablation DIR --calibration FILE`): the 2³ subsets of {β, Π, Ant} on labelled transition
+ * texts (marker lines or code fences; unlabelled files use routing change points), metric ±
+ * std over documents. The user picks a folder, then its files, then the calibration text for
+ * Ant (never one of the evaluated files) or the predictor already loaded. As in the CLI the
+ * fitted predictor goes to a temporary file, not beside the model; the predictor the server
+ * had before (or none) is loaded back afterwards.
+ */
+export function register(svc: Services): vscode.Disposable {
+  return vscode.commands.registerCommand("moeLens.runAblation", async (arg?: vscode.Uri | AblationArgs) => {
+    const a: AblationArgs = arg instanceof vscode.Uri ? {} : arg ?? {};
+    let files = a.files;
+    if (!files) {
+      const folder = arg instanceof vscode.Uri ? [arg] : await vscode.window.showOpenDialog({
+        title: "MoE Lens: folder of labelled transition texts (<<<domain:NAME>>> lines or code fences)",
+        canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: "Use Folder",
+        defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+      });
+      if (!folder?.[0]) return;
+      const entries = await vscode.workspace.fs.readDirectory(folder[0]);
+      const names = evaluationFiles(entries.filter(([, t]) => t & vscode.FileType.File).map(([n]) => n));
+      if (!names.length) return void vscode.window.showWarningMessage(`MoE Lens: ${path.basename(folder[0].path)} has no .txt or .md files to evaluate.`);
+      const picked = await vscode.window.showQuickPick(names.map((n) => ({ label: n, picked: true })), {
+        title: "MoE Lens: documents to evaluate", canPickMany: true, placeHolder: "labelled transition texts (all by default)",
+      });
+      if (!picked?.length) return;
+      files = picked.map((p) => vscode.Uri.joinPath(folder[0], p.label));
+    }
+    if (!files.length) return void vscode.window.showWarningMessage("MoE Lens: no documents to evaluate.");
+
+    let calibration = a.calibration;
+    if (calibration === undefined) {
+      const loaded = !!svc.server.predictorPath || !!svc.server.modelInfo?.predictor_loaded;
+      const choices: Array<vscode.QuickPickItem & { id: "file" | "loaded" }> = [
+        { id: "file", label: "Choose calibration text…", description: "Ant is fitted on it (not one of the evaluated files)" },
+      ];
+      if (loaded) choices.push({ id: "loaded", label: "Use the loaded predictor", description: svc.server.predictorPath ? path.basename(svc.server.predictorPath) : "" });
+      const pick = choices.length === 1 ? choices[0] : await vscode.window.showQuickPick(choices, { title: "MoE Lens: Ant predictor for the ablation" });
+      if (!pick) return;
+      if (pick.id === "loaded") calibration = null;
+      else {
+        const f = await vscode.window.showOpenDialog({ title: "MoE Lens: calibration text for Ant", canSelectMany: false, openLabel: "Calibrate", defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri });
+        if (!f?.[0]) return;
+        calibration = f[0];
+      }
+    }
+    if (calibration && files.some((f) => f.toString() === calibration!.toString())) {
+      return void vscode.window.showErrorMessage(`MoE Lens: the calibration text ${path.basename(calibration.path)} is also an evaluation document; choose another.`);
+    }
+
+    const docs: AblationDoc[] = [];
+    for (const f of files) {
+      const l = labelText(decode(await vscode.workspace.fs.readFile(f)));
+      if (!l.spans.length) svc.output.info(`ablation: ${path.basename(f.path)} has no marker lines or code fences; using routing change points`);
+      docs.push({ name: path.basename(f.path), text: l.text, spans: l.spans });
+    }
+    const calibrationText = calibration ? decode(await vscode.workspace.fs.readFile(calibration)) : undefined;
+    if (calibrationText !== undefined && !calibrationText.trim()) return void vscode.window.showWarningMessage("MoE Lens: the calibration text is empty.");
+
+    const previous = svc.server.predictorPath;
+    const result = await runExperiment(svc, "β/Π/Ant ablation", async (client, signal, report) => {
+      try {
+        return await runAblation(client, docs, { calibrationText, signal, onProgress: report });
+      } finally {
+        // The fitted predictor was loaded into the server: put back what the user had.
+        if (calibrationText !== undefined) {
+          await client.loadPredictor(previous ?? null).catch((e) => svc.output.warn(`ablation: could not reload the previous predictor: ${errorMessage(e)}`));
+        }
+      }
+    });
+    if (!result) return;
+    const run: ExperimentRun = { kind: "ablation", result, subtitle: ablationSubtitle(docs.length, result, calibration ? path.basename(calibration.path) : undefined) };
+    await publishExperiment(svc, run);
+    return run;
+  });
+}
