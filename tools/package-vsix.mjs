@@ -50,7 +50,7 @@ if (!fs.existsSync(vsce)) fail("@vscode/vsce is not installed; run npm ci");
 fs.mkdirSync(outDir, { recursive: true });
 const file = path.join(outDir, `${pkg.name}-${target}-${pkg.version}.vsix`);
 const extra = [];
-if (!pkg.repository) extra.push("--allow-missing-repository");
+if (!pkg.repository) extra.push("--allow-missing-repository", "--no-rewrite-relative-links");
 if (!["LICENSE", "LICENSE.md", "LICENSE.txt"].some((f) => fs.existsSync(path.join(root, f)))) extra.push("--skip-license");
 run(process.execPath, [vsce, "package", "--no-dependencies", "--target", target, "--out", file, ...extra]);
 
