@@ -31,8 +31,8 @@ export class PolicyControls {
       d.append(...children);
       this.root.append(d);
     };
-    row(this.check("amg", "AMG"), this.field("threshold", "τ", "0.9"), this.field("minK", "min k", "1"), this.select("amgMode", "AMG over", [["selected", "selected experts"], ["full", "full distribution (top-p)"]]), this.field("maxK", "max k", ""));
-    row(this.check("beta", "β memory"), this.field("betaValue", "β", "0.9"), this.select("betaForm", "β form", [["raw", "raw"], ["scale_preserving", "scale-preserving"]]), this.check("pi", "Π precision"), this.check("ant", "Ant"), this.field("gamma", "γ", "0.5"));
+    row(this.check("amg", "AMG"), this.field("threshold", "τ", "0.9", [0.05, 1, 0.05]), this.field("minK", "min k", "1"), this.select("amgMode", "AMG over", [["selected", "selected experts"], ["full", "full distribution (top-p)"]]), this.field("maxK", "max k", ""));
+    row(this.check("beta", "β memory"), this.field("betaValue", "β", "0.9", [0, 0.99, 0.01]), this.select("betaForm", "β form", [["raw", "raw"], ["scale_preserving", "scale-preserving"]]), this.check("pi", "Π precision"), this.check("ant", "Ant"), this.field("gamma", "γ", "0.5", [0, 4, 0.1]));
     const apply = document.createElement("vscode-button");
     apply.textContent = "Apply";
     apply.id = "apply-policy";
@@ -61,7 +61,7 @@ export class PolicyControls {
     return c;
   }
 
-  private field(id: string, label: string, value: string): HTMLElement {
+  private field(id: string, label: string, value: string, range?: [number, number, number]): HTMLElement {
     const f = document.createElement("vscode-textfield") as Field;
     f.id = `ctl-${id}`;
     f.setAttribute("aria-label", label);
@@ -72,6 +72,21 @@ export class PolicyControls {
     const wrap = document.createElement("label");
     wrap.className = "field";
     wrap.append(`${label} `, f);
+    if (range) {
+      // A slider bound to the text field: drag for a quick look, type for an exact value.
+      const slider = document.createElement("input");
+      slider.type = "range";
+      slider.id = `ctl-${id}-slider`;
+      [slider.min, slider.max, slider.step] = range.map(String);
+      slider.value = value;
+      slider.setAttribute("aria-label", `${label} slider`);
+      slider.addEventListener("input", () => {
+        f.value = slider.value;
+        this.changed();
+      });
+      f.addEventListener("change", () => (slider.value = f.value));
+      wrap.append(slider);
+    }
     this.els[id] = f;
     return wrap;
   }

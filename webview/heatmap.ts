@@ -15,7 +15,8 @@ export const COLOR_MODES: Array<{ id: ColorMode; label: string }> = [
 ];
 
 export const GUTTER = 40;   // layer labels
-export const HEADER = 18;   // token text strip
+export const SEGMENT_BAND = 12; // domain labels
+export const HEADER = 28;   // domain labels above the token text strip
 export const NLL_STRIP = 12;
 
 export interface HeatmapEvents {
@@ -192,12 +193,12 @@ export class Heatmap {
       g.fillRect(x - 1, 0, 2, HEADER + L * ch);
       g.fillText(s.domain, x + 3, 10);
     }
-    // Token text when there is room for it.
-    if (cw >= 14 && tr.segments.length === 0) {
+    // Token text, when the columns are wide enough to read it (zoom in for it).
+    if (cw >= 12) {
       g.fillStyle = fg;
       for (let t = first; t <= last; t++) {
         const p = (tr.pieces[t] ?? "").replace(/\n/g, "⏎").replace(/ /g, "·");
-        g.fillText(p.slice(0, Math.max(1, Math.floor(cw / 6))), GUTTER + t * cw - scroll + 1, 12, cw - 1);
+        g.fillText(p, GUTTER + t * cw - scroll + 1, SEGMENT_BAND + 11, cw - 2);
       }
     }
     // Gutter with layer labels, drawn last so cells scroll under it.

@@ -26,7 +26,7 @@ interface UiState {
 }
 
 const vscode = acquireVsCodeApi();
-const state: UiState = { mode: "top1", expert: 0, highlight: -1, cellW: 8, ...((vscode.getState() as Partial<UiState>) ?? {}) };
+const state: UiState = { mode: "top1", expert: 0, highlight: -1, cellW: 14, ...((vscode.getState() as Partial<UiState>) ?? {}) };
 const traces = new Map<string, PanelTrace>();
 let current: PanelTrace | undefined;
 let chartTimer = 0;

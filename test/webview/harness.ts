@@ -60,8 +60,9 @@ export async function openPanel(opts: { width?: number; height?: number; theme?:
   await page.addInitScript(({ dark }) => {
     const w = window as unknown as { __posted: unknown[]; __state: unknown; acquireVsCodeApi: () => unknown; __cspViolation: (v: string) => void };
     w.__posted = [];
-    w.__state = undefined;
-    w.acquireVsCodeApi = () => ({ postMessage: (m: unknown) => w.__posted.push(m), getState: () => w.__state, setState: (s: unknown) => { w.__state = s; } });
+    // VS Code keeps a webview's setState across hide/show; sessionStorage does the same across a reload here.
+    w.__state = JSON.parse(sessionStorage.getItem("vscodeState") ?? "null") ?? undefined;
+    w.acquireVsCodeApi = () => ({ postMessage: (m: unknown) => w.__posted.push(m), getState: () => w.__state, setState: (s: unknown) => { w.__state = s; sessionStorage.setItem("vscodeState", JSON.stringify(s)); } });
     document.addEventListener("securitypolicyviolation", (e) => w.__cspViolation(`${e.violatedDirective} ${e.blockedURI}`));
     // The theme variables VS Code injects into every webview.
     document.addEventListener("DOMContentLoaded", () => {

@@ -177,6 +177,12 @@ describe("routing panel", () => {
     await panel.page.waitForFunction(() => (window as unknown as { __posted: Array<{ type: string }> }).__posted.some((m) => m.type === "applyPolicy"), undefined, { timeout: 5000 });
     const applied = (await panel.posted()).filter((p) => p.type === "applyPolicy").pop() as unknown as { policy: { amg?: { threshold: number } } };
     assert.equal(applied.policy.amg?.threshold, 0.9);
+    // The τ slider drives the same field and re-applies.
+    const before = (await panel.posted()).length;
+    await panel.page.$eval("#ctl-threshold-slider", (s: HTMLInputElement) => { s.value = "0.6"; s.dispatchEvent(new Event("input", { bubbles: true })); });
+    await panel.page.waitForFunction((n) => (window as unknown as { __posted: unknown[] }).__posted.length > n, before, { timeout: 5000 });
+    const slid = (await panel.posted()).filter((p) => p.type === "applyPolicy").pop() as unknown as { policy: { amg?: { threshold: number } } };
+    assert.equal(slid.policy.amg?.threshold, 0.6);
     assert.equal(await panel.page.evaluate(() => (document.getElementById("ctl-ant") as HTMLElement & { disabled: boolean }).disabled), true, "Ant is disabled without a predictor");
   });
 
@@ -191,6 +197,17 @@ describe("routing panel", () => {
     assert.ok(Number(active[3]) < 0, "AMG lowers the active experts");
     assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 2);
     await panel.page.screenshot({ path: path.join(ARTIFACTS, "compare.png"), fullPage: true });
+  });
+
+  test("UI state is restored when the panel is shown again", async () => {
+    await setMode("entropy");
+    await panel.page.reload();
+    await panel.page.waitForFunction(() => (window as unknown as { __posted: Array<{ type: string }> }).__posted.some((m) => m.type === "ready"));
+    assert.equal(await panel.page.inputValue("#color-mode"), "entropy");
+    // The host replays the trace on `ready`, as extension/vscode/panel.ts does.
+    await panel.send([...messages("base", "demo-sample.md · baseline", base), { type: "segments", traceId: "base", segments: fenceSegments(base), transitions: [] }]);
+    await panel.page.waitForFunction((n) => (window as unknown as { moeLens: { current?: { count: number } } }).moeLens.current?.count === n, base.columns.count);
+    await setMode("top1");
   });
 
   test("charts render", async () => {
