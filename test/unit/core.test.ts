@@ -48,6 +48,7 @@ describe("policy parsing", () => {
   test("labels and expert lists", () => {
     assert.equal(describePolicy({}), "baseline");
     assert.equal(describePolicy({ max_k: 12, amg: { threshold: 0.9 } }), "k=12 + AMG τ=0.9");
+    assert.equal(describePolicy({ amg: { threshold: 0.8999999761581421 } }), "AMG τ=0.9", "the server's float32 echo reads as typed");
     assert.deepEqual(parseExpertList("1:2,3:4", false), [[1, 2], [3, 4]]);
     assert.deepEqual(parseExpertList("1:2:0.5", true), [[1, 2, 0.5]]);
     assert.throws(() => parseExpertList("1", false), /LAYER:EXPERT/);
