@@ -96,9 +96,9 @@ bool RoutingTap::callback(ggml_tensor * t, bool ask, void * user_data) {
     }
 
     switch (kind) {
-        case MoeNode::Logits: tap->on_scores(t, m, layer, false); break;
+        case MoeNode::Logits: tap->on_scores(t, m, layer); break;
         case MoeNode::Probs:
-            if (!tap->layout_.has_logits_node) tap->on_scores(t, m, layer, true);
+            if (!tap->layout_.has_logits_node) tap->on_scores(t, m, layer);  // the scores are the probs
             tap->on_probs(t, m);
             break;
         default:
@@ -115,8 +115,7 @@ static void read_f32(ggml_tensor * t, std::vector<float> & buf) {
     ggml_backend_tensor_get(t, buf.data(), 0, ggml_nbytes(t));
 }
 
-void RoutingTap::on_scores(ggml_tensor * t, int m, int layer, bool is_probs_node) {
-    (void) is_probs_node;
+void RoutingTap::on_scores(ggml_tensor * t, int m, int layer) {
     read_f32(t, buf_);
     const int E = int(t->ne[0]);
     const int n = int(ggml_nelements(t) / E);

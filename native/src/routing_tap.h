@@ -83,7 +83,7 @@ public:
 
 private:
     bool wants(MoeNode kind) const;
-    void on_scores(ggml_tensor * t, int m, int layer, bool is_probs_node);
+    void on_scores(ggml_tensor * t, int m, int layer);
     void on_probs(ggml_tensor * t, int m);
     void on_topk(ggml_tensor * t, int m);
     void on_weights(ggml_tensor * t, int m);
