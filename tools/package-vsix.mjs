@@ -33,7 +33,11 @@ function run(cmd, argv) {
   execFileSync(cmd, argv, { cwd: root, stdio: "inherit" });
 }
 
-if (!args.includes("--skip-build")) run(process.execPath, [path.join(root, "tools", "build.mjs"), "--production"]);
+if (!args.includes("--skip-build")) {
+  // A production build writes no source maps; drop any a development build left behind.
+  for (const f of fs.readdirSync(path.join(root, "out"), { recursive: true })) if (String(f).endsWith(".map")) fs.rmSync(path.join(root, "out", String(f)));
+  run(process.execPath, [path.join(root, "tools", "build.mjs"), "--production"]);
+}
 
 const exe = target.startsWith("win32") ? "moe-lens-server.exe" : "moe-lens-server";
 const required = [

@@ -39,6 +39,9 @@ export class Heatmap {
   cursor = { t: 0, m: 0 };
   /** Frames drawn (for the benchmark and tests). */
   frames = 0;
+  /** When set, paints every cell with this packed colour instead of the colour mode (compare's difference map). */
+  colorOverride?: (t: number, m: number) => number;
+  private readonly resize: ResizeObserver;
 
   constructor(parent: HTMLElement, private readonly label: string, private readonly events: HeatmapEvents) {
     this.scroller = document.createElement("div");
@@ -59,7 +62,16 @@ export class Heatmap {
     this.scroller.addEventListener("wheel", (e) => this.onWheel(e), { passive: false });
     this.canvas.addEventListener("click", (e) => this.onClick(e));
     this.canvas.addEventListener("keydown", (e) => this.onKey(e));
-    new ResizeObserver(() => this.requestDraw()).observe(this.scroller);
+    this.resize = new ResizeObserver(() => this.requestDraw());
+    this.resize.observe(this.scroller);
+  }
+
+  /** Removes the heatmap from the page and stops observing it. */
+  dispose(): void {
+    this.resize.disconnect();
+    if (this.frame) cancelAnimationFrame(this.frame);
+    this.scroller.remove();
+    this.live.remove();
   }
 
   setTrace(trace: PanelTrace | undefined): void {
@@ -100,6 +112,7 @@ export class Heatmap {
 
   /** cellRgb, packed for ImageData (the draw loop's hot path: no allocation per cell). */
   cellPacked(t: number, m: number): number {
+    if (this.colorOverride) return this.colorOverride(t, m);
     const tr = this.trace!;
     switch (this.mode) {
       case "top1": return expertPacked(tr.top1(t, m));

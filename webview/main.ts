@@ -2,8 +2,9 @@
 // arrays (store.ts), draws the heatmap (heatmap.ts), charts (charts.ts), policy controls
 // (controls.ts), cell details and a compare view. UI state survives hide/show via
 // acquireVsCodeApi().getState/setState; trace data is replayed by the host on `ready`.
+import { describePolicy } from "../extension/core/policy-parse";
 import { Charts } from "./charts";
-import { css, expertRgb } from "./colors";
+import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
 import { COLOR_MODES, Heatmap, type ColorMode } from "./heatmap";
@@ -139,7 +140,7 @@ function fmt(x: number | undefined, d = 3): string {
 
 function renderSummary(tr: PanelTrace): void {
   const s = tr.summary;
-  const policy = tr.header.policy && Object.keys(tr.header.policy).length ? JSON.stringify(tr.header.policy) : "baseline";
+  const policy = describePolicy(tr.header.policy ?? {});
   header.replaceChildren(
     el("strong", "", tr.label),
     el("span", "", ` ${tr.count}${s ? "" : `/${tr.header.n_tokens}`} tokens · ${tr.L} MoE layers · ${tr.E} experts · k=${tr.K}`),
@@ -235,7 +236,11 @@ function nllAt(tr: PanelTrace, tokens: number[]): number {
   return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
 }
 
+let compareMaps: Heatmap[] = [];
+
 function renderCompare(left: PanelTrace, right: PanelTrace): void {
+  for (const hm of compareMaps) hm.dispose();
+  compareMaps = [];
   compareHost.hidden = false;
   compareHost.replaceChildren(el("h3", "", `Compare: ${left.label} vs ${right.label}`));
   const boundary = left.segments.slice(1).map((s) => Math.max(0, s.start - 1));
@@ -259,7 +264,17 @@ function renderCompare(left: PanelTrace, right: PanelTrace): void {
     hm.expert = state.expert;
     hm.setZoom(state.cellW);
     hm.setTrace(tr);
+    compareMaps.push(hm);
   }
+  // The difference: bright where the top-1 expert changed, plus the change in active experts.
+  compareHost.append(el("h4", "", "Difference (top-1 expert changed: +0.5; |Δ active experts| / k: up to +0.5)"));
+  const diff = new Heatmap(compareHost, "difference", { onSelect: (t, m) => showDetails(right, t, m) });
+  diff.colorOverride = (t, m) => rampPacked(t >= right.count ? NaN :
+    (left.top1(t, m) !== right.top1(t, m) ? 0.5 : 0) + (0.5 * Math.abs(left.active[t * left.L + m] - right.active[t * right.L + m])) / Math.max(1, left.K));
+  diff.setZoom(state.cellW);
+  diff.setTrace(left);
+  diff.canvas.id = "compare-difference";
+  compareMaps.push(diff);
 }
 
 window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {

@@ -195,7 +195,10 @@ describe("routing panel", () => {
     assert.equal(Number(active[1]), Number(base.summary!.avg_active.toFixed(2)));
     assert.equal(Number(active[2]), Number(amg.summary!.avg_active.toFixed(2)));
     assert.ok(Number(active[3]) < 0, "AMG lowers the active experts");
-    assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 2);
+    assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 3, "left, right and their difference");
+    // A second compare replaces the first (no heatmaps left behind).
+    await panel.send([{ type: "compare", leftTraceId: "base", rightTraceId: "amg" }]);
+    assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 3);
     await panel.page.screenshot({ path: path.join(ARTIFACTS, "compare.png"), fullPage: true });
   });
 
