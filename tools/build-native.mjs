@@ -67,13 +67,28 @@ if (!fs.existsSync(path.join(srcDir, "include", "llama.h"))) {
   for (const f of patchFiles) run("git", ["-C", srcDir, "apply", path.join(patchesDir, f)]);
 }
 
+// CMake ties a build directory to one source directory, and every clone of this project
+// (CI clones into a new directory each run) has its own path. So CMake builds a mirror of
+// native/ kept in the cache: files are copied only when their content changed, so their
+// timestamps, and the incremental build, survive from one checkout to the next.
+const nativeMirror = path.join(cacheDir, "native-src");
+function mirror(from, to) {
+  fs.mkdirSync(to, { recursive: true });
+  const wanted = new Set(fs.readdirSync(from).filter((n) => n !== "patches"));
+  for (const name of fs.readdirSync(to)) if (!wanted.has(name)) fs.rmSync(path.join(to, name), { recursive: true, force: true });
+  for (const name of wanted) {
+    const src = path.join(from, name), dst = path.join(to, name);
+    if (fs.statSync(src).isDirectory()) mirror(src, dst);
+    else if (!fs.existsSync(dst) || !fs.readFileSync(src).equals(fs.readFileSync(dst))) fs.copyFileSync(src, dst);
+  }
+}
+mirror(path.join(repoRoot, "native"), nativeMirror);
+console.log(`build:native: native/ mirrored to ${nativeMirror} (compiler messages name files there)`);
+
 const jobs = process.env.MOE_LENS_JOBS || String(Math.max(1, os.availableParallelism()));
 if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
-  run("cmake", ["-S", path.join(repoRoot, "native"), "-B", buildDir, "-DCMAKE_BUILD_TYPE=Release",
+  run("cmake", ["-S", nativeMirror, "-B", buildDir, "-DCMAKE_BUILD_TYPE=Release",
     `-DLLAMA_SOURCE_DIR=${srcDir}`, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : [])]);
-} else {
-  // The native/ sources may have moved with a new checkout: point CMake at this one.
-  run("cmake", ["-S", path.join(repoRoot, "native"), "-B", buildDir]);
 }
 const targets = process.argv.includes("--llama-only") ? TARGETS.slice(3) : TARGETS;
 run("cmake", ["--build", buildDir, "--config", "Release", "-j", jobs, "--target", ...targets]);
