@@ -22,6 +22,8 @@ export const NLL_STRIP = 12;
 export interface HeatmapEvents {
   onSelect(t: number, m: number): void;
   onView?(firstToken: number, lastToken: number): void;
+  /** The user zoomed this heatmap (wheel or keys); linked heatmaps follow. */
+  onZoom?(cellW: number): void;
 }
 
 export class Heatmap {
@@ -270,6 +272,7 @@ export class Heatmap {
     if (!e.ctrlKey) return;
     e.preventDefault();
     this.setZoom(this.cellW * (e.deltaY < 0 ? 1.25 : 0.8), e.offsetX);
+    this.events.onZoom?.(this.cellW);
   }
 
   private onKey(e: KeyboardEvent): void {
@@ -284,8 +287,8 @@ export class Heatmap {
       case "Home": c.t = 0; break;
       case "End": c.t = tr.count - 1; break;
       case "Enter": case " ": this.events.onSelect(c.t, c.m); break;
-      case "+": case "=": this.setZoom(this.cellW * 1.25); break;
-      case "-": this.setZoom(this.cellW * 0.8); break;
+      case "+": case "=": this.setZoom(this.cellW * 1.25); this.events.onZoom?.(this.cellW); break;
+      case "-": this.setZoom(this.cellW * 0.8); this.events.onZoom?.(this.cellW); break;
       default: return;
     }
     e.preventDefault();
@@ -300,5 +303,22 @@ export class Heatmap {
     const tr = this.trace!;
     const { t, m } = this.cursor;
     this.live.textContent = `token ${t} ${JSON.stringify(tr.pieces[t] ?? "")}, layer ${tr.header.model.moe_layers[m]}, top expert ${tr.top1(t, m)}, ${tr.active[t * tr.L + m]} active`;
+  }
+}
+
+/**
+ * Keeps heatmaps of the same tokens aligned: scrolling one scrolls the others to the same
+ * token column. Programmatic scrolls fire their own scroll events one frame later; those
+ * are ignored until the frame after, so heatmaps of different widths cannot ping-pong.
+ */
+export function linkScrolling(maps: Heatmap[]): void {
+  let leader: Heatmap | undefined;
+  for (const hm of maps) {
+    hm.scroller.addEventListener("scroll", () => {
+      if (leader && leader !== hm) return;
+      leader = hm;
+      for (const other of maps) if (other !== hm) other.scroller.scrollLeft = hm.scroller.scrollLeft;
+      requestAnimationFrame(() => requestAnimationFrame(() => { leader = undefined; }));
+    }, { passive: true });
   }
 }

@@ -7,7 +7,7 @@ import { Charts } from "./charts";
 import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
-import { COLOR_MODES, Heatmap, type ColorMode } from "./heatmap";
+import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
 import type { HostMessage, WebviewMessage } from "./protocol";
 import { PanelTrace } from "./store";
 
@@ -257,9 +257,16 @@ function renderCompare(left: PanelTrace, right: PanelTrace): void {
   for (let t = 0; t < n; t++) for (let m = 0; m < Math.min(left.L, right.L); m++) if (left.top1(t, m) !== right.top1(t, m)) changed++;
   table.append(rowOf(["top-1 expert changed", "", "", `${fmt((100 * changed) / Math.max(1, n * left.L), 1)}% of cells`]));
   compareHost.append(table);
+  // Left and right side by side (stacked when the panel is narrow), the difference below;
+  // all three scroll and zoom together so a column is the same token in each.
+  const zoomAll = (cellW: number) => { for (const hm of compareMaps) hm.setZoom(cellW); };
+  const pair = el("div", "compare-pair");
+  compareHost.append(pair);
   for (const tr of [left, right]) {
-    compareHost.append(el("h4", "", tr.label));
-    const hm = new Heatmap(compareHost, tr.label, { onSelect: (t, m) => showDetails(tr, t, m) });
+    const side = el("figure", "compare-side");
+    side.append(el("figcaption", "", tr.label));
+    pair.append(side);
+    const hm = new Heatmap(side, tr.label, { onSelect: (t, m) => showDetails(tr, t, m), onZoom: zoomAll });
     hm.mode = state.mode;
     hm.expert = state.expert;
     hm.setZoom(state.cellW);
@@ -267,14 +274,17 @@ function renderCompare(left: PanelTrace, right: PanelTrace): void {
     compareMaps.push(hm);
   }
   // The difference: bright where the top-1 expert changed, plus the change in active experts.
-  compareHost.append(el("h4", "", "Difference (top-1 expert changed: +0.5; |Δ active experts| / k: up to +0.5)"));
-  const diff = new Heatmap(compareHost, "difference", { onSelect: (t, m) => showDetails(right, t, m) });
+  const diffSide = el("figure", "compare-side");
+  diffSide.append(el("figcaption", "", "Difference (top-1 expert changed: +0.5; |Δ active experts| / k: up to +0.5)"));
+  compareHost.append(diffSide);
+  const diff = new Heatmap(diffSide, "difference", { onSelect: (t, m) => showDetails(right, t, m), onZoom: zoomAll });
   diff.colorOverride = (t, m) => rampPacked(t >= right.count ? NaN :
     (left.top1(t, m) !== right.top1(t, m) ? 0.5 : 0) + (0.5 * Math.abs(left.active[t * left.L + m] - right.active[t * right.L + m])) / Math.max(1, left.K));
   diff.setZoom(state.cellW);
   diff.setTrace(left);
   diff.canvas.id = "compare-difference";
   compareMaps.push(diff);
+  linkScrolling(compareMaps);
 }
 
 window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {

@@ -188,6 +188,7 @@ describe("routing panel", () => {
 
   test("compare view shows both policies side by side with their difference", async () => {
     await panel.send(messages("amg", "demo-sample.md · AMG τ=0.5", amg));
+    await panel.send([{ type: "segments", traceId: "amg", segments: fenceSegments(amg), transitions: [] }]);
     await panel.send([{ type: "compare", leftTraceId: "base", rightTraceId: "amg" }]);
     await panel.page.waitForSelector("#compare-summary");
     const rows = await panel.page.$$eval("#compare-summary tr", (trs) => trs.map((r) => Array.from(r.children).map((c) => c.textContent ?? "")));
@@ -196,9 +197,18 @@ describe("routing panel", () => {
     assert.equal(Number(active[2]), Number(amg.summary!.avg_active.toFixed(2)));
     assert.ok(Number(active[3]) < 0, "AMG lowers the active experts");
     assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 3, "left, right and their difference");
+    // In a wide panel the two policies sit side by side, the difference below them.
+    const boxes = await panel.page.$$eval("#compare .heatmap-scroller", (els) => els.map((e) => { const r = e.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width }; }));
+    assert.equal(boxes[0].y, boxes[1].y, "left and right heatmaps on one row");
+    assert.ok(boxes[1].x >= boxes[0].x + boxes[0].w, `right heatmap to the right of the left one: ${JSON.stringify(boxes)}`);
+    assert.ok(boxes[2].y > boxes[0].y, "difference below");
+    // Scrolling one compare heatmap scrolls the others to the same token column.
+    await panel.page.$eval("#compare .heatmap-scroller", (e) => { e.scrollLeft = 120; });
+    await panel.page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLElement>("#compare .heatmap-scroller")).every((e) => e.scrollLeft === 120));
     // A second compare replaces the first (no heatmaps left behind).
     await panel.send([{ type: "compare", leftTraceId: "base", rightTraceId: "amg" }]);
     assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 3);
+    await panel.page.waitForTimeout(800); // charts follow the current trace at most every 0.5 s
     await panel.page.screenshot({ path: path.join(ARTIFACTS, "compare.png"), fullPage: true });
   });
 
