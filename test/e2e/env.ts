@@ -96,13 +96,17 @@ export interface Workbench {
   close(): Promise<void>;
 }
 
-/** The extension folder code-server loads: package.json, out/ and media/ of this checkout, symlinked. */
+/**
+ * The extension folder code-server loads: package.json, out/ and media/ of this checkout,
+ * copied as an installed .vsix would be (with symlinks VS Code cannot tell which extension a
+ * call comes from, and notifications say "Source: Null Extension Description").
+ */
 function installExtension(root: string, extDir: string): string {
   const pkg = JSON.parse(fs.readFileSync(path.join(root, "package.json"), "utf8"));
   const dir = path.join(extDir, `${pkg.publisher}.${pkg.name}-${pkg.version}`);
   fs.mkdirSync(dir, { recursive: true });
   for (const f of ["package.json", "out", "media", "README.md", "LICENSE"]) {
-    if (fs.existsSync(path.join(root, f))) fs.symlinkSync(path.join(root, f), path.join(dir, f));
+    if (fs.existsSync(path.join(root, f))) fs.cpSync(path.join(root, f), path.join(dir, f), { recursive: true, dereference: true });
   }
   return dir;
 }
@@ -235,6 +239,33 @@ export async function runCommand(page: Page, title: string): Promise<void> {
 
 export async function closeQuickInput(page: Page): Promise<void> {
   if (await page.locator(".quick-input-widget").isVisible().catch(() => false)) await page.keyboard.press("Escape");
+}
+
+/**
+ * Answers code-server's simple file dialog (a quick input holding a path) with `fsPath`.
+ * The dialog fills in its start folder asynchronously; the path is typed after that. A folder
+ * is accepted with the dialog's OK button (`okLabel`): Enter would open it instead.
+ */
+export async function answerFileDialog(page: Page, title: string | RegExp, fsPath: string,
+  opts: { okLabel?: string; screenshotAs?: () => Promise<unknown> } = {}): Promise<void> {
+  await page.locator(".quick-input-widget .quick-input-title", { hasText: title }).waitFor({ timeout: 15_000 });
+  const input = page.locator(".quick-input-widget .quick-input-box input");
+  for (let i = 0; i < 50 && !(await input.inputValue()).endsWith("/"); i++) await page.waitForTimeout(100);
+  await page.waitForTimeout(300);
+  await input.fill(fsPath);
+  for (let i = 0; i < 20 && (await input.inputValue()) !== fsPath; i++) {
+    await page.waitForTimeout(200);
+    await input.fill(fsPath);
+  }
+  await page.waitForTimeout(500);
+  await opts.screenshotAs?.();
+  if (!opts.okLabel) return void (await page.keyboard.press("Enter"));
+  // The first press may only open the typed folder; the next one accepts it.
+  const titleShown = page.locator(".quick-input-widget .quick-input-title", { hasText: title });
+  for (let i = 0; i < 3 && (await titleShown.isVisible()); i++) {
+    await page.locator(".quick-input-widget .monaco-button", { hasText: opts.okLabel }).click();
+    await page.waitForTimeout(700);
+  }
 }
 
 /** Opens a workspace file through Quick Open and waits for its editor. */

@@ -5,7 +5,10 @@
 //   3. hovering a token shows its experts per layer;
 //   4. "Toggle AMG" re-traces and the active-experts figure drops below k;
 //   5. killing moe-lens-server: the extension restarts it and traces again;
-//   6. "Select Model…" with a dense GGUF: a clear message, the MoE model keeps running.
+//   6. "Select Model…" with a dense GGUF: a clear message, the MoE model keeps running;
+//   7. after an edit, stale hovers are dropped;
+//   8. "Run AMG Sweep on Document": the AMG text's table in the panel;
+//   9. "Run β/Π/Ant Ablation on Folder…": the Affinity text's 2³ table in the panel.
 // Screenshots go to test-artifacts/e2e/. Skipped (not failed) only when code-server is not
 // installed (tools/setup-e2e.sh); a missing server binary, demo model or build fails.
 
@@ -16,7 +19,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
-  clearNotifications, closeQuickInput, extensionSource, openFile, panelFrame, repoRoot, requireBuilt, runCommand, screenshot, serverPids,
+  answerFileDialog, clearNotifications, closeQuickInput, extensionSource, openFile, panelFrame, repoRoot, requireBuilt, runCommand, screenshot, serverPids,
   skipReason, startWorkbench, statusText, waitForFrameText, waitForNotification, waitForStatus, type Workbench,
 } from "./env";
 
@@ -211,20 +214,7 @@ test("Select Model… with a dense model gives a clear message and keeps the MoE
   const statusBefore = await statusText(w.page);
   await clearNotifications(w.page);
   await runCommand(w.page, "MoE Lens: Select Model…");
-  // code-server's simple file dialog: a quick input holding a path.
-  await w.page.locator(".quick-input-widget .quick-input-title", { hasText: "select a Mixture-of-Experts GGUF" }).waitFor({ timeout: 15_000 });
-  const input = w.page.locator(".quick-input-widget .quick-input-box input");
-  // The dialog fills in the start folder (asynchronously); type the path after that.
-  for (let i = 0; i < 50 && !(await input.inputValue()).endsWith("/"); i++) await w.page.waitForTimeout(100);
-  await w.page.waitForTimeout(300);
-  await input.fill(dense);
-  for (let i = 0; i < 20 && (await input.inputValue()) !== dense; i++) {
-    await w.page.waitForTimeout(200);
-    await input.fill(dense);
-  }
-  await w.page.waitForTimeout(500);
-  await screenshot(w, "07-select-model-dialog");
-  await w.page.keyboard.press("Enter");
+  await answerFileDialog(w.page, "select a Mixture-of-Experts GGUF", dense, { screenshotAs: () => screenshot(w, "07-select-model-dialog") });
   const msg = await waitForNotification(w.page, /dense model/i, 30_000);
   assert.match(msg, /llama-dense\.gguf/);
   assert.match(msg, /Mixture-of-Experts/);
@@ -282,5 +272,84 @@ test("after an edit, tokens before it keep their hover and tokens after it have 
   const dropped = await hoverLine(w, `Edited ${edit.t}`, "last", 2_000);
   assert.equal(dropped, "", `no hover after the edit (line ${edit.i + 1})`);
   await screenshot(w, "09-after-edit");
-  await w.page.keyboard.press("Control+Z");
+  // Undo the edit (typing may take more than one undo step): the later tests use the sample as written.
+  for (let i = 0; i < 4 && (await w.page.locator(".view-lines", { hasText: "Edited" }).count()); i++) {
+    await w.page.keyboard.press("Control+Z");
+    await w.page.waitForTimeout(200);
+  }
+  assert.equal(await w.page.locator(".view-lines", { hasText: "Edited" }).count(), 0, "the edit was undone");
+});
+
+/** The panel's experiment table once its title matches `title`: header and rows as text. */
+async function experimentTable(w: Workbench, title: RegExp, timeoutMs: number): Promise<string[][]> {
+  await waitForFrameText(w.page, title, timeoutMs);
+  const frame = await panelFrame(w.page);
+  await frame.locator("#experiment-table").scrollIntoViewIfNeeded();
+  return frame.$$eval("#experiment-table tr", (trs) => trs.map((r) => Array.from(r.children).map((c) => (c.textContent ?? "").trim())));
+}
+
+test("Run AMG Sweep on Document: the sweep table appears in the panel", { skip, timeout: 180_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  await openFile(w.page, SAMPLE);
+  await runCommand(w.page, "MoE Lens: Run AMG Sweep on Document");
+  const input = w.page.locator(".quick-input-widget .quick-input-box input");
+  await w.page.locator(".quick-input-widget .quick-input-title", { hasText: "AMG sweep (1/2)" }).waitFor({ timeout: 15_000 });
+  await input.fill("0.5");
+  await w.page.keyboard.press("Enter");
+  await w.page.locator(".quick-input-widget .quick-input-title", { hasText: "AMG sweep (2/2)" }).waitFor({ timeout: 15_000 });
+  // The proposed expert slots: the trained k and 2k (2k reloads the model with more experts).
+  assert.equal(await input.inputValue(), `${k}, ${2 * k}`);
+  await w.page.keyboard.press("Enter");
+  const rows = await experimentTable(w, /AMG sweep/, 150_000);
+  await screenshot(w, "10-amg-sweep-panel");
+  assert.deepEqual(rows[0], ["Config", "PPL", "±σ", "Avg experts active"]);
+  const body = rows.slice(1);
+  // Per max_k: no gating, τ = 0.5 and τ = 1.0 (always added).
+  assert.equal(body.length, 6, JSON.stringify(body));
+  const row = (re: RegExp) => { const r = body.find((x) => re.test(x[0])); assert.ok(r, `a row ${re}: ${JSON.stringify(body)}`); return r; };
+  const baseline = row(new RegExp(`^k${k} baseline$`));
+  assert.equal(baseline[3], `${k.toFixed(2)}/${k}`);
+  // τ = 1.0 keeps every selected expert: the same perplexity as no gating.
+  assert.equal(row(new RegExp(`^k${k} \\+ threshold 1\\.00$`))[1], baseline[1]);
+  const amg = row(new RegExp(`^k${k} \\+ threshold 0\\.50$`));
+  assert.ok(Number(amg[3].split("/")[0]) < k, `AMG τ=0.5 activates fewer than k experts: ${amg[3]}`);
+  assert.notEqual(amg[1], baseline[1], "and changes the perplexity");
+  assert.equal(row(new RegExp(`^k${2 * k}\\b.*no gating$`))[3], `${(2 * k).toFixed(2)}/${2 * k}`);
+});
+
+test("Run β/Π/Ant Ablation on Folder…: the 2³ table appears in the panel", { skip, timeout: 180_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  // Two labelled transition texts to evaluate and a third one, elsewhere, to fit Ant on.
+  const evalDir = path.join(w.workspace, "transitions");
+  fs.mkdirSync(evalDir, { recursive: true });
+  for (const f of ["01.txt", "02.txt"]) fs.copyFileSync(path.join(root, "test", "fixtures", "transitions", f), path.join(evalDir, f));
+  const calibration = path.join(w.workspace, "calibration.txt");
+  fs.copyFileSync(path.join(root, "test", "fixtures", "transitions", "05.txt"), calibration);
+  await closeQuickInput(w.page);
+  await runCommand(w.page, "MoE Lens: Run β/Π/Ant Ablation on Folder…");
+  await answerFileDialog(w.page, "folder of labelled transition texts", evalDir, { okLabel: "Use Folder" });
+  // Both files are offered, both picked.
+  const picks = w.page.locator(".quick-input-widget .monaco-list-row");
+  await w.page.locator(".quick-input-widget .quick-input-title", { hasText: "documents to evaluate" }).waitFor({ timeout: 15_000 });
+  await picks.filter({ hasText: "02.txt" }).waitFor({ timeout: 15_000 });
+  assert.equal(await picks.count(), 2);
+  await w.page.keyboard.press("Enter");
+  // No predictor is loaded yet, so the command goes straight to the calibration text.
+  await answerFileDialog(w.page, "calibration text for Ant", calibration);
+  const rows = await experimentTable(w, /Ablation of \{β, Π, Ant\}/, 150_000);
+  await screenshot(w, "11-ablation-panel");
+  const header = rows[0];
+  assert.deepEqual(header.slice(0, 4), ["Gate", "β", "Π", "Ant"]);
+  const body = rows.slice(1);
+  assert.deepEqual(body.map((r) => r[0]), ["Standard", "β", "Π", "Ant", "β + Π", "β + Ant", "Π + Ant", "β + Π + Ant"]);
+  // Each row's check marks say its subset, and every metric is "mean ± std" over the 2 documents.
+  for (const r of body) {
+    for (const [i, name] of [[1, "β"], [2, "Π"], [3, "Ant"]] as const) assert.equal(r[i] === "✓", r[0].split(" + ").includes(name), `${r[0]}: column ${name}`);
+    assert.match(r[header.indexOf("P(correct expert)")], /^\d\.\d+ ± \d\.\d+$/);
+  }
+  assert.equal(body[0][header.indexOf("Δ vs Standard")], "–");
+  const frame = await panelFrame(w.page);
+  assert.match(await frame.locator("#experiment").innerText(), /2 documents/);
 });
