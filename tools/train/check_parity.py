@@ -4,9 +4,9 @@
   /usr/bin/python3 tools/train/check_parity.py [FILES...]
 
 For each text (default: test/fixtures/demo-sample.md and the transition
-fixtures, markers removed) it runs reference_trace.py's model and
-native/llama_trace.cpp (compiled on first use against the llama.cpp static
-libraries of the project's CMake build cache, or --build-dir), and compares:
+fixtures, markers removed) it runs reference_trace.py's model and the
+project's own server (out/bin/moe-lens-server, `npm run build:native`; its
+/v1/trace with every router probability), and compares:
   - token ids must be identical,
   - the selected expert set must match on >= --min-expert-match of
     (token, layer) pairs,
@@ -16,44 +16,80 @@ libraries of the project's CMake build cache, or --build-dir), and compares:
     (token, layer) pair selects different experts.  A near-tie router flip
     changes that token's output, and through attention later tokens a little,
     by design of top-k routing; it is counted by the expert-match share.
-Also compares perplexity with llama-perplexity on the concatenated held-out
-text when --perplexity FILE is given.
+Each text must fit in one server window (the model's training context), so
+that both sides evaluate it as one sequence.
 """
 import argparse
+import base64
 import glob
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
-import tempfile
+import urllib.request
 
+import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from compare_traces import compare  # noqa: E402
-from llama_bins import REPO  # noqa: E402
+from llama_bins import REPO, find_bin  # noqa: E402
 from reference_trace import build_trace, load  # noqa: E402
 
 
-def build_llama_trace(build_dir, out):
-    build_dir = build_dir or sorted(glob.glob(os.path.expanduser("~/.cache/moe-lens/native/*/build")))[-1]
-    src = os.path.join(os.path.dirname(build_dir), "llama.cpp")
-    libs = [os.path.join(build_dir, "llama.cpp", p) for p in
-            ["src/libllama.a", "ggml/src/libggml.a", "ggml/src/libggml-cpu.a", "ggml/src/libggml-base.a"]]
-    cmd = ["g++", "-O2", "-std=c++17", os.path.join(HERE, "native", "llama_trace.cpp"),
-           "-I" + os.path.join(src, "include"), "-I" + os.path.join(src, "ggml", "include"),
-           *libs, "-fopenmp", "-lpthread", "-ldl", "-o", out]
-    subprocess.run(cmd, check=True)
+class Server:
+    """moe-lens-server on loopback with a per-run token (native/API.md)."""
+
+    def __init__(self, binary, gguf, threads):
+        self.token = secrets.token_hex(16)
+        self.proc = subprocess.Popen([binary, "-m", gguf, "-t", str(threads), "--port", "0"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, "MOE_LENS_TOKEN": self.token})
+        ready = json.loads(self.proc.stdout.readline() or '{"event":"error","message":"no ready line"}')
+        if ready.get("event") != "ready":
+            self.proc.kill()
+            raise SystemExit(f"moe-lens-server did not start: {ready.get('message')}")
+        self.url = f"http://{ready['host']}:{ready['port']}"
+
+    def trace(self, text, top_n):
+        """The trace's records in the reference's per-token form."""
+        req = urllib.request.Request(self.url + "/v1/trace", data=json.dumps({"text": text, "top_n": top_n}).encode(),
+                                     headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req) as r:
+            records = [json.loads(line) for line in r if line.strip()]
+        header = records[0]
+        if len(header["windows"]) != 1:
+            raise SystemExit(f"{header['n_tokens']} tokens do not fit in one server window; parity needs one sequence")
+        L, K, N = header["n_moe_layers"], header["k"], header["top_n"]
+        tokens = []
+        for b in (x for x in records if x["type"] == "batch"):
+            arr = lambda name, dt: np.frombuffer(base64.b64decode(b[name]), dtype=dt)  # noqa: E731
+            ids, nll = arr("token_ids", "<i4"), arr("nll", "<f4")
+            experts = arr("experts", "<i4").reshape(-1, L, K)
+            top_ids, top_probs = arr("top_ids", "<i4").reshape(-1, L, N), arr("top_probs", "<f4").reshape(-1, L, N)
+            for i in range(b["count"]):
+                probs = np.zeros((L, N))
+                for m in range(L):
+                    probs[m, top_ids[i, m]] = top_probs[i, m]
+                tokens.append({"id": int(ids[i]), "logprob_next": None if np.isnan(nll[i]) else -float(nll[i]),
+                               "experts": experts[i].tolist(), "probs": probs.tolist()})
+        if records[-1]["type"] == "error":
+            raise SystemExit(f"trace failed: {records[-1]['message']}")
+        return tokens
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*")
     ap.add_argument("--gguf", default=os.path.join(REPO, "media", "models", "demo-moe.gguf"))
-    ap.add_argument("--build-dir", help="llama.cpp CMake build dir with the static libraries")
-    ap.add_argument("--llama-trace", default=os.path.join(HERE, "out", "llama_trace"))
+    ap.add_argument("--bin-dir", help="where moe-lens-server is (default: out/bin, then the build cache)")
     ap.add_argument("--min-expert-match", type=float, default=0.99)
     ap.add_argument("--max-logprob-diff", type=float, default=0.25)
     ap.add_argument("--max-logprob-diff-no-flip", type=float, default=0.01)
@@ -62,12 +98,10 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    if not os.path.exists(args.llama_trace):
-        os.makedirs(os.path.dirname(args.llama_trace), exist_ok=True)
-        build_llama_trace(args.build_dir, args.llama_trace)
     files = args.files or [os.path.join(REPO, "test/fixtures/demo-sample.md")] + \
         sorted(glob.glob(os.path.join(REPO, "test/fixtures/transitions/*.txt")))
     model, cfg, tok = load(args.gguf)
+    server = Server(find_bin("moe-lens-server", args.bin_dir), args.gguf, args.threads)
 
     ok = True
     tot_pairs = tot_match = 0
@@ -75,14 +109,7 @@ def main():
     for f in files:
         text = open(f, encoding="utf-8", newline="").read()
         text = re.sub(r"^<<<domain:\w+>>>\n", "", text, flags=re.M)
-        with tempfile.NamedTemporaryFile("w", encoding="utf-8", suffix=".txt", delete=False) as tf:
-            tf.write(text)
-        try:
-            out = subprocess.run([args.llama_trace, args.gguf, tf.name, str(args.threads)],
-                                 capture_output=True, text=True, check=True).stdout
-        finally:
-            os.unlink(tf.name)
-        theirs = json.loads(out)
+        theirs = {"tokens": server.trace(text, cfg.n_expert)}
         ids = [t["id"] for t in theirs["tokens"]]
         if ids != tok.encode(text, add_bos=True):
             print(f"{os.path.relpath(f, REPO)}: TOKEN IDS DIFFER")
@@ -101,6 +128,7 @@ def main():
         ok &= (r["expert_set_match"] >= args.min_expert_match
                and r["logprob_abs_diff_mean"] <= args.max_mean_logprob_diff
                and r["logprob_abs_diff_max"] <= limit)
+    server.close()
     print(f"overall: experts match on {tot_match}/{tot_pairs} (token, layer) pairs "
           f"({100 * tot_match / max(1, tot_pairs):.2f}%), worst |dlogp| {worst:.2e} "
           f"-> {'PASS' if ok else 'FAIL'}")
