@@ -2,6 +2,7 @@
 # Installs the real VS Code workbench the end-to-end tests drive: code-server 4.100.3
 # (VS Code 1.100.3, the last line on Node 20), from the npm registry, into a cache directory
 # outside this project's node_modules, following ../shared notes "real-vscode-e2e.md".
+# Its dependency tree is pinned by tools/code-server/package-lock.json (`npm ci`).
 #
 #   tools/setup-e2e.sh            install (idempotent; a second run takes well under a second)
 #   tools/setup-e2e.sh --print    print the install directory and exit
@@ -14,13 +15,16 @@
 set -euo pipefail
 
 VERSION=4.100.3
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+lock="$here/code-server/package-lock.json"
+lock_hash="$(sha256sum "$lock" | cut -c1-16)"
 cache_root="${MOE_LENS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/moe-lens}"
 dir="${MOE_LENS_CODE_SERVER_DIR:-$cache_root/code-server-$VERSION}"
 entry="$dir/node_modules/code-server/out/node/entry.js"
 
 if [[ "${1:-}" == "--print" ]]; then echo "$dir"; exit 0; fi
 
-if [[ -f "$entry" && -f "$dir/.installed-$VERSION" ]]; then
+if [[ -f "$entry" && -f "$dir/.installed-$lock_hash" ]]; then
   echo "setup-e2e: code-server $VERSION already installed in $dir"
   exit 0
 fi
@@ -36,13 +40,9 @@ if ((${#missing[@]})); then
 fi
 
 mkdir -p "$dir"
-# Its own package.json, so nothing of this lands in the project's node_modules or lockfile.
-if [[ ! -f "$dir/package.json" ]]; then
-  cat >"$dir/package.json" <<JSON
-{ "name": "moe-lens-e2e-code-server", "private": true, "version": "0.0.0",
-  "description": "code-server for MoE Lens end-to-end tests (tools/setup-e2e.sh)" }
-JSON
-fi
+# Its own package.json and lockfile, so nothing of this lands in the project's node_modules.
+cp "$here/code-server/package.json" "$lock" "$dir/"
+rm -f "$dir"/.installed-*
 
 # @vscode/ripgrep's postinstall downloads rg; seed its cache with Debian's rg, one entry per
 # @vscode/ripgrep version code-server 4.100.x may pull in.
@@ -58,14 +58,14 @@ for v in 1.15.11 1.15.12 1.15.13 1.15.14 1.18.0; do
 done
 rm -rf "$rgstage"
 
-echo "setup-e2e: installing code-server@$VERSION into $dir (about a minute)"
+echo "setup-e2e: installing code-server@$VERSION (tools/code-server/package-lock.json) into $dir (about a minute)"
 # npm 11 blocks dependency install scripts unless allowed; code-server's own postinstall
 # needs unsafe-perm as root; npx must never prompt.
 (
   cd "$dir"
   npm_config_unsafe_perm=true npm_config_yes=true npm_config_dangerously_allow_all_scripts=true \
   npm_config_fund=false npm_config_audit=false npm_config_update_notifier=false \
-    npm install --no-save --no-package-lock "code-server@$VERSION"
+    npm ci
 )
 
 if [[ ! -f "$entry" ]]; then
@@ -73,5 +73,5 @@ if [[ ! -f "$entry" ]]; then
   exit 1
 fi
 node "$dir/node_modules/code-server/out/node/entry.js" --version >/dev/null
-touch "$dir/.installed-$VERSION"
+touch "$dir/.installed-$lock_hash"
 echo "setup-e2e: code-server $VERSION ready in $dir"
