@@ -12,7 +12,8 @@ type Check = HTMLElement & { checked: boolean; disabled: boolean };
 
 export interface ControlValues {
   amg: boolean; threshold: string; minK: string; amgMode: string; maxK: string;
-  beta: boolean; betaValue: string; betaForm: string; pi: boolean; ant: boolean; gamma: string;
+  beta: boolean; betaValue: string; betaForm: string; betaMix: string; betaTheta: string;
+  pi: boolean; piMomentum: string; ant: boolean; gamma: string;
 }
 
 export class PolicyControls {
@@ -32,7 +33,10 @@ export class PolicyControls {
       this.root.append(d);
     };
     row(this.check("amg", "AMG"), this.field("threshold", "τ", "0.9", [0.05, 1, 0.05]), this.field("minK", "min k", "1"), this.select("amgMode", "AMG over", [["selected", "selected experts"], ["full", "full distribution (top-p)"]]), this.field("maxK", "max k", ""));
-    row(this.check("beta", "β memory"), this.field("betaValue", "β", "0.9", [0, 0.99, 0.01]), this.select("betaForm", "β form", [["raw", "raw"], ["scale_preserving", "scale-preserving"]]), this.check("pi", "Π precision"), this.check("ant", "Ant"), this.field("gamma", "γ", "0.5", [0, 4, 0.1]));
+    // β: route on (1-α)·z + α·U with membrane U (θ: optional clamp, blank = none).
+    row(this.check("beta", "β memory"), this.field("betaValue", "β", "0.9", [0, 0.99, 0.01]), this.select("betaForm", "β form", [["raw", "raw"], ["scale_preserving", "scale-preserving"]]),
+      this.field("betaMix", "mix α", "1", [0, 1, 0.05]), this.field("betaTheta", "θ", ""));
+    row(this.check("pi", "Π precision"), this.field("piMomentum", "momentum", "0.95"), this.check("ant", "Ant"), this.field("gamma", "γ", "0.5", [0, 4, 0.1]));
     const apply = document.createElement("vscode-button");
     apply.textContent = "Apply";
     apply.id = "apply-policy";
@@ -109,7 +113,8 @@ export class PolicyControls {
   values(): ControlValues {
     const v = (id: string) => (this.els[id] as Field).value ?? "";
     const c = (id: string) => !!(this.els[id] as Check).checked;
-    return { amg: c("amg"), threshold: v("threshold"), minK: v("minK"), amgMode: v("amgMode") || "selected", maxK: v("maxK"), beta: c("beta"), betaValue: v("betaValue"), betaForm: v("betaForm") || "raw", pi: c("pi"), ant: c("ant"), gamma: v("gamma") };
+    return { amg: c("amg"), threshold: v("threshold"), minK: v("minK"), amgMode: v("amgMode") || "selected", maxK: v("maxK"), beta: c("beta"), betaValue: v("betaValue"), betaForm: v("betaForm") || "raw",
+      betaMix: v("betaMix"), betaTheta: v("betaTheta"), pi: c("pi"), piMomentum: v("piMomentum"), ant: c("ant"), gamma: v("gamma") };
   }
 
   setValues(v: Partial<ControlValues>): void {
@@ -140,8 +145,11 @@ export class PolicyControls {
       const p: Policy = {};
       if (v.amg) p.amg = { threshold: num(v.threshold, "τ", 0.01, 1), min_k: num(v.minK || "1", "min k", 1, 4096, true), mode: v.amgMode === "full" ? "full" : "selected" };
       if (v.maxK.trim()) p.max_k = num(v.maxK, "max k", 1, 4096, true);
-      if (v.beta) p.beta = { beta: num(v.betaValue, "β", 0, 0.999), form: v.betaForm === "scale_preserving" ? "scale_preserving" : "raw" };
-      if (v.pi) p.pi = {};
+      if (v.beta) {
+        p.beta = { beta: num(v.betaValue, "β", 0, 0.999), form: v.betaForm === "scale_preserving" ? "scale_preserving" : "raw", mix: num(v.betaMix || "1", "mix α", 0, 1) };
+        if (v.betaTheta.trim()) p.beta.theta = num(v.betaTheta, "θ", -1e6, 1e6);
+      }
+      if (v.pi) p.pi = { momentum: num(v.piMomentum || "0.95", "Π momentum", 0, 0.9999) };
       if (v.ant) p.ant = { gamma: num(v.gamma, "γ", 0, 10) };
       this.error.textContent = "";
       return p;

@@ -186,6 +186,41 @@ describe("routing panel", () => {
     assert.equal(await panel.page.evaluate(() => (document.getElementById("ctl-ant") as HTMLElement & { disabled: boolean }).disabled), true, "Ant is disabled without a predictor");
   });
 
+  test("β mix and θ and Π momentum reach the posted policy; an out-of-range value is refused", async () => {
+    type Posted = { type: string; policy?: { amg?: unknown; beta?: { beta: number; mix?: number; theta?: number; form?: string }; pi?: { momentum?: number } } };
+    const lastApplied = async () => (await panel.posted()).filter((p) => p.type === "applyPolicy").pop() as unknown as Posted;
+    const setField = (id: string, value: string) => panel.page.$eval(`#ctl-${id}`, (f, v) => {
+      (f as HTMLElement & { value: string }).value = v as string;
+      f.dispatchEvent(new Event("change", { bubbles: true }));
+    }, value);
+    const settle = async () => {
+      const n = (await panel.posted()).length;
+      await panel.page.waitForFunction((n) => (window as unknown as { __posted: unknown[] }).__posted.length > n, n, { timeout: 5000 }).catch(() => undefined);
+    };
+    await panel.page.click("#ctl-amg"); // off again: only β and Π below
+    await panel.page.click("#ctl-beta");
+    await panel.page.click("#ctl-pi");
+    await panel.page.$eval("#ctl-betaMix-slider", (s: HTMLInputElement) => { s.value = "0.5"; s.dispatchEvent(new Event("input", { bubbles: true })); });
+    await setField("betaTheta", "2");
+    await setField("piMomentum", "0.8");
+    await settle();
+    const p = (await lastApplied()).policy!;
+    assert.deepEqual(p.beta, { beta: 0.9, form: "raw", mix: 0.5, theta: 2 });
+    assert.deepEqual(p.pi, { momentum: 0.8 });
+    assert.equal(p.amg, undefined);
+    const count = (await panel.posted()).filter((m) => m.type === "applyPolicy").length;
+    await setField("betaMix", "1.5");
+    await panel.page.waitForFunction(() => /mix α must be a number in \[0, 1\]/.test(document.querySelector(".control-error")?.textContent ?? ""), undefined, { timeout: 5000 });
+    await panel.page.waitForTimeout(400); // past the debounce: nothing was posted
+    assert.equal((await panel.posted()).filter((m) => m.type === "applyPolicy").length, count);
+    // Back to the state the later tests expect: AMG on, β and Π off.
+    await setField("betaMix", "1");
+    await panel.page.click("#ctl-beta");
+    await panel.page.click("#ctl-pi");
+    await panel.page.click("#ctl-amg");
+    await settle();
+  });
+
   test("compare view shows both policies side by side with their difference", async () => {
     await panel.send(messages("amg", "demo-sample.md · AMG τ=0.5", amg));
     await panel.send([{ type: "segments", traceId: "amg", segments: fenceSegments(amg), transitions: [] }]);
