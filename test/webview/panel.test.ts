@@ -240,6 +240,15 @@ describe("routing panel", () => {
     // Scrolling one compare heatmap scrolls the others to the same token column.
     await panel.page.$eval("#compare .heatmap-scroller", (e) => { e.scrollLeft = 120; });
     await panel.page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLElement>("#compare .heatmap-scroller")).every((e) => e.scrollLeft === 120));
+    // Zooming one (the + key) zooms all three: their scroll widths grow together.
+    const widths = () => panel.page.$$eval("#compare .heatmap-scroller", (els) => els.map((e) => e.scrollWidth));
+    const before = await widths();
+    await panel.page.focus("#compare-difference");
+    await panel.page.keyboard.press("+");
+    await panel.page.waitForFunction((w0) => Array.from(document.querySelectorAll<HTMLElement>("#compare .heatmap-scroller")).every((e, i) => e.scrollWidth > w0[i]), before);
+    const after = await widths();
+    assert.ok(after.every((w) => w === after[0]), `same width: ${after}`);
+    await panel.page.keyboard.press("-");
     // A second compare replaces the first (no heatmaps left behind).
     await panel.send([{ type: "compare", leftTraceId: "base", rightTraceId: "amg" }]);
     assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 3);
