@@ -344,12 +344,25 @@ test("Run β/Π/Ant Ablation on Folder…: the 2³ table appears in the panel", 
   assert.deepEqual(header.slice(0, 4), ["Gate", "β", "Π", "Ant"]);
   const body = rows.slice(1);
   assert.deepEqual(body.map((r) => r[0]), ["Standard", "β", "Π", "Ant", "β + Π", "β + Ant", "Π + Ant", "β + Π + Ant"]);
-  // Each row's check marks say its subset, and every metric is "mean ± std" over the 2 documents.
-  for (const r of body) {
+  // Each row's check marks say its subset; every metric but the pooled K99 is "mean ± std" over
+  // the 2 documents (the Δ columns are "–" for Standard itself).
+  const col = (name: string) => { const i = header.indexOf(name); assert.ok(i > 3, `column ${name}: ${header}`); return i; };
+  const meanStd = /^[+-]?\d+\.\d+ ± \d+\.\d+$/;
+  const deltas = [col("Δ vs Standard"), col("Δ BPC")];
+  for (const [ri, r] of body.entries()) {
     for (const [i, name] of [[1, "β"], [2, "Π"], [3, "Ant"]] as const) assert.equal(r[i] === "✓", r[0].split(" + ").includes(name), `${r[0]}: column ${name}`);
-    assert.match(r[header.indexOf("P(correct expert)")], /^\d\.\d+ ± \d\.\d+$/);
+    for (let i = 4; i < header.length; i++) {
+      if (i === col("K99 pooled")) assert.match(r[i], /^\d+$/, `${r[0]}: ${header[i]}`);
+      else if (ri === 0 && deltas.includes(i)) assert.equal(r[i], "–", `Standard: ${header[i]}`);
+      else assert.match(r[i], meanStd, `${r[0]}: ${header[i]} = ${r[i]}`);
+    }
+    // Δ is the mean over documents of (row − Standard): the difference of the means, up to rounding.
+    if (ri > 0) {
+      const mean = (cell: string) => Number(cell.split(" ± ")[0]);
+      const p = col("P(correct expert)");
+      assert.ok(Math.abs(mean(r[deltas[0]]) - (mean(r[p]) - mean(body[0][p]))) <= 0.0015, `${r[0]}: Δ vs Standard`);
+    }
   }
-  assert.equal(body[0][header.indexOf("Δ vs Standard")], "–");
   const frame = await panelFrame(w.page);
   assert.match(await frame.locator("#experiment").innerText(), /2 documents/);
 });

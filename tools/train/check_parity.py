@@ -71,7 +71,7 @@ class Server:
             experts = arr("experts", "<i4").reshape(-1, L, K)
             top_ids, top_probs = arr("top_ids", "<i4").reshape(-1, L, N), arr("top_probs", "<f4").reshape(-1, L, N)
             for i in range(b["count"]):
-                probs = np.zeros((L, N))
+                probs = np.zeros((L, header["model"]["n_expert"]))
                 for m in range(L):
                     probs[m, top_ids[i, m]] = top_probs[i, m]
                 tokens.append({"id": int(ids[i]), "logprob_next": None if np.isnan(nll[i]) else -float(nll[i]),
@@ -103,32 +103,34 @@ def main():
     model, cfg, tok = load(args.gguf)
     server = Server(find_bin("moe-lens-server", args.bin_dir), args.gguf, args.threads)
 
-    ok = True
-    tot_pairs = tot_match = 0
-    worst = 0.0
-    for f in files:
-        text = open(f, encoding="utf-8", newline="").read()
-        text = re.sub(r"^<<<domain:\w+>>>\n", "", text, flags=re.M)
-        theirs = {"tokens": server.trace(text, cfg.n_expert)}
-        ids = [t["id"] for t in theirs["tokens"]]
-        if ids != tok.encode(text, add_bos=True):
-            print(f"{os.path.relpath(f, REPO)}: TOKEN IDS DIFFER")
-            ok = False
-            continue
-        ours = {"tokens": build_trace(model, cfg, tok, ids)}
-        r = compare(ours, theirs)
-        tot_pairs += r["pairs"]
-        tot_match += round(r["expert_set_match"] * r["pairs"])
-        worst = max(worst, r["logprob_abs_diff_max"])
-        limit = args.max_logprob_diff if r["expert_set_match"] < 1.0 else args.max_logprob_diff_no_flip
-        print(f"{os.path.relpath(f, REPO)}: {r['tokens']} tokens, experts match "
-              f"{100 * r['expert_set_match']:.2f}% (ordered {100 * r['expert_order_match']:.2f}%), "
-              f"|dlogp| max {r['logprob_abs_diff_max']:.2e} mean {r['logprob_abs_diff_mean']:.2e}, "
-              f"|dprob| max {r['router_prob_abs_diff_max']:.2e}")
-        ok &= (r["expert_set_match"] >= args.min_expert_match
-               and r["logprob_abs_diff_mean"] <= args.max_mean_logprob_diff
-               and r["logprob_abs_diff_max"] <= limit)
-    server.close()
+    try:
+        ok = True
+        tot_pairs = tot_match = 0
+        worst = 0.0
+        for f in files:
+            text = open(f, encoding="utf-8", newline="").read()
+            text = re.sub(r"^<<<domain:\w+>>>\n", "", text, flags=re.M)
+            theirs = {"tokens": server.trace(text, cfg.n_expert)}
+            ids = [t["id"] for t in theirs["tokens"]]
+            if ids != tok.encode(text, add_bos=True):
+                print(f"{os.path.relpath(f, REPO)}: TOKEN IDS DIFFER")
+                ok = False
+                continue
+            ours = {"tokens": build_trace(model, cfg, tok, ids)}
+            r = compare(ours, theirs)
+            tot_pairs += r["pairs"]
+            tot_match += round(r["expert_set_match"] * r["pairs"])
+            worst = max(worst, r["logprob_abs_diff_max"])
+            limit = args.max_logprob_diff if r["expert_set_match"] < 1.0 else args.max_logprob_diff_no_flip
+            print(f"{os.path.relpath(f, REPO)}: {r['tokens']} tokens, experts match "
+                  f"{100 * r['expert_set_match']:.2f}% (ordered {100 * r['expert_order_match']:.2f}%), "
+                  f"|dlogp| max {r['logprob_abs_diff_max']:.2e} mean {r['logprob_abs_diff_mean']:.2e}, "
+                  f"|dprob| max {r['router_prob_abs_diff_max']:.2e}")
+            ok &= (r["expert_set_match"] >= args.min_expert_match
+                   and r["logprob_abs_diff_mean"] <= args.max_mean_logprob_diff
+                   and r["logprob_abs_diff_max"] <= limit)
+    finally:
+        server.close()
     print(f"overall: experts match on {tot_match}/{tot_pairs} (token, layer) pairs "
           f"({100 * tot_match / max(1, tot_pairs):.2f}%), worst |dlogp| {worst:.2e} "
           f"-> {'PASS' if ok else 'FAIL'}")
