@@ -9,8 +9,8 @@ import type { Policy } from "../core/policy";
 import { parseExpertList, parsePolicySpec, validatePolicy } from "../core/policy-parse";
 import { ServerProcess } from "../core/server-process";
 
-export const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor"];
-export const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy"];
+export const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor", "rpc"];
+export const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy", "no-skip"];
 
 export function readTextFile(file: string | undefined): string {
   if (!file) throw new UsageError("a text FILE is required");
@@ -22,6 +22,15 @@ export function readTextFile(file: string | undefined): string {
 
 export function modelPath(args: ParsedArgs): string {
   return path.resolve(flagString(args, "model") ?? demoModelPath(repoRootFromHere()));
+}
+
+/** `--rpc HOST:PORT,HOST:PORT` as a list; each entry must name a host and a port. */
+export function rpcServerList(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = value.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const e of list) if (!/^[^\s:]+:\d{1,5}$/.test(e) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(e)) throw new UsageError(`--rpc takes HOST:PORT[,HOST:PORT...], got "${e}"`);
+  if (!list.length) throw new UsageError("--rpc needs at least one HOST:PORT");
+  return list;
 }
 
 /** Starts the server on --model (default: the demo model), runs `body`, always stops it. */
@@ -36,6 +45,7 @@ export async function withServer<T>(args: ParsedArgs, body: (server: ServerProce
     threads: flagInt(args, "threads", 1, 1024),
     gpuLayers: flagInt(args, "ngl", 0, 100000),
     predictor: flagString(args, "predictor"),
+    rpcServers: rpcServerList(flagString(args, "rpc")),
     log: verbose ? (l) => process.stderr.write(`[server] ${l}\n`) : undefined,
   });
   const stop = () => void server.stop();
@@ -60,5 +70,6 @@ export function policyFromFlags(args: ParsedArgs): Policy {
   if (flagString(args, "ant")) p.ant = { gamma: Number(flagString(args, "ant")) };
   if (flagString(args, "disable")) p.disable = parseExpertList(flagString(args, "disable")!, false) as Array<[number, number]>;
   if (flagString(args, "boost")) p.boost = parseExpertList(flagString(args, "boost")!, true) as Array<[number, number, number]>;
+  if (args.flags.get("no-skip")) p.skip = false;
   return validatePolicy(p);
 }

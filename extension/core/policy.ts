@@ -45,4 +45,6 @@ export interface Policy {
   disable?: Array<[number, number]>;
   /** [layer, expert, bias] triples added to the selection logit. */
   boost?: Array<[number, number, number]>;
+  /** Dropped slots (AMG, the max_k cap) do no expert work where the server supports it (CPU); default true. false: zero-gating only. */
+  skip?: boolean;
 }

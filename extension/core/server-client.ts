@@ -24,6 +24,31 @@ export interface PerplexityResult {
   printed: string;
 }
 
+export interface SpeedRequest {
+  text: string;
+  policy?: Policy;
+  /** Tokens of the text evaluated for the prefill rate (default: all). */
+  n_prefill?: number;
+  /** Tokens of the text before decoding starts (default 32). */
+  n_prompt?: number;
+  /** Tokens generated one at a time for the decode rate (default 64). */
+  n_decode?: number;
+}
+
+export interface SpeedResult {
+  prefill_tokens: number;
+  prefill_ms: number;
+  decode_tokens: number;
+  decode_ms: number;
+  /** Active experts per token and MoE layer after the policy, over prefill and decode. */
+  avg_active_experts: number;
+  decode_avg_active_experts: number;
+  k: number;
+  /** Whether the dropped experts' computation was skipped (else zero-gated). */
+  skip: boolean;
+  policy: Policy;
+}
+
 export interface CalibrationData {
   n_tokens: number;
   n_expert: number;
@@ -148,6 +173,11 @@ export class ServerClient {
 
   perplexity(req: { text: string; n_ctx: number; policy?: Policy; n_batch?: number }, signal?: AbortSignal): Promise<PerplexityResult> {
     return this.json("POST", "/v1/perplexity", req, signal);
+  }
+
+  /** Prefill and batch-1 decode speed under a policy, timed by the server (native/API.md, /v1/speed). */
+  speed(req: SpeedRequest, signal?: AbortSignal): Promise<SpeedResult> {
+    return this.json("POST", "/v1/speed", req, signal);
   }
 
   async calibrate(text: string, signal?: AbortSignal): Promise<CalibrationData> {

@@ -27,6 +27,10 @@ export interface ModelInfo {
   /** Hex SHA-256 of the model file (ties fitted predictors to a model). */
   sha256?: string;
   predictor_loaded?: boolean;
+  /** Optional server features, e.g. "in_graph_routing", "expert_norms" (native/API.md). */
+  capabilities: string[];
+  /** Whether dropped experts can skip their computation on this build and model (CPU only). */
+  skip_supported: boolean;
 }
 
 /** Header of one trace: what the columns mean. */
