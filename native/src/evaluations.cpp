@@ -41,7 +41,8 @@ double token_nll(const float * logits, int n_vocab, llama_token token) {
 struct TapScope {
     RoutingTap & tap;
     llama_context * ctx;
-    TapScope(RoutingTap & t, llama_context * c, const TapRun & run) : tap(t), ctx(c) {
+    TapScope(ModelSession & s, llama_context * c, TapRun run) : tap(s.tap), ctx(c) {
+        run.pack = s.router_pack ? &*s.router_pack : nullptr;
         tap.begin(run);
         tap.attach(ctx);
     }
@@ -53,9 +54,10 @@ struct TapScope {
 
 // Accumulates per-token records of one decode into the typed arrays of a `batch` record.
 struct BatchBuilder {
-    int L, K, N;
+    int L, K, N, E = 0;
     std::vector<int32_t> ids, spans, experts, top_ids;
     std::vector<float> nll, weights, norms, entropy, top_probs;
+    std::vector<uint16_t> probs;  // IEEE half, [token][layer][expert], when asked
     std::vector<uint8_t> active;
     std::vector<std::string> pieces;
     int start = -1, count = 0;
@@ -71,6 +73,7 @@ struct BatchBuilder {
         experts.insert(experts.end(), r.experts.begin() + size_t(row) * L * K, r.experts.begin() + size_t(row + 1) * L * K);
         weights.insert(weights.end(), r.weights.begin() + size_t(row) * L * K, r.weights.begin() + size_t(row + 1) * L * K);
         if (!r.norms.empty()) norms.insert(norms.end(), r.norms.begin() + size_t(row) * L * K, r.norms.begin() + size_t(row + 1) * L * K);
+        if (!r.probs.empty()) probs.insert(probs.end(), r.probs.begin() + size_t(row) * L * E, r.probs.begin() + size_t(row + 1) * L * E);
         entropy.insert(entropy.end(), r.entropy.begin() + size_t(row) * L, r.entropy.begin() + size_t(row + 1) * L);
         active.insert(active.end(), r.active.begin() + size_t(row) * L, r.active.begin() + size_t(row + 1) * L);
         if (N > 0) {
@@ -84,11 +87,12 @@ struct BatchBuilder {
                   {"nll", base64_of(nll)}, {"experts", base64_of(experts)}, {"weights", base64_of(weights)},
                   {"entropy", base64_of(entropy)}, {"active", base64_of(active)}};
         if (!norms.empty()) j["expert_norms"] = base64_of(norms);
+        if (!probs.empty()) j["probs"] = base64_of(probs);
         if (N > 0) {
             j["top_ids"] = base64_of(top_ids);
             j["top_probs"] = base64_of(top_probs);
         }
-        *this = BatchBuilder{L, K, N};
+        *this = BatchBuilder{L, K, N, E};
         return j;
     }
 };
@@ -189,30 +193,53 @@ static std::vector<double> next_token_nll(ModelSession & s, llama_context * ctx,
     return out;
 }
 
+// The first decode of a trace is small, so that a client sees routing at once; the rest go
+// in full batches.
+static constexpr int kFirstBatch = 64;
+
 bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * ant, const Emit & emit) {
     const MoeLayout & layout = s.layout();
     const int L = int(layout.moe_layers.size()), K = layout.k, E = layout.n_expert;
     const auto & tokens = req.text.tokens;
     const int T = int(tokens.size());
-    const std::vector<Window> windows = plan_windows(T, s.n_ctx());
-    if (!emit(header_record(s, req.policy, req.top_n, T, windows))) return false;
-
     llama_context * ctx = s.ctx();
+    llama_memory_t mem = llama_get_memory(ctx);
+    const int n_ctx = s.n_ctx();
+    // Text longer than the context: with a memory that can shift (RoPE attention caches), the
+    // oldest half of the context is dropped when it is full and the rest shifted, so every
+    // token is evaluated once; otherwise overlapping windows (native/API.md, "Windows").
+    const int kv_shift = T > n_ctx && llama_memory_can_shift(mem) ? n_ctx / 2 : 0;
+    const std::vector<Window> windows = kv_shift ? std::vector<Window>{{0, T, 0, T}} : plan_windows(T, n_ctx);
+    json header = header_record(s, req.policy, req.top_n, T, windows);
+    header["kv_shift"] = kv_shift;
+    header["probs"] = req.full_probs;
+    if (!emit(header)) return false;
+
     TapRun run;
     run.policy = &req.policy;
     run.ant = ant;
     run.record = true;
     run.top_n = req.top_n;
     run.expert_norms = req.expert_norms;
-    TapScope scope(s.tap, ctx, run);
-    BatchBuilder batch{L, K, req.top_n};
+    run.full_probs = req.full_probs;
+    TapScope scope(s, ctx, run);
+    BatchBuilder batch{L, K, req.top_n, E};
     SummaryBuilder summary(L, E, K);
+    bool first = true;
     for (const Window & w : windows) {
-        llama_memory_clear(llama_get_memory(ctx), true);
+        llama_memory_clear(mem, true);
         s.tap.reset_states();
-        for (int pos = w.start; pos < w.end; pos += s.n_batch()) {
-            const int n = std::min(s.n_batch(), w.end - pos);
-            decode_span(s, ctx, tokens, pos, pos + n, pos - w.start);
+        int n_past = 0;  // tokens in the KV cache
+        for (int pos = w.start; pos < w.end;) {
+            if (kv_shift && n_past == n_ctx) {
+                llama_memory_seq_rm(mem, 0, 0, kv_shift);
+                llama_memory_seq_add(mem, 0, kv_shift, -1, -kv_shift);
+                n_past -= kv_shift;
+            }
+            int n = std::min({s.n_batch(), w.end - pos, n_ctx - n_past});
+            if (first) n = std::min(n, kFirstBatch);
+            first = false;
+            decode_span(s, ctx, tokens, pos, pos + n, n_past);
             const int from = std::max(pos, w.scored_from), to = std::min(pos + n, w.recorded_end);
             const std::vector<double> nll = next_token_nll(s, ctx, tokens, from, to, pos, w.end);
             for (int g = from; g < to; ++g) {
@@ -220,6 +247,8 @@ bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * 
                 summary.add(s.tap.routing(), g - pos, nll[g - from]);
             }
             if (batch.count > 0 && !emit(batch.take())) return false;
+            pos += n;
+            n_past += n;
         }
     }
     return emit(summary.take());
@@ -251,7 +280,7 @@ bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredic
     run.ant = ant;
     run.record = true;
     run.top_n = req.top_n;
-    TapScope scope(s.tap, ctx, run);
+    TapScope scope(s, ctx, run);
     BatchBuilder batch{L, K, req.top_n};
     SummaryBuilder summary(L, E, K);
     llama_memory_clear(llama_get_memory(ctx), true);
@@ -306,9 +335,10 @@ json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens_in
                          "; the text has " + std::to_string(tokens.size()));
     // Stateful policies need each sequence's rows in token order: one chunk per batch and
     // every output on (so the last layer's MoE sees every row).
-    const bool ordered = policy.needs_token_order();
+    const RouterPack * pack = s.router_pack ? &*s.router_pack : nullptr;
+    const bool ordered = policy.needs_token_order() || (pack && pack->needs_token_order());
     // only the stateful policies need llama.cpp's eval callback; the rest runs in the graph
-    const bool host_policy = policy.needs_token_order();
+    const bool host_policy = policy.needs_token_order() || (pack && pack->any_mechanism());
     const int n_seq = ordered ? 1 : std::max(1, n_batch / n_ctx);
     const int n_ctx_all = n_seq * n_ctx;
     n_batch = ordered ? n_ctx : std::min(n_batch, n_ctx_all);
@@ -325,7 +355,7 @@ json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens_in
     run.policy = &policy;
     run.ant = ant;
     run.count_active = policy.changes_weights(s.layout().k);
-    TapScope scope(s.tap, ctx.get(), run);
+    TapScope scope(s, ctx.get(), run);
 
     llama_batch batch = llama_batch_init(std::min(n_batch, n_ctx * n_seq), 0, 1);
     std::unique_ptr<llama_batch, void (*)(llama_batch *)> batch_guard(&batch, [](llama_batch * b) { llama_batch_free(*b); });
@@ -402,7 +432,7 @@ json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens) {
     llama_context * ctx = s.ctx();
     TapRun run;
     run.capture_logits = true;
-    TapScope scope(s.tap, ctx, run);
+    TapScope scope(s, ctx, run);
     for (const Window & w : plan_windows(T, s.n_ctx())) {
         llama_memory_clear(llama_get_memory(ctx), true);
         for (int pos = w.start; pos < w.end; pos += s.n_batch()) {
@@ -432,7 +462,7 @@ json run_speed(ModelSession & s, const SpeedRequest & req, const AntPredictor * 
     run.policy = &req.policy;
     run.ant = ant;
     run.count_active = true;
-    TapScope scope(s.tap, ctx, run);
+    TapScope scope(s, ctx, run);
 
     // Prefill: the text in context-sized windows, batch by batch, only the last logits of a
     // batch asked for (as a prompt is evaluated).

@@ -29,6 +29,7 @@ struct TraceRequest {
     Policy policy;
     int top_n = 0;
     bool expert_norms = false;  // batch records carry ‖expert output‖₂ per selected slot
+    bool full_probs = false;    // batch records carry the whole router distribution (f16)
 };
 
 // Streams header, batches and summary. Returns false if the client went away.

@@ -272,6 +272,10 @@ void ApiServer::install_routes() {
         TraceRequest tr;
         tr.policy = policy;
         tr.top_n = int_field(body, "top_n", 0, session_->layout().n_expert, 0);
+        if (body.contains("probs")) {
+            if (!body["probs"].is_boolean()) throw BadRequest("\"probs\" must be true or false");
+            tr.full_probs = body["probs"].get<bool>();
+        }
         if (body.contains("expert_norms")) {
             if (!body["expert_norms"].is_boolean()) throw BadRequest("\"expert_norms\" must be true or false");
             tr.expert_norms = body["expert_norms"].get<bool>();

@@ -2,12 +2,14 @@
 // layout found at load time by evaluating one token (see RoutingTap, Mode::Discover).
 #pragma once
 
+#include "router_pack.h"
 #include "routing_tap.h"
 
 #include "llama.h"
 #include <nlohmann/json.hpp>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -69,6 +71,8 @@ public:
     std::string architecture;
     int n_expert_used_trained = 0;
     int n_expert_shared = 0;
+    // The router pack in use (docs/router-packs.md), if any: every evaluation routes with it.
+    std::optional<RouterPack> router_pack;
     // Set by the HTTP layer while a streamed request runs: llama_decode aborts when true.
     std::function<bool()> should_abort;
 

@@ -155,6 +155,12 @@ void RoutingTap::end() {
 void RoutingTap::attach(llama_context * ctx) const {
     llama_moe_routing_params p = llama_moe_routing_default_params();
     std::vector<float> bias;
+    std::vector<const float *> routers;
+    if (run_.pack) {
+        routers.assign(layout_.moe_index_of.size(), nullptr);
+        for (const RouterPackLayer & L : run_.pack->layers) routers[L.layer] = L.W.data();
+        p.router_weights = routers.data();
+    }
     if (const Policy * policy = run_.policy) {
         if (policy->amg) {
             p.gate_threshold = policy->amg->threshold;
@@ -194,6 +200,7 @@ void RoutingTap::begin_ubatch(int n_rows) {
         routing_.experts.assign(size_t(n_rows) * L * K, -1);
         routing_.weights.assign(size_t(n_rows) * L * K, 0.0f);
         routing_.norms.assign(run_.expert_norms ? size_t(n_rows) * L * K : 0, 0.0f);
+        routing_.probs.assign(run_.full_probs ? size_t(n_rows) * L * E : 0, 0);
         routing_.entropy.assign(size_t(n_rows) * L, NAN);
         routing_.active.assign(size_t(n_rows) * L, 0);
         routing_.top_ids.assign(size_t(n_rows) * L * N, -1);
@@ -205,6 +212,7 @@ void RoutingTap::begin_ubatch(int n_rows) {
 void RoutingTap::reset_states() {
     states_.assign(layout_.moe_layers.size(), LayerRouterState{});
     for (auto & s : states_) s.reset(layout_.n_expert);
+    pack_states_.assign(layout_.moe_layers.size(), PackState{});
 }
 
 void RoutingTap::routing_callback(const llama_moe_routing_ubatch * ub, void * user_data) {
@@ -244,6 +252,10 @@ void RoutingTap::on_routing(const llama_moe_routing_ubatch & ub) {
             if (probs) {
                 const float * p = probs + size_t(r) * E;
                 routing_.entropy[size_t(row) * L + m] = entropy_nats(p, E);
+                if (!routing_.probs.empty()) {
+                    uint16_t * h = &routing_.probs[(size_t(row) * L + m) * E];
+                    for (int e = 0; e < E; ++e) h[e] = ggml_fp32_to_fp16(p[e]);
+                }
                 if (N > 0) {
                     const size_t tn = (size_t(row) * L + m) * N;
                     top_n(p, E, N, &routing_.top_ids[tn], &routing_.top_probs[tn]);
@@ -257,7 +269,7 @@ void RoutingTap::on_routing(const llama_moe_routing_ubatch & ub) {
 // ---- the eval callback: discovery, stateful logit policies, calibration ------------------------
 
 bool RoutingTap::wants(MoeNode kind) const {
-    const bool host_logits = stateful_logits() || run_.capture_logits;
+    const bool host_logits = stateful_logits() || pack_on_host() || run_.capture_logits;
     switch (kind) {
         case MoeNode::Logits: return layout_.has_logits_node && host_logits;
         case MoeNode::Probs: return !layout_.has_logits_node && host_logits;
@@ -290,11 +302,22 @@ void RoutingTap::on_scores(ggml_tensor * t, int m) {
     const int E = int(t->ne[0]);
     const int n = int(ggml_nelements(t) / E);
     const int L = int(layout_.moe_layers.size());
+    if (pack_on_host()) {
+        // the router input is the logits matmul's second operand, alive until the expert matmuls
+        const RouterPack & pack = *run_.pack;
+        read_f32(t->src[1], x_);
+        GGML_ASSERT(int(x_.size()) == n * pack.n_embd);
+        for (int r = 0; r < n; ++r)
+            apply_pack(pack, pack.layers[m], pack_states_[m], &x_[size_t(r) * pack.n_embd], &buf_[size_t(r) * E]);
+    }
     if (run_.capture_logits) {
         for (int r = 0; r < n && r < routing_.n_rows; ++r)
             std::memcpy(&routing_.logits[(size_t(r) * L + m) * E], &buf_[size_t(r) * E], E * sizeof(float));
     }
-    if (!stateful_logits()) return;
+    if (!stateful_logits()) {
+        if (pack_on_host()) ggml_backend_tensor_set(t, buf_.data(), 0, ggml_nbytes(t));
+        return;
+    }
     const Policy & policy = *run_.policy;
     const AntPredictor * ant = run_.ant;
     const bool use_ant = ant && (policy.ant || policy.pi) && m < int(ant->layers.size());

@@ -4,12 +4,14 @@
 // native/patches/0002 adds (llama_set_moe_routing): the expert disable/boost bias, AMG and
 // the k cap run as graph ops, dropped slots skip their expert work on the CPU, and the
 // selected experts, weights, router probabilities and expert-output norms are read once per
-// ubatch. Only what needs the host between two tokens uses llama.cpp's eval callback, one
-// graph split per MoE layer: the stateful logit policies (β, Π, Ant) and the raw-logit
-// capture for calibration; and, at load time, the discovery of the model's MoE layout.
+// ubatch. A router pack's matrices replace the model's routers in the graph too. Only what
+// needs the host between two tokens uses llama.cpp's eval callback, one graph split per MoE
+// layer: the stateful logit policies (β, Π, Ant), a router pack's trained mechanisms, and the
+// raw-logit capture for calibration; and, at load time, the discovery of the MoE layout.
 #pragma once
 
 #include "policy.h"
+#include "router_pack.h"
 
 #include "llama.h"
 
@@ -49,6 +51,7 @@ struct UbatchRouting {
     std::vector<int32_t> experts;
     std::vector<float> weights;
     std::vector<float> norms;        // ‖expert output‖₂ per slot, when asked (REAP saliency)
+    std::vector<uint16_t> probs;     // the router distribution in IEEE half, [row][layer][expert], when asked
     std::vector<float> entropy;
     std::vector<uint8_t> active;
     std::vector<int32_t> top_ids;
@@ -60,9 +63,11 @@ struct UbatchRouting {
 struct TapRun {
     const Policy * policy = nullptr;
     const AntPredictor * ant = nullptr;
+    const RouterPack * pack = nullptr;  // trained routers replacing the model's (docs/router-packs.md)
     bool record = false;           // fill `routing` per row (traces, generation)
     int top_n = 0;                 // with record: the n most probable experts per row and layer
     bool expert_norms = false;     // with record: ‖expert output‖₂ per selected slot
+    bool full_probs = false;       // with record: every expert's router probability (f16)
     bool capture_logits = false;   // fill `routing.logits` (calibration)
     bool count_active = false;     // active_sum / active_count over every evaluated row
 };
@@ -103,6 +108,7 @@ private:
     void on_scores(ggml_tensor * t, int m);
     void discover(ggml_tensor * t, MoeNode kind, int layer);
     bool stateful_logits() const { return run_.policy && run_.policy->needs_token_order(); }
+    bool pack_on_host() const { return run_.pack && run_.pack->any_mechanism(); }
 
     Mode mode_ = Mode::Off;
     TapRun run_;
@@ -112,6 +118,8 @@ private:
     // Policy state per MoE layer for the one sequence being evaluated (stateful policies need
     // rows in token order, so they run with one sequence per batch).
     std::vector<LayerRouterState> states_;
+    std::vector<PackState> pack_states_;
+    std::vector<float> x_;  // router inputs of the current layer's rows (packs)
     std::vector<float> buf_;
     // Discovery scratch: first row of logits/probs per layer, to identify the gating function.
     std::vector<std::vector<float>> disc_logits_, disc_probs_, disc_weights_;

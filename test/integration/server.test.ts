@@ -137,19 +137,25 @@ describe("model info and trace", () => {
     assert.ok(amg.summary!.avg_active < K);
   });
 
-  test("text longer than the context is windowed with exact bookkeeping", async () => {
+  test("text longer than the context streams through a shifted context: every token once, a small first batch", async () => {
     const info = await server.client.modelInfo();
     const long = SAMPLE.repeat(Math.ceil((info.n_ctx * 3) / 60));
-    const t = await server.client.trace({ text: long });
-    const w = t.header.windows;
-    assert.ok(w.length >= 2);
-    assert.equal(w[0].scored_from, 0);
-    for (let i = 1; i < w.length; i++) assert.equal(w[i].scored_from, (w[i - 1] as { recorded_end?: number }).recorded_end);
+    const sizes: number[] = [];
+    const t = await server.client.trace({ text: long }, { onBatch: (b) => sizes.push(b.count) });
+    const header = t.header as typeof t.header & { kv_shift: number };
+    assert.ok(t.header.n_tokens > 2 * info.n_ctx);
+    assert.equal(header.kv_shift, info.n_ctx / 2, "the demo model's KV cache can shift");
+    assert.deepEqual(t.header.windows, [{ start: 0, end: t.header.n_tokens, scored_from: 0, recorded_end: t.header.n_tokens }]);
+    assert.ok(sizes[0] <= 64, `first batch ${sizes[0]} tokens`);
+    assert.equal(sizes.reduce((a, b) => a + b, 0), t.header.n_tokens, "each token recorded once");
     assert.equal(t.columns.count, t.header.n_tokens);
     for (let i = 0; i < t.columns.count; i++) assert.equal(t.columns.start + i, i);
     assert.equal(textOfSpans(long, t.columns.byteStart, t.columns.byteEnd), long);
     for (let i = 0; i < t.columns.count - 1; i++) assert.ok(Number.isFinite(t.columns.nll[i]));
     assert.ok(Number.isNaN(t.columns.nll[t.columns.count - 1]));
+    // past the first context the model still predicts well: the shift keeps n_ctx/2 tokens of context
+    const mean = (a: number, b: number) => { let x = 0; for (let i = a; i < b; i++) x += t.columns.nll[i]; return x / (b - a); };
+    assert.ok(mean(2 * info.n_ctx, t.columns.count - 1) < mean(0, info.n_ctx) + 1, "no collapse after the shifts");
   });
 
   test("max_k above the trained k reloads with the override and reports it", async () => {
