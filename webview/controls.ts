@@ -5,7 +5,7 @@ import "@vscode-elements/elements/dist/vscode-checkbox/index.js";
 import "@vscode-elements/elements/dist/vscode-option/index.js";
 import "@vscode-elements/elements/dist/vscode-single-select/index.js";
 import "@vscode-elements/elements/dist/vscode-textfield/index.js";
-import type { Policy } from "./protocol";
+import type { Policy } from "../shared/policy";
 
 type Field = HTMLElement & { value: string; disabled: boolean };
 type Check = HTMLElement & { checked: boolean; disabled: boolean };

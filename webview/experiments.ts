@@ -1,7 +1,7 @@
 // The panel's experiment view: the table of a finished AMG sweep or {β, Π, Ant} ablation
 // (HostMessage "experiment": the same formatted cells as the CLI and the HTML report), its
 // note, and an "Export…" button that asks the host to save CSV / JSON / HTML.
-import type { HostMessage } from "./protocol";
+import type { HostMessage } from "../shared/protocol";
 
 export type ExperimentMessage = Extract<HostMessage, { type: "experiment" }>;
 

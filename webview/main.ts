@@ -1,14 +1,14 @@
-// The routing panel: receives HostMessages (webview/protocol.ts), keeps each trace as typed
+// The routing panel: receives HostMessages (shared/protocol.ts), keeps each trace as typed
 // arrays (store.ts), draws the heatmap (heatmap.ts), charts (charts.ts), policy controls
 // (controls.ts), cell details and a compare view. UI state survives hide/show via
 // acquireVsCodeApi().getState/setState; trace data is replayed by the host on `ready`.
-import { describePolicy } from "../extension/core/policy-parse";
+import { describePolicy } from "../shared/policy";
 import { Charts } from "./charts";
 import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
 import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
-import type { HostMessage, WebviewMessage } from "./protocol";
+import type { HostMessage, WebviewMessage } from "../shared/protocol";
 import { PanelTrace } from "./store";
 
 interface VsCodeApi {

@@ -1,6 +1,8 @@
 // The panel's copy of each trace: typed arrays grown geometrically as batches stream in,
 // so ingesting a batch is a few memcpy's and never one object per token.
-import type { DomainSegment, TraceBatch, TraceHeader, TraceSummary, TransitionMetrics } from "./protocol";
+import type { DomainSegment, TransitionMetrics } from "../shared/protocol";
+import type { TraceBatch } from "../shared/trace";
+import type { TraceHeader, TraceSummary } from "../shared/wire";
 
 function grow<T extends Int32Array | Float32Array | Uint8Array>(a: T, need: number): T {
   if (a.length >= need) return a;

@@ -11,7 +11,7 @@ import {
   ablationToCsv, sweepToCsv, ablationNote, sweepNote, type AblationDoc, type AblationResult, type SweepResult,
 } from "../core/experiments";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
-import { describePolicy } from "../core/policy-parse";
+import { describePolicy } from "../../shared/policy";
 import { analyzeTransitions, labelText, segmentsFor, type ChangePointOptions } from "../core/transitions";
 
 const OUT_EXTS = [".html", ".csv", ".json", ".md"];

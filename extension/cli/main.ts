@@ -9,12 +9,13 @@ import { EXPERIMENT_HELP, experimentCommands } from "./experiments";
 import { traceToCsv, traceToJson } from "../core/export";
 import { traceStats } from "../core/metrics";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
-import type { Policy } from "../core/policy";
-import { describePolicy, parsePolicySpec, PolicyError, validatePolicy } from "../core/policy-parse";
+import { describePolicy, type Policy } from "../../shared/policy";
+import { parsePolicySpec, PolicyError, validatePolicy } from "../core/policy-parse";
 import { renderReport, type ReportRow } from "../core/report";
-import { ServerError, type PerplexityResult } from "../core/server-client";
+import { ServerError } from "../core/server-client";
+import type { PerplexityResult } from "../../shared/wire";
 import type { ServerProcess } from "../core/server-process";
-import type { Trace } from "../core/trace";
+import type { Trace } from "../../shared/trace";
 
 const HELP = `moe-lens — see and change Mixture-of-Experts routing (llama.cpp)
 

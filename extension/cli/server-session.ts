@@ -5,7 +5,7 @@ import path from "node:path";
 import { flagInt, flagString, UsageError, type ParsedArgs } from "./args";
 import { requireMoeModel } from "../core/gguf";
 import { defaultServerBinary, demoModelPath, repoRootFromHere } from "../core/paths";
-import type { Policy } from "../core/policy";
+import type { Policy } from "../../shared/policy";
 import { parseExpertList, parsePolicySpec, validatePolicy } from "../core/policy-parse";
 import { ServerProcess } from "../core/server-process";
 

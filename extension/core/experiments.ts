@@ -9,11 +9,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fitAntPredictor } from "./ant";
-import type { Policy } from "./policy";
-import { describePolicy } from "./policy-parse";
+import { describePolicy, type Policy } from "../../shared/policy";
 import { escapeHtml, renderReport, type ReportSection } from "./report";
-import type { PerplexityResult, ServerClient } from "./server-client";
-import type { ModelInfo, Trace } from "./trace";
+import type { ModelInfo, PerplexityResult } from "../../shared/wire";
+import type { ServerClient } from "./server-client";
+import type { Trace } from "../../shared/trace";
 import {
   analyzeTransitions, changePointSegments, detectChangePoints, domainExperts, kCoverage, spansToSegments,
   type ChangePointOptions, type DomainExperts, type DomainSegment, type DomainSpan, type TransitionSummary,

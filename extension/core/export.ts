@@ -9,7 +9,7 @@
 //                             "entropy" (nats), "active", "top": [[id, prob], ...] when recorded }] }]
 // }
 // CSV: one row per (token, MoE layer), experts and weights space-separated in selection order.
-import type { Trace } from "./trace";
+import type { Trace } from "../../shared/trace";
 
 export function traceToJsonObject(trace: Trace): unknown {
   const { header, columns: c, summary } = trace;

@@ -1,5 +1,5 @@
 // Routing metrics over a trace's columns (definitions: ../shared notes gating-and-metrics.md).
-import type { Trace } from "./trace";
+import type { Trace } from "../../shared/trace";
 
 /** 1 − Jaccard similarity of the active expert sets of token t and t−1, per MoE layer. */
 export function routingShift(trace: Trace, t: number, m: number): number {

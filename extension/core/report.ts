@@ -1,8 +1,8 @@
 // A standalone HTML report (no scripts, no network): summary table of policies, and for
 // each trace an SVG heatmap of the top-1 expert per token and MoE layer plus expert usage.
-import { describePolicy } from "./policy-parse";
+import { describePolicy } from "../../shared/policy";
 import { expertUsage, traceStats } from "./metrics";
-import type { Trace } from "./trace";
+import type { Trace } from "../../shared/trace";
 
 export interface ReportRow {
   label: string;

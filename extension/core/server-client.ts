@@ -1,27 +1,15 @@
 // HTTP client of moe-lens-server (protocol: native/API.md). Used by the extension host and
 // the command line alike. Streams are NDJSON; routing arrays arrive as base64 typed arrays.
 import { b64ToFloat32, b64ToInt32, b64ToUint8 } from "./b64";
-import type { Policy } from "./policy";
-import { concatBatches, type ModelInfo, type Trace, type TraceBatch, type TraceHeader, type TraceSummary } from "./trace";
+import type { Policy } from "../../shared/policy";
+import { concatBatches, type Trace, type TraceBatch } from "../../shared/trace";
+import type { BatchRecord, GenerateRequest, ModelInfo, PerplexityResult, TraceHeader, TraceSummary } from "../../shared/wire";
 
 export class ServerError extends Error {
   constructor(message: string, readonly status: number, readonly code: string) {
     super(message);
     this.name = "ServerError";
   }
-}
-
-export interface PerplexityResult {
-  ppl: number;
-  ppl_err: number;
-  n_chunks: number;
-  n_ctx: number;
-  tokens: number;
-  scored: number;
-  chunk_ppl: number[];
-  avg_active_experts: number;
-  k: number;
-  printed: string;
 }
 
 export interface CalibrationData {
@@ -36,33 +24,6 @@ export interface TraceHandlers {
   onHeader?(header: TraceHeader): void;
   onBatch?(batch: TraceBatch): void;
   onSummary?(summary: TraceSummary): void;
-}
-
-export interface GenerateRequest {
-  prompt: string;
-  n_predict?: number;
-  temperature?: number;
-  top_k?: number;
-  top_p?: number;
-  seed?: number;
-  policy?: Policy;
-  top_n?: number;
-}
-
-interface BatchRecord {
-  type: "batch";
-  start: number;
-  count: number;
-  token_ids: string;
-  byte_spans: string;
-  pieces: string[];
-  nll: string;
-  experts: string;
-  weights: string;
-  entropy: string;
-  active: string;
-  top_ids?: string;
-  top_probs?: string;
 }
 
 export function decodeBatch(r: BatchRecord): TraceBatch {

@@ -1,7 +1,7 @@
 // Domain transitions (definitions: ../shared notes gating-and-metrics.md, "Domain transitions").
 // Pure functions, no server: labels → byte spans → token segments → per-layer domain experts →
 // metrics at each transition step. Everything returned is plain data (JSON-safe except NaN),
-// compatible with `DomainSegment` / `TransitionMetrics` in webview/protocol.ts.
+// compatible with `DomainSegment` / `TransitionMetrics` in shared/protocol.ts.
 //
 // Conventions, used everywhere below:
 // - A label is a byte range `[start, end)` of the UTF-8 text that is traced (`DomainSpan`).
@@ -26,8 +26,8 @@
 //   mean nll over tokens whose successor is in the same segment. Bits per character (BPC) =
 //   NLL / ln 2 / characters of the predicted token (as the Affinity text's transition-step BPC);
 //   inside domains it is total bits / total characters.
-import type { DomainSegment, TransitionMetrics } from "../../webview/protocol";
-import type { Trace } from "./trace";
+import type { DomainSegment, TransitionMetrics } from "../../shared/protocol";
+import type { Trace } from "../../shared/trace";
 
 export type { DomainSegment, TransitionMetrics };
 export type SegmentSource = DomainSegment["source"];

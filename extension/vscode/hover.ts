@@ -3,7 +3,7 @@
 // traces on edits), so a hover never describes text that is not there.
 
 import * as vscode from "vscode";
-import { describePolicy } from "../core/policy-parse";
+import { describePolicy } from "../../shared/policy";
 import type { TraceStore } from "../core/trace-store";
 import { formatTokenHover } from "./format";
 

@@ -6,8 +6,8 @@
 
 import * as crypto from "node:crypto";
 import * as vscode from "vscode";
-import { renderPanelHtml } from "../../webview/html";
-import type { HostMessage, WebviewMessage } from "../../webview/protocol";
+import { renderPanelHtml } from "../../shared/panel-html";
+import type { HostMessage, WebviewMessage } from "../../shared/protocol";
 import { validatePolicy } from "../core/policy-parse";
 import type { TraceRecord } from "../core/trace-store";
 import { experimentMessage } from "./experiment-view";

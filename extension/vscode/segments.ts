@@ -20,7 +20,7 @@ import {
   MARKER_LINE, spansToSegments, transitionSteps,
   type ChangePointOptions, type DomainSegment, type DomainSpan, type LabelledText, type TransitionMetrics,
 } from "../core/transitions";
-import type { Trace } from "../core/trace";
+import type { Trace } from "../../shared/trace";
 
 /** Never record more router probabilities per layer than this. */
 export const TOP_N_CAP = 64;

@@ -11,7 +11,7 @@ import * as vscode from "vscode";
 import { defaultServerBinary, demoModelPath } from "../core/paths";
 import { ServerProcess } from "../core/server-process";
 import type { ServerClient } from "../core/server-client";
-import type { ModelInfo } from "../core/trace";
+import type { ModelInfo } from "../../shared/wire";
 import { expandPath, type MoeLensSettings } from "../core/settings";
 import { modelLabel } from "./format";
 

@@ -2,7 +2,7 @@
 // average active experts. The tooltip has the details (pid, path, architecture).
 
 import * as vscode from "vscode";
-import type { TraceSummary } from "../core/trace";
+import type { TraceSummary } from "../../shared/wire";
 import { modelLabel } from "./format";
 import type { ServerSnapshot } from "./server-manager";
 

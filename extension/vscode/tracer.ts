@@ -4,10 +4,9 @@
 // ubatch). One trace at a time: a new one cancels the one in flight.
 
 import * as vscode from "vscode";
-import type { Policy } from "../core/policy";
-import { concatBatches } from "../core/trace";
+import { describePolicy, type Policy } from "../../shared/policy";
+import { concatBatches } from "../../shared/trace";
 import type { TraceRecord } from "../core/trace-store";
-import { describePolicy } from "../core/policy-parse";
 import type { Services } from "./services";
 import { errorMessage, isCancellation } from "./server-manager";
 import { editorSegments, traceTopN } from "./segments";

@@ -14,7 +14,7 @@ import {
   type AblationResult, type SweepResult,
 } from "../../extension/core/experiments";
 import type { ServerProcess } from "../../extension/core/server-process";
-import type { ModelInfo } from "../../extension/core/trace";
+import type { ModelInfo } from "../../shared/wire";
 import { analyzeTransitions, labelText, spansToSegments } from "../../extension/core/transitions";
 import { DEMO_MODEL, llamaPerplexity, requireFile, ROOT, startServer } from "../helpers";
 

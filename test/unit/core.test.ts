@@ -7,8 +7,10 @@ import { fitLayer, solveRidge } from "../../extension/core/ant";
 import { b64ToFloat32, b64ToInt32, float32ToB64 } from "../../extension/core/b64";
 import { traceToCsv, traceToJsonObject } from "../../extension/core/export";
 import { expertUsage, routingShift, traceStats } from "../../extension/core/metrics";
-import { describePolicy, parseExpertList, parsePolicySpec, PolicyError, validatePolicy } from "../../extension/core/policy-parse";
-import type { ModelInfo, Trace } from "../../extension/core/trace";
+import { describePolicy } from "../../shared/policy";
+import { parseExpertList, parsePolicySpec, PolicyError, validatePolicy } from "../../extension/core/policy-parse";
+import type { ModelInfo } from "../../shared/wire";
+import type { Trace } from "../../shared/trace";
 
 /** A 3-token, 1-layer, k=2 trace with known answers. */
 function smallTrace(): Trace {

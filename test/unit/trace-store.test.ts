@@ -1,7 +1,8 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { TraceStore } from "../../extension/core/trace-store";
-import type { TraceBatch, TraceHeader } from "../../extension/core/trace";
+import type { TraceBatch } from "../../shared/trace";
+import type { TraceHeader } from "../../shared/wire";
 
 const enc = new TextEncoder();
 const L = 2, K = 2;

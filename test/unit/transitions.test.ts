@@ -7,7 +7,8 @@ import {
   ABLATION_SUBSETS, ablationTable, ablationToCsv, chooseNCtx, markdownTable, stat, subsetName, subsetPolicy, sweepPolicies, sweepTable, sweepToCsv,
   type AblationResult, type SweepResult,
 } from "../../extension/core/experiments";
-import type { ModelInfo, Trace } from "../../extension/core/trace";
+import type { ModelInfo } from "../../shared/wire";
+import type { Trace } from "../../shared/trace";
 import {
   analyzeTransitions, changePointSegments, concatLabelled, detectChangePoints, domainExperts, kCoverage, labelText, markdownFenceSpans,
   parseDomainMarkers, routerDistribution, spansToSegments, tokenSpanIndex, transitionSteps, type DomainSegment,

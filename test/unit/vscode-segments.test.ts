@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { AblationResult, SweepResult } from "../../extension/core/experiments";
-import type { ModelInfo, Trace } from "../../extension/core/trace";
+import type { ModelInfo } from "../../shared/wire";
+import type { Trace } from "../../shared/trace";
 import { analyzeTransitions } from "../../extension/core/transitions";
 import {
   defaultExportName, evaluationFiles, experimentExport, experimentMessage, parseMaxK, parseThresholds, type ExperimentRun,

@@ -7,10 +7,11 @@ import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { AblationResult, SweepResult } from "../../extension/core/experiments";
-import type { ModelInfo, Trace } from "../../extension/core/trace";
+import type { ModelInfo } from "../../shared/wire";
+import type { Trace } from "../../shared/trace";
 import { experimentMessage } from "../../extension/vscode/experiment-view";
 import { editorSegments, type EditorSegments } from "../../extension/vscode/segments";
-import type { HostMessage } from "../../webview/protocol";
+import type { HostMessage } from "../../shared/protocol";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
 import { ARTIFACTS, openPanel, type PanelPage } from "./harness";
 

@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { Trace } from "../../extension/core/trace";
+import type { Trace } from "../../shared/trace";
 import { expertRgb, rampRgb, type Rgb } from "../../webview/colors";
-import type { DomainSegment, HostMessage } from "../../webview/protocol";
+import type { DomainSegment, HostMessage } from "../../shared/protocol";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
 import { ARTIFACTS, openPanel, type PanelPage } from "./harness";
 

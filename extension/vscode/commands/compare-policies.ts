@@ -1,6 +1,5 @@
 import * as vscode from "vscode";
-import type { Policy } from "../../core/policy";
-import { describePolicy } from "../../core/policy-parse";
+import { describePolicy, type Policy } from "../../../shared/policy";
 import type { Services } from "../services";
 import { DEFAULT_AMG } from "../policy-state";
 

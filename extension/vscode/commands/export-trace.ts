@@ -1,7 +1,7 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
 import { traceToCsv, traceToJson } from "../../core/export";
-import { concatBatches, type Trace } from "../../core/trace";
+import { concatBatches, type Trace } from "../../../shared/trace";
 import type { TraceRecord } from "../../core/trace-store";
 import type { Services } from "../services";
 

@@ -1,6 +1,6 @@
 import * as vscode from "vscode";
-import type { Policy } from "../../core/policy";
-import { describePolicy, validatePolicy } from "../../core/policy-parse";
+import { describePolicy, type Policy } from "../../../shared/policy";
+import { validatePolicy } from "../../core/policy-parse";
 import type { Services } from "../services";
 import { errorMessage } from "../server-manager";
 

@@ -2,10 +2,9 @@
 // Both sides import these types. Trace data crosses as typed arrays inside `TraceBatch`
 // (postMessage structured-clones them as binary, never as one JSON object per token).
 
-import type { Policy } from "../extension/core/policy";
-import type { TraceBatch, TraceHeader, TraceSummary } from "../extension/core/trace";
-
-export type { Policy, TraceBatch, TraceHeader, TraceSummary };
+import type { Policy } from "./policy";
+import type { TraceBatch } from "./trace";
+import type { TraceHeader, TraceSummary } from "./wire";
 
 /** A labelled span of tokens (from labels, code fences, or change points). */
 export interface DomainSegment {
