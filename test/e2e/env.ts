@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { createRequire } from "node:module";
 import type { Browser, Frame, Page } from "playwright-core";
+import type * as PlaywrightCore from "playwright-core";
 
 export const CODE_SERVER_VERSION = "4.100.3";
 
@@ -66,7 +67,7 @@ export function requireBuilt(root: string, files: Array<[string, string]>): void
   }
 }
 
-export function playwright(root: string): typeof import("playwright-core") {
+export function playwright(root: string): typeof PlaywrightCore {
   return createRequire(path.join(root, "package.json"))("playwright-core");
 }
 
