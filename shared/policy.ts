@@ -1,6 +1,10 @@
 // Gating policies as the server understands them (see native/API.md, "Policy object").
 // Every field is optional; an absent field means that mechanism is off. With every field
-// off the server's numbers are bit-identical to unmodified llama.cpp.
+// off the server's numbers are bit-identical to unmodified llama.cpp. The key lists are the
+// wire contract of the policy object (see shared/wire.ts): the server echoes the policy it
+// applied, normalised, in every trace header and perplexity result.
+
+import type { ListsAllKeys } from "./wire";
 
 /** AMG: cumulative-threshold zero-gating after selection (AMG text). */
 export interface AmgPolicy {
@@ -15,8 +19,8 @@ export interface AmgPolicy {
 /** β: LIF membrane potential over router logits (Affinity text). */
 export interface BetaPolicy {
   beta: number;
-  /** Optional clamp U ← min(U, θ). */
-  theta?: number;
+  /** Optional clamp U ← min(U, θ); the server echoes null for none. */
+  theta?: number | null;
   /** "raw": U = βU + z; "scale_preserving": U = βU + (1-β)z. */
   form?: "raw" | "scale_preserving";
   /** Route on (1-α)·z + α·U; 1 = membrane only. */
@@ -46,6 +50,17 @@ export interface Policy {
   /** [layer, expert, bias] triples added to the selection logit. */
   boost?: Array<[number, number, number]>;
 }
+
+export const POLICY_KEYS = ["amg", "max_k", "beta", "pi", "ant", "disable", "boost"] as const satisfies ReadonlyArray<keyof Policy>;
+const _policyKeys: ListsAllKeys<Policy, typeof POLICY_KEYS> = true;
+export const AMG_KEYS = ["threshold", "min_k", "mode"] as const satisfies ReadonlyArray<keyof AmgPolicy>;
+const _amgKeys: ListsAllKeys<AmgPolicy, typeof AMG_KEYS> = true;
+export const BETA_KEYS = ["beta", "theta", "form", "mix"] as const satisfies ReadonlyArray<keyof BetaPolicy>;
+const _betaKeys: ListsAllKeys<BetaPolicy, typeof BETA_KEYS> = true;
+export const PI_KEYS = ["momentum", "eps"] as const satisfies ReadonlyArray<keyof PiPolicy>;
+const _piKeys: ListsAllKeys<PiPolicy, typeof PI_KEYS> = true;
+export const ANT_KEYS = ["gamma"] as const satisfies ReadonlyArray<keyof AntPolicy>;
+const _antKeys: ListsAllKeys<AntPolicy, typeof ANT_KEYS> = true;
 
 /** Short label: "baseline", "AMG τ=0.5", "k=12 + AMG τ=0.9", "β=0.9 + Ant γ=0.5". */
 export function describePolicy(p: Policy): string {

@@ -2,6 +2,7 @@
 // arrays (store.ts), draws the heatmap (heatmap.ts), charts (charts.ts), policy controls
 // (controls.ts), cell details and a compare view. UI state survives hide/show via
 // acquireVsCodeApi().getState/setState; trace data is replayed by the host on `ready`.
+import { formatNumber } from "../shared/format";
 import { describePolicy } from "../shared/policy";
 import { Charts } from "./charts";
 import { css, expertRgb, rampPacked } from "./colors";
@@ -134,8 +135,9 @@ function renderLegend(): void {
   }
 }
 
-function fmt(x: number | undefined, d = 3): string {
-  return x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d);
+/** A number as the panel shows it (3 decimals unless said otherwise; "–" when missing). */
+function fmt(x: number | null | undefined, d = 3): string {
+  return formatNumber(x, d);
 }
 
 function renderSummary(tr: PanelTrace): void {

@@ -9,6 +9,7 @@ import { EXPERIMENT_HELP, experimentCommands } from "./experiments";
 import { traceToCsv, traceToJson } from "../core/export";
 import { traceStats } from "../core/metrics";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
+import { formatNumber } from "../../shared/format";
 import { describePolicy, type Policy } from "../../shared/policy";
 import { parsePolicySpec, PolicyError, validatePolicy } from "../core/policy-parse";
 import { renderReport, type ReportRow } from "../core/report";
@@ -44,8 +45,9 @@ Policy flags (combine freely; none = the model's own routing, bit-identical to l
 Policy specs for --policies: baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G,
 disable:L:E, boost:L:E:B, joined with "+".`;
 
-function fmt(x: number | undefined, digits = 4): string {
-  return x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(digits);
+/** A number as the command line prints it (4 decimals unless said otherwise; "–" when missing). */
+function fmt(x: number | null | undefined, digits = 4): string {
+  return formatNumber(x, digits);
 }
 
 async function cmdInfo(args: ParsedArgs): Promise<void> {

@@ -1,7 +1,7 @@
 // Policies from untrusted input (settings, webview messages, CLI flags) into `Policy`,
 // with the same ranges the server enforces (native/API.md). Their short labels are
 // `describePolicy` in shared/policy.ts (the panel shows them too).
-import type { Policy } from "../../shared/policy";
+import { POLICY_KEYS, type Policy } from "../../shared/policy";
 
 export class PolicyError extends Error {}
 
@@ -28,8 +28,7 @@ function obj(v: unknown, what: string): Record<string, unknown> {
 export function validatePolicy(input: unknown, nExpert = 4096): Policy {
   if (input === undefined || input === null) return {};
   const p = obj(input, "policy");
-  const known = new Set(["amg", "max_k", "beta", "pi", "ant", "disable", "boost"]);
-  for (const k of Object.keys(p)) if (!known.has(k)) throw new PolicyError(`unknown policy field "${k}"`);
+  for (const k of Object.keys(p)) if (!(POLICY_KEYS as readonly string[]).includes(k)) throw new PolicyError(`unknown policy field "${k}"`);
   const out: Policy = {};
   if (p.amg != null) {
     const a = obj(p.amg, "amg");

@@ -1,9 +1,11 @@
 // HTTP client of moe-lens-server (protocol: native/API.md). Used by the extension host and
 // the command line alike. Streams are NDJSON; routing arrays arrive as base64 typed arrays.
 import { b64ToFloat32, b64ToInt32, b64ToUint8 } from "./b64";
-import type { Policy } from "../../shared/policy";
 import { concatBatches, type Trace, type TraceBatch } from "../../shared/trace";
-import type { BatchRecord, GenerateRequest, ModelInfo, PerplexityResult, TraceHeader, TraceSummary } from "../../shared/wire";
+import type {
+  BatchRecord, CalibrateResponse, GenerateRequest, HealthResponse, PerplexityRequest, PerplexityResult, PredictorResponse, ServerModelInfo,
+  TokenizeResponse, TraceHeader, TraceRequest, TraceSummary,
+} from "../../shared/wire";
 
 export class ServerError extends Error {
   constructor(message: string, readonly status: number, readonly code: string) {
@@ -85,21 +87,20 @@ export class ServerClient {
     return (await (await this.request(method, route, body, signal)).json()) as T;
   }
 
-  health(signal?: AbortSignal): Promise<{ ok: boolean; busy: boolean }> {
+  health(signal?: AbortSignal): Promise<HealthResponse> {
     return this.json("GET", "/health", undefined, signal);
   }
 
-  modelInfo(signal?: AbortSignal): Promise<ModelInfo> {
+  modelInfo(signal?: AbortSignal): Promise<ServerModelInfo> {
     return this.json("GET", "/v1/model", undefined, signal);
   }
 
-  tokenize(text: string, signal?: AbortSignal): Promise<{ tokens: number[]; pieces: string[]; byte_spans: Array<[number, number]> }> {
+  tokenize(text: string, signal?: AbortSignal): Promise<TokenizeResponse> {
     return this.json("POST", "/v1/tokenize", { text }, signal);
   }
 
   /** Streams a trace; resolves with the whole trace once the summary arrives. */
-  trace(req: { text: string; policy?: Policy; top_n?: number } | { tokens: number[]; policy?: Policy; top_n?: number },
-        handlers: TraceHandlers = {}, signal?: AbortSignal): Promise<Trace> {
+  trace(req: TraceRequest, handlers: TraceHandlers = {}, signal?: AbortSignal): Promise<Trace> {
     return this.streamTrace("/v1/trace", req, handlers, signal);
   }
 
@@ -107,17 +108,17 @@ export class ServerClient {
     return this.streamTrace("/v1/generate", req, handlers, signal);
   }
 
-  perplexity(req: { text: string; n_ctx: number; policy?: Policy; n_batch?: number }, signal?: AbortSignal): Promise<PerplexityResult> {
+  perplexity(req: PerplexityRequest, signal?: AbortSignal): Promise<PerplexityResult> {
     return this.json("POST", "/v1/perplexity", req, signal);
   }
 
   async calibrate(text: string, signal?: AbortSignal): Promise<CalibrationData> {
-    const r = await this.json<{ n_tokens: number; n_expert: number; moe_layers: number[]; logits: string[] }>("POST", "/v1/calibrate", { text }, signal);
+    const r = await this.json<CalibrateResponse>("POST", "/v1/calibrate", { text }, signal);
     return { ...r, logits: r.logits.map(b64ToFloat32) };
   }
 
   async loadPredictor(path: string | null, signal?: AbortSignal): Promise<void> {
-    await this.json("POST", "/v1/predictor", { path }, signal);
+    await this.json<PredictorResponse>("POST", "/v1/predictor", { path }, signal);
   }
 
   private async streamTrace(route: string, body: unknown, handlers: TraceHandlers, signal?: AbortSignal): Promise<Trace> {

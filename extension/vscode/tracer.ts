@@ -4,6 +4,7 @@
 // ubatch). One trace at a time: a new one cancels the one in flight.
 
 import * as vscode from "vscode";
+import { formatNumber } from "../../shared/format";
 import { describePolicy, type Policy } from "../../shared/policy";
 import { concatBatches } from "../../shared/trace";
 import type { TraceRecord } from "../core/trace-store";
@@ -122,7 +123,7 @@ export class Tracer {
             svc.panel.post({ type: "traceEnd", traceId: r.id, summary });
             svc.status.setLastTrace(summary, r.header?.k ?? 0, policyLabel);
             svc.output.info(
-              `trace ${r.id} done: ${summary.n_tokens} tokens, ppl ${summary.ppl.toFixed(3)}, avg active ${summary.avg_active.toFixed(3)}/${r.header?.k}, ${Math.round(summary.elapsed_ms)} ms`,
+              `trace ${r.id} done: ${summary.n_tokens} tokens, ppl ${formatNumber(summary.ppl, 3)}, avg active ${summary.avg_active.toFixed(3)}/${r.header?.k}, ${Math.round(summary.elapsed_ms)} ms`,
             );
           }
           if (summary) this.postSegments(r, doc.languageId);
