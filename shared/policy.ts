@@ -62,10 +62,14 @@ const _piKeys: ListsAllKeys<PiPolicy, typeof PI_KEYS> = true;
 export const ANT_KEYS = ["gamma"] as const satisfies ReadonlyArray<keyof AntPolicy>;
 const _antKeys: ListsAllKeys<AntPolicy, typeof ANT_KEYS> = true;
 
+/** A policy number as typed: the server echoes policies in float32 (0.9 comes back as 0.8999999761581421). */
+export function policyNumber(x: number): string {
+  return String(Number(x.toPrecision(6)));
+}
+
 /** Short label: "baseline", "AMG τ=0.5", "k=12 + AMG τ=0.9", "β=0.9 + Ant γ=0.5". */
 export function describePolicy(p: Policy): string {
-  // The server echoes policies in float32: 0.9 comes back as 0.8999999761581421.
-  const n = (x: number) => String(Number(x.toPrecision(6)));
+  const n = policyNumber;
   const parts: string[] = [];
   if (p.max_k !== undefined) parts.push(`k=${p.max_k}`);
   if (p.amg) parts.push(`AMG τ=${n(p.amg.threshold)}${p.amg.min_k && p.amg.min_k > 1 ? ` min_k=${p.amg.min_k}` : ""}${p.amg.mode === "full" ? " (top-p)" : ""}`);

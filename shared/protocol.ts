@@ -36,11 +36,11 @@ export type HostMessage =
   | { type: "segments"; traceId: string; segments: DomainSegment[]; transitions: TransitionMetrics[] }
   /** Show two finished traces side by side (same text, two policies). */
   | { type: "compare"; leftTraceId: string; rightTraceId: string }
+  /** The policy new traces use, after every change (the panel's controls show it); the model's trained k and expert count (0 before a model is loaded). */
   | { type: "policy"; policy: Policy; trainedK: number; maxK: number; antAvailable: boolean }
   | { type: "highlightToken"; traceId: string; token: number }
   /** A finished experiment (AMG sweep or {β, Π, Ant} ablation) as a table: the CLI's table, cells already formatted. */
-  | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string }
-  | { type: "clear" };
+  | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string };
 
 /** Webview → host. */
 export type WebviewMessage =
@@ -49,6 +49,5 @@ export type WebviewMessage =
   | { type: "applyPolicy"; policy: Policy }
   | { type: "revealToken"; traceId: string; token: number }
   | { type: "requestCompare"; left: Policy; right: Policy }
-  | { type: "log"; level: "info" | "error"; message: string }
   /** The user pressed "Export…" under an experiment table: host offers CSV / JSON / HTML. */
   | { type: "exportExperiment" };

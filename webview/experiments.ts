@@ -86,10 +86,4 @@ export class ExperimentView {
     this.root.hidden = false;
     this.root.scrollIntoView?.({ block: "nearest" });
   }
-
-  clear(): void {
-    this.last = undefined;
-    this.root.replaceChildren();
-    this.root.hidden = true;
-  }
 }

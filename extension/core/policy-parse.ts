@@ -74,10 +74,6 @@ export function validatePolicy(input: unknown, nExpert = 4096): Policy {
   return out;
 }
 
-export function isBaseline(p: Policy): boolean {
-  return !p.amg && p.max_k === undefined && !p.beta && !p.pi && !p.ant && !p.disable?.length && !p.boost?.length;
-}
-
 /**
  * Compact policy specs for the command line and experiments: terms joined by "+",
  * e.g. "baseline", "amg:0.75", "k:12+amg:0.9", "beta:0.9+pi+ant:0.5", "amg:0.5:2" (min_k 2),

@@ -222,7 +222,7 @@ export class TraceRecord {
     const lastKept = i === this.count - 1 && this.truncated;
     return {
       index: i,
-      piece: b.pieces[j] ?? "",
+      piece: b.pieces[j],
       tokenId: b.tokenIds[j],
       start,
       end,

@@ -13,7 +13,9 @@
 
 import * as vscode from "vscode";
 import type { TraceRecord, TraceStore } from "../core/trace-store";
-import { fenceBoundaries, routingShifts, shiftThresholds } from "./format";
+import { routingShifts } from "../core/metrics";
+import { fenceBoundaries } from "../core/transitions";
+import { shiftThresholds } from "./format";
 import { transitionLabel, type EditorSegments } from "./segments";
 
 export class Decorations implements vscode.Disposable {
@@ -126,7 +128,7 @@ function shiftsOf(r: TraceRecord): Float32Array {
       weights.set(b.weights, from);
     }
   }
-  const shifts = routingShifts(experts, weights, n, L, K);
+  const shifts = routingShifts({ experts, weights }, n, L, K);
   cache.set(r, { count: n, shifts });
   return shifts;
 }

@@ -156,6 +156,21 @@ test("hovering a traced token shows its experts and weights per layer", { skip, 
   await page.mouse.move(0, 0);
 });
 
+/** The panel's AMG control (checked, τ) once `ready` holds, polled for up to 15 s. */
+async function waitForControls(page: Parameters<typeof panelFrame>[0], ready: (c: { amg: boolean; threshold?: string }) => boolean): Promise<{ amg: boolean; threshold?: string }> {
+  const end = Date.now() + 15_000;
+  let last = { amg: false as boolean, threshold: undefined as string | undefined };
+  while (Date.now() < end) {
+    last = await (await panelFrame(page)).evaluate(() => {
+      const el = (id: string) => document.getElementById(id) as unknown as { checked: boolean; value: string } | null;
+      return { amg: !!el("ctl-amg")?.checked, threshold: el("ctl-amg")?.checked ? el("ctl-threshold")?.value : undefined };
+    }).catch(() => last);
+    if (ready(last)) return last;
+    await page.waitForTimeout(300);
+  }
+  return last;
+}
+
 test("Toggle AMG re-traces and the active-experts figure changes", { skip, timeout: TRACE_TIMEOUT + 30_000 }, async () => {
   needTrace();
   const w = wb!;
@@ -173,11 +188,15 @@ test("Toggle AMG re-traces and the active-experts figure changes", { skip, timeo
   }
   assert.notEqual(panelNow, panelBaseline, "the panel updated for the AMG run");
   assert.match(await waitForFrameText(w.page, new RegExp(`avg active ${active.toFixed(2)}/`), 10_000), new RegExp(`avg active ${active.toFixed(2)}/`), "the panel's figure equals the status bar's");
+  // The panel's policy controls follow the command: AMG checked, with the threshold in use.
+  const threshold = /AMG τ=([\d.]+)/.exec(status)?.[1];
+  assert.deepEqual(await waitForControls(w.page, (c) => c.amg), { amg: true, threshold }, "the panel's AMG control shows the toggled policy");
   await screenshot(w, "04-amg-on");
   // and back to baseline, so later tests trace the unmodified routing
   await runCommand(w.page, "MoE Lens: Toggle AMG");
   const back = await waitForStatus(w.page, /· ready · baseline .*act \d/, TRACE_TIMEOUT);
   assert.equal(activeOf(back)[0], baselineActive);
+  assert.equal((await waitForControls(w.page, (c) => !c.amg)).amg, false, "the panel's AMG control follows it off");
 });
 
 test("killing the server: the extension restarts it and traces again", { skip, timeout: TRACE_TIMEOUT + 60_000 }, async () => {

@@ -6,7 +6,9 @@ import { parseArgs, UsageError } from "../../extension/cli/args";
 import { fitLayer, solveRidge } from "../../extension/core/ant";
 import { b64ToFloat32, b64ToInt32, float32ToB64 } from "../../extension/core/b64";
 import { traceToCsv, traceToJsonObject } from "../../extension/core/export";
-import { expertUsage, routingShift, traceStats } from "../../extension/core/metrics";
+import { TraceStatsAccumulator, traceStats } from "../../extension/core/metrics";
+import { expertUsage, routingShift } from "../../shared/metrics";
+import { sliceBatch } from "../../extension/core/trace-store";
 import { describePolicy } from "../../shared/policy";
 import { parseExpertList, parsePolicySpec, PolicyError, validatePolicy } from "../../extension/core/policy-parse";
 import type { ModelInfo } from "../../shared/wire";
@@ -60,19 +62,29 @@ describe("policy parsing", () => {
 describe("metrics", () => {
   test("routing shift is 1 − Jaccard of the active sets", () => {
     const t = smallTrace();
-    assert.equal(routingShift(t, 0, 0), 0);
+    assert.equal(routingShift(t.columns, 1, 2, 0, 0), 0);
     // token 1 active {0} (expert 2 has weight 0) vs token 0 {0,1}: 1 − 1/2
-    assert.equal(routingShift(t, 1, 0), 0.5);
+    assert.equal(routingShift(t.columns, 1, 2, 1, 0), 0.5);
     // token 2 {3,2} vs {0}: disjoint
-    assert.equal(routingShift(t, 2, 0), 1);
+    assert.equal(routingShift(t.columns, 1, 2, 2, 0), 1);
   });
   test("usage counts non-zero weights and stats average them", () => {
     const t = smallTrace();
-    assert.deepEqual(expertUsage(t, 4), [[2, 1, 1, 1]]);
+    assert.deepEqual(expertUsage(t.columns, 1, 2, 4, 0, 3), [[2, 1, 1, 1]]);
     const s = traceStats(t);
     assert.equal(s.avgActive, 5 / 3);
     assert.equal(s.meanNll, 2);
     assert.ok(Math.abs(s.tracePpl - Math.exp(2)) < 1e-12);
+    assert.equal(s.meanShift, (0.5 + 1) / 2);
+  });
+  test("statistics accumulated batch by batch equal those of the whole trace", () => {
+    const t = smallTrace();
+    for (const cut of [1, 2]) {
+      const acc = new TraceStatsAccumulator(t.header);
+      acc.add(sliceBatch(t.columns, 1, 2, 0, 0, cut));
+      acc.add(sliceBatch(t.columns, 1, 2, 0, cut, 3));
+      assert.deepEqual(acc.result(), traceStats(t), `split after token ${cut}`);
+    }
   });
 });
 

@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { AblationResult, SweepResult } from "../../extension/core/experiments";
+import { finiteMean } from "../../shared/metrics";
 import type { ModelInfo } from "../../shared/wire";
 import type { Trace } from "../../shared/trace";
 import { analyzeTransitions } from "../../extension/core/transitions";
@@ -12,7 +13,7 @@ import {
   defaultExportName, evaluationFiles, experimentExport, experimentMessage, parseMaxK, parseThresholds, type ExperimentRun,
 } from "../../extension/vscode/experiment-view";
 import {
-  editorSegments, finiteMean, labelEditorText, markerSpansInPlace, partialTransitions, TOP_N_CAP, traceTopN, transitionLabel,
+  editorSegments, labelEditorText, markerSpansInPlace, partialTransitions, TOP_N_CAP, traceTopN, transitionLabel,
 } from "../../extension/vscode/segments";
 
 /**

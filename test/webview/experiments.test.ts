@@ -158,11 +158,8 @@ describe("experiment table in the panel", () => {
     await panel.page.screenshot({ path: path.join(ARTIFACTS, "experiment-ablation.png"), fullPage: true });
   });
 
-  test("no CSP violations or console errors; clear hides the table", async () => {
+  test("no CSP violations or console errors", () => {
     assert.deepEqual(panel.cspViolations, []);
     assert.deepEqual(panel.consoleErrors, []);
-    await panel.send([{ type: "clear" }]);
-    await panel.page.waitForFunction(() => (document.getElementById("experiment") as HTMLElement).hidden);
-    assert.equal(await panel.page.$$eval("#experiment-table", (t) => t.length), 0);
   });
 });

@@ -34,7 +34,7 @@ export function register(svc: Services): vscode.Disposable {
       thresholds = parseThresholds(s) as number[];
       const model = svc.server.modelInfo;
       const nExpert = model?.n_expert ?? 4096;
-      const k = model?.n_expert_used_trained ?? model?.n_expert_used;
+      const k = model?.n_expert_used_trained;
       const m = await vscode.window.showInputBox({
         title: "MoE Lens: AMG sweep (2/2)", prompt: `Expert slots max_k to sweep${k ? ` (trained k = ${k}; above it the model is reloaded with more experts)` : ""}; empty: k and 2k`,
         value: k ? [k, Math.min(nExpert, 2 * k)].filter((x, i, xs) => xs.indexOf(x) === i).join(", ") : "",

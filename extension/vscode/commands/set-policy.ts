@@ -46,7 +46,7 @@ export function register(svc: Services): vscode.Disposable {
 
 async function pick(svc: Services): Promise<Policy | undefined> {
   const model = svc.server.modelInfo;
-  const k = model?.n_expert_used_trained ?? model?.n_expert_used ?? 8;
+  const k = model?.n_expert_used_trained ?? 8;
   const E = model?.n_expert ?? 256;
   const items: Item[] = [
     { label: "Baseline", description: "unmodified routing", build: async () => ({}) },
