@@ -38,9 +38,19 @@ export function showPiece(p: string): string {
     .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
-/** Escapes text for Markdown outside code. */
+/**
+ * Text as Markdown that renders as exactly that text: every character Markdown could read
+ * as syntax (links, images, emphasis, code, HTML, headings, lists, tables) is
+ * backslash-escaped, and line breaks become spaces. Everything a hover or decoration shows
+ * that comes from a document (fence languages, domain names, token text) goes through it.
+ */
 export function mdEscape(s: string): string {
-  return s.replace(/[\\`*_[\]<>|~]/g, (c) => "\\" + c);
+  return s.replace(/[\\`*_{}[\]()<>#+\-.!|~&:"']/g, (c) => "\\" + c).replace(/\r?\n|\r/g, " ");
+}
+
+/** The hover of a domain-transition mark, as Markdown (the domains are the document's text). */
+export function transitionHover(from: string, to: string, detail: string): string {
+  return mdEscape(`MoE Lens: domain transition ${from} → ${to}${detail ? ` ${detail}` : ""}`);
 }
 
 /**

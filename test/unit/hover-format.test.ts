@@ -51,7 +51,7 @@ test("the hover header has the token, NLL in nats and bits, mean entropy, active
   assert.match(md, /NLL 2\.08 nats \(3\.00 bits\)/);
   assert.match(md, /mean H 1\.20 nats/);
   assert.match(md, /active 1\.50\/2/);
-  assert.match(md, /AMG τ=0\.5/);
+  assert.match(md, /AMG τ=0\\\.5/, "the policy label, escaped (renders as AMG τ=0.5)");
   assert.match(md, /split across tokens 3, 4/);
   assert.match(md, /text changed after this trace/);
   const t = token(1, 2);
