@@ -33,7 +33,7 @@ let server: ServerProcess;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-wire-"));
 
 before(async () => {
-  server = await startServer(DEMO_MODEL);
+  server = await startServer(DEMO_MODEL, { ctx: 256 }); // a small context, so a 600-token trace spans several windows
   await fitAntPredictor(server.client, SAMPLE, DEMO_MODEL, { outPath: path.join(dir, "demo.moe-ant.json") });
 });
 after(async () => {
