@@ -42,10 +42,15 @@ export interface TraceStreamResult {
   summary: TraceSummary;
 }
 
+/**
+ * Receivers of a streamed trace's records, in order. A handler that returns a promise is
+ * awaited before the next record is read, which slows the server down to the receiver's
+ * pace (a file being written, say) instead of buffering the stream in memory.
+ */
 export interface TraceHandlers {
-  onHeader?(header: TraceHeader): void;
-  onBatch?(batch: TraceBatch): void;
-  onSummary?(summary: TraceSummary): void;
+  onHeader?(header: TraceHeader): void | Promise<void>;
+  onBatch?(batch: TraceBatch): void | Promise<void>;
+  onSummary?(summary: TraceSummary): void | Promise<void>;
 }
 
 export function decodeBatch(r: BatchRecord): TraceBatch {
@@ -189,7 +194,7 @@ export class ServerClient {
       ...handlers,
       onBatch: (b) => {
         batches.push(b);
-        handlers.onBatch?.(b);
+        return handlers.onBatch?.(b);
       },
     }, signal);
     return { header, columns: concatBatches(header, batches), summary };
@@ -199,23 +204,23 @@ export class ServerClient {
     const res = await this.request("POST", route, body, signal, 0);
     let header: TraceHeader | undefined;
     let summary: TraceSummary | undefined;
-    const onLine = (line: string) => {
+    const onLine = async (line: string) => {
       if (!line.trim()) return;
       const rec = JSON.parse(line) as { type: string; [k: string]: unknown };
       switch (rec.type) {
         case "header": {
           const { type: _type, ...h } = rec as unknown as HeaderRecord;
           header = h;
-          handlers.onHeader?.(header);
+          await handlers.onHeader?.(header);
           break;
         }
         case "batch":
-          handlers.onBatch?.(decodeBatch(rec as unknown as BatchRecord));
+          await handlers.onBatch?.(decodeBatch(rec as unknown as BatchRecord));
           break;
         case "summary": {
           const { type: _type, ...s } = rec as unknown as SummaryRecord;
           summary = s;
-          handlers.onSummary?.(summary);
+          await handlers.onSummary?.(summary);
           break;
         }
         case "error": {
@@ -231,12 +236,12 @@ export class ServerClient {
         pending += decoder.write(chunk as Buffer);
         let from = 0, nl: number;
         while ((nl = pending.indexOf("\n", from)) >= 0) {
-          onLine(pending.slice(from, nl));
+          await onLine(pending.slice(from, nl));
           from = nl + 1;
         }
         pending = pending.slice(from);
       }
-      onLine(pending + decoder.end());
+      await onLine(pending + decoder.end());
     } catch (err) {
       if (signal?.aborted) throw new ServerError("cancelled", 0, "cancelled");
       if (err instanceof ServerError) throw err;

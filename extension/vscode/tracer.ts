@@ -7,6 +7,7 @@ import * as vscode from "vscode";
 import { formatNumber } from "../../shared/format";
 import { describePolicy, type Policy } from "../../shared/policy";
 import { concatBatches } from "../../shared/trace";
+import { requireText } from "../core/text-input";
 import type { TraceRecord } from "../core/trace-store";
 import type { Services } from "./services";
 import { errorMessage, isCancellation } from "./server-manager";
@@ -65,6 +66,13 @@ export class Tracer {
     const text = whole ? doc.getText() : doc.getText(target.range);
     if (!text.trim()) {
       if (!opts.quiet) void vscode.window.showWarningMessage("MoE Lens: nothing to trace — the text is empty.");
+      return undefined;
+    }
+    try {
+      requireText(text, vscode.workspace.asRelativePath(doc.uri));
+    } catch (e) {
+      if (opts.quiet) throw e;
+      void vscode.window.showErrorMessage(`MoE Lens: ${errorMessage(e)}`);
       return undefined;
     }
     const base = whole ? 0 : doc.offsetAt(target.range!.start);

@@ -6,9 +6,10 @@
 //   4. "Toggle AMG" re-traces and the active-experts figure drops below k;
 //   5. killing moe-lens-server: the extension restarts it and traces again;
 //   6. "Select Model…" with a dense GGUF: a clear message, the MoE model keeps running;
-//   7. after an edit, stale hovers are dropped;
-//   8. "Run AMG Sweep on Document": the AMG text's table in the panel;
-//   9. "Run β/Π/Ant Ablation on Folder…": the Affinity text's 2³ table in the panel.
+//   7. "Export Trace…" as JSON: the file on disk holds every token's exact bytes;
+//   8. after an edit, stale hovers are dropped;
+//   9. "Run AMG Sweep on Document": the table of “Adaptive Mixture of Experts Gate (AMG)” in the panel;
+//  10. "Run β/Π/Ant Ablation on Folder…": the 2³ table of “Affinity is not enough” in the panel.
 // Screenshots go to test-artifacts/e2e/. Skipped (not failed) only when code-server is not
 // installed (tools/setup-e2e.sh); a missing server binary, demo model or build fails.
 
@@ -242,6 +243,27 @@ test("Select Model… with a dense model gives a clear message and keeps the MoE
   assert.deepEqual(serverPids(w), before, "the running server was not touched");
   assert.equal(await statusText(w.page), statusBefore, "same model, same state");
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("Export Trace… writes the trace as JSON to disk, with every token's exact bytes", { skip, timeout: 90_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  await openFile(w.page, SAMPLE);
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-export-")), "sample.moe-trace.json");
+  await clearNotifications(w.page);
+  await runCommand(w.page, "MoE Lens: Export Trace…");
+  const json = w.page.locator(".quick-input-widget .monaco-list-row", { hasText: "JSON" }).first();
+  await json.waitFor({ timeout: 15_000 });
+  await json.click();
+  await answerFileDialog(w.page, "export trace", out);
+  const msg = await waitForNotification(w.page, /exported \d+ tokens/, 30_000);
+  const j = JSON.parse(fs.readFileSync(out, "utf8")) as { schema: string; tokens: Array<{ bytes: string }>; summary: { n_tokens: number } };
+  assert.equal(j.schema, "moe-lens-trace");
+  assert.match(msg, new RegExp(`exported ${j.tokens.length} tokens`));
+  assert.equal(j.summary.n_tokens, j.tokens.length);
+  assert.deepEqual(Buffer.concat(j.tokens.map((t) => Buffer.from(t.bytes, "base64"))), Buffer.from(sampleText(), "utf8"), "the tokens' bytes are the document's text");
+  assert.deepEqual(fs.readdirSync(path.dirname(out)), [path.basename(out)], "no temporary file left beside it");
+  fs.rmSync(path.dirname(out), { recursive: true, force: true });
 });
 
 /** Hovers the first or last text span of the view line showing `text`; the MoE Lens hover's text, or "" when none appears. */
