@@ -6,17 +6,17 @@
 
 import type { ListsAllKeys } from "./wire";
 
-/** AMG: cumulative-threshold zero-gating after selection (AMG text). */
+/** AMG: cumulative-threshold zero-gating after selection (“Adaptive Mixture of Experts Gate (AMG)”, docs/metrics.md#sources). */
 export interface AmgPolicy {
   /** Keep the shortest prefix whose cumulative share of the mass reaches this (0 < τ ≤ 1). */
   threshold: number;
   /** Never keep fewer than this many experts (≥ 1). */
   min_k?: number;
-  /** "selected": share of the selected experts' mass (AMG text); "full": share of the full router distribution (Top-P routing). */
+  /** "selected": share of the selected experts' mass (as in AMG); "full": share of the full router distribution (Top-P routing). */
   mode?: "selected" | "full";
 }
 
-/** β: LIF membrane potential over router logits (Affinity text). */
+/** β: LIF membrane potential over router logits (“Affinity is not enough”, docs/metrics.md#sources). */
 export interface BetaPolicy {
   beta: number;
   /** Optional clamp U ← min(U, θ); the server echoes null for none. */

@@ -15,7 +15,7 @@ export interface DomainSegment {
   source: "label" | "fence" | "language" | "change-point";
 }
 
-/** Metrics at one domain transition (see ../shared notes: gating-and-metrics). */
+/** Metrics at one domain transition (definitions: docs/metrics.md, "Domain transitions"). */
 export interface TransitionMetrics {
   /** Token index of the transition step: its input is the old domain, the next token the new one. */
   token: number;

@@ -1,4 +1,4 @@
-// Domain transitions (definitions: ../shared notes gating-and-metrics.md, "Domain transitions").
+// Domain transitions (definitions: docs/metrics.md, "Domain transitions").
 // Pure functions, no server: labels → byte spans → token segments → per-layer domain experts →
 // metrics at each transition step. Everything returned is plain data (JSON-safe except NaN),
 // compatible with `DomainSegment` / `TransitionMetrics` in shared/protocol.ts.
@@ -24,7 +24,7 @@
 //   of the (transition, layer) cases.
 // - NLL at the transition = nll[t] (nats, of the first new-domain token); NLL inside domains =
 //   mean nll over tokens whose successor is in the same segment. Bits per character (BPC) =
-//   NLL / ln 2 / characters of the predicted token (as the Affinity text's transition-step BPC);
+//   NLL / ln 2 / characters of the predicted token (as “Affinity is not enough”'s transition-step BPC);
 //   inside domains it is total bits / total characters.
 import type { DomainSegment, TransitionMetrics } from "../../shared/protocol";
 import { finiteMean } from "../../shared/metrics";

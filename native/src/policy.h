@@ -1,5 +1,5 @@
 // Gating policies applied post hoc to a frozen router (see native/API.md, "Policy object",
-// and ../shared notes gating-and-metrics.md). Pure math on float arrays: no llama.cpp here,
+// and docs/metrics.md). Pure math on float arrays: no llama.cpp here,
 // so every rule is unit-tested on its own (native/tests/test_policy.cpp).
 #pragma once
 

@@ -1,7 +1,7 @@
 // The real-workbench harness for the end-to-end tests: code-server 4.100.3 (VS Code
 // 1.100.3, installed by tools/setup-e2e.sh outside this project's node_modules) with this
 // extension in its extensions directory, driven by playwright-core and Debian's Chromium.
-// See ../shared notes "real-vscode-e2e.md".
+// tools/setup-e2e.sh installs code-server; ARCHITECTURE.md ("Tests") says where this fits.
 
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";

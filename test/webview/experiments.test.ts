@@ -141,7 +141,7 @@ describe("experiment table in the panel", () => {
     await panel.page.screenshot({ path: path.join(ARTIFACTS, "experiment-sweep.png"), fullPage: true });
   });
 
-  test("an ablation replaces it: eight subsets in the Affinity text's order, Δ – for Standard", async () => {
+  test("an ablation replaces it: eight subsets in the order of the Affinity table, Δ – for Standard", async () => {
     const m = experimentMessage({ kind: "ablation", result: ablation, subtitle: "2 documents on demo.gguf" });
     await panel.send([m]);
     await panel.page.waitForFunction(() => document.querySelector("#experiment-table")?.getAttribute("data-kind") === "ablation");
