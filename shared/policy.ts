@@ -49,9 +49,11 @@ export interface Policy {
   disable?: Array<[number, number]>;
   /** [layer, expert, bias] triples added to the selection logit. */
   boost?: Array<[number, number, number]>;
+  /** Dropped slots (AMG, the max_k cap) do no expert work where the server supports it (CPU); default true. false: zero-gating only. */
+  skip?: boolean;
 }
 
-export const POLICY_KEYS = ["amg", "max_k", "beta", "pi", "ant", "disable", "boost"] as const satisfies ReadonlyArray<keyof Policy>;
+export const POLICY_KEYS = ["amg", "max_k", "beta", "pi", "ant", "disable", "boost", "skip"] as const satisfies ReadonlyArray<keyof Policy>;
 const _policyKeys: ListsAllKeys<Policy, typeof POLICY_KEYS> = true;
 export const AMG_KEYS = ["threshold", "min_k", "mode"] as const satisfies ReadonlyArray<keyof AmgPolicy>;
 const _amgKeys: ListsAllKeys<AmgPolicy, typeof AMG_KEYS> = true;
@@ -78,5 +80,6 @@ export function describePolicy(p: Policy): string {
   if (p.ant) parts.push(`Ant γ=${n(p.ant.gamma)}`);
   if (p.disable?.length) parts.push(`disable ${p.disable.map(([l, e]) => `${l}:${e}`).join(",")}`);
   if (p.boost?.length) parts.push(`boost ${p.boost.map(([l, e, b]) => `${l}:${e}:${n(b)}`).join(",")}`);
-  return parts.length ? parts.join(" + ") : "baseline";
+  const label = parts.length ? parts.join(" + ") : "baseline";
+  return p.skip === false ? `${label} (no skip)` : label;
 }

@@ -43,10 +43,15 @@ export interface ModelInfo {
   vocab_type: "none" | "spm" | "bpe" | "wpm" | "ugm" | "rwkv" | "plamo2" | "unknown";
   size_bytes: number;
   n_params: number;
+  /** Optional server features clients may test for, e.g. "in_graph_routing", "expert_norms". */
+  capabilities: string[];
+  /** Whether dropped experts can skip their computation on this build and model (CPU only; see policy.skip). */
+  skip_supported: boolean;
 }
 export const MODEL_INFO_KEYS = [
   "path", "architecture", "description", "n_layer", "moe_layers", "n_expert", "n_expert_used", "n_expert_used_trained", "n_expert_shared",
   "gating", "weights_norm", "weights_scale", "n_ctx", "n_ctx_train", "n_vocab", "add_bos", "bos", "vocab_type", "size_bytes", "n_params",
+  "capabilities", "skip_supported",
 ] as const satisfies ReadonlyArray<keyof ModelInfo>;
 const _modelInfoKeys: ListsAllKeys<ModelInfo, typeof MODEL_INFO_KEYS> = true;
 
@@ -94,8 +99,8 @@ export interface TraceWindow {
 export const TRACE_WINDOW_KEYS = ["start", "end", "scored_from", "recorded_end"] as const satisfies ReadonlyArray<keyof TraceWindow>;
 const _traceWindowKeys: ListsAllKeys<TraceWindow, typeof TRACE_WINDOW_KEYS> = true;
 
-/** `POST /v1/trace` request: text (or token ids), optional policy, router top-N, BOS. */
-export type TraceRequest = ({ text: string } | { tokens: number[] }) & { policy?: Policy; top_n?: number; add_bos?: boolean };
+/** `POST /v1/trace` request: text (or token ids), optional policy, router top-N, expert-output norms, BOS. */
+export type TraceRequest = ({ text: string } | { tokens: number[] }) & { policy?: Policy; top_n?: number; expert_norms?: boolean; add_bos?: boolean };
 
 /** Header of one trace (the stream's first record, without its `type`): what the columns mean. */
 export interface TraceHeader {
@@ -142,11 +147,17 @@ export interface BatchRecord {
   top_ids?: string;
   /** f32 × count·L·N, only when top_n > 0. */
   top_probs?: string;
+  /** f32 × count·L·K: L2 norm of each selected slot's expert output before gating, only when the request asked for expert_norms. */
+  expert_norms?: string;
 }
-export const BATCH_KEYS = ["type", "start", "count", "token_ids", "byte_spans", "pieces", "nll", "experts", "weights", "entropy", "active", "top_ids", "top_probs"] as const satisfies ReadonlyArray<keyof BatchRecord>;
+export const BATCH_KEYS = [
+  "type", "start", "count", "token_ids", "byte_spans", "pieces", "nll", "experts", "weights", "entropy", "active", "top_ids", "top_probs", "expert_norms",
+] as const satisfies ReadonlyArray<keyof BatchRecord>;
 const _batchKeys: ListsAllKeys<BatchRecord, typeof BATCH_KEYS> = true;
 /** The batch keys sent only when the request asked for top_n > 0. */
 export const BATCH_TOP_N_KEYS = ["top_ids", "top_probs"] as const satisfies ReadonlyArray<keyof BatchRecord>;
+/** The batch key sent only when the request asked for expert_norms. */
+export const BATCH_EXPERT_NORMS_KEYS = ["expert_norms"] as const satisfies ReadonlyArray<keyof BatchRecord>;
 
 /** The stream's last record (without its `type`). */
 export interface TraceSummary {
@@ -222,6 +233,36 @@ export interface GenerateRequest {
   policy?: Policy;
   top_n?: number;
 }
+
+/** `POST /v1/speed`: prefill and batch-1 decode timed inside the server under a policy (native/API.md). */
+export interface SpeedRequest {
+  text: string;
+  policy?: Policy;
+  /** Tokens of the text evaluated for the prefill rate (default: all). */
+  n_prefill?: number;
+  /** Tokens of the text before decoding starts (default 32). */
+  n_prompt?: number;
+  /** Tokens generated one at a time for the decode rate (default 64). */
+  n_decode?: number;
+}
+export interface SpeedResult {
+  prefill_tokens: number;
+  prefill_ms: number;
+  decode_tokens: number;
+  decode_ms: number;
+  /** Active experts per token and MoE layer after the policy, over prefill and decode. */
+  avg_active_experts: number;
+  decode_avg_active_experts: number;
+  k: number;
+  /** Whether the dropped experts' computation was skipped (else zero-gated). */
+  skip: boolean;
+  /** The policy as the server normalised it. */
+  policy: Policy;
+}
+export const SPEED_KEYS = [
+  "prefill_tokens", "prefill_ms", "decode_tokens", "decode_ms", "avg_active_experts", "decode_avg_active_experts", "k", "skip", "policy",
+] as const satisfies ReadonlyArray<keyof SpeedResult>;
+const _speedKeys: ListsAllKeys<SpeedResult, typeof SPEED_KEYS> = true;
 
 /** `POST /v1/calibrate`: unmodified router logits for fitting the Ant predictor. */
 export interface CalibrateResponse {

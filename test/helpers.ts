@@ -16,7 +16,7 @@ export function requireFile(file: string, hint: string): string {
   return file;
 }
 
-export function startServer(model: string, extra: { ctx?: number; overrideKv?: string[]; predictor?: string } = {}): Promise<ServerProcess> {
+export function startServer(model: string, extra: { ctx?: number; overrideKv?: string[]; predictor?: string; gpuLayers?: number; rpcServers?: string[] } = {}): Promise<ServerProcess> {
   requireFile(SERVER_BIN, "run `npm run build:native`");
   return ServerProcess.start({ binary: SERVER_BIN, model, threads: 2, ...extra });
 }

@@ -7,8 +7,14 @@
 // keyed by llama.cpp version, patch hash and backend, so rebuilding on one machine is
 // incremental while a cold machine builds from scratch with the same command.
 //
+// llama.cpp is patched: every native/patches/*.patch is applied, in name order, to the clean
+// tree (native/patches/README.md says what each changes and why). A patch that does not apply
+// stops the build with the file's name and git's reason.
+//
 // Environment: MOE_LENS_GPU=cuda|vulkan|metal selects a GPU backend (default: CPU);
-// MOE_LENS_CACHE_DIR overrides the cache root; MOE_LENS_JOBS the parallel build jobs.
+// MOE_LENS_CACHE_DIR overrides the cache root; MOE_LENS_JOBS the parallel build jobs;
+// MOE_LENS_LLAMA_SRC=DIR builds against a llama.cpp tree you are editing (patches are not
+// applied to it; see native/patches/README.md for the round trip).
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -28,7 +34,10 @@ const BACKEND_FLAGS = {
   vulkan: ["-DGGML_VULKAN=ON"],
   metal: ["-DGGML_METAL=ON"],
 };
-const TARGETS = ["moe-lens-server", "moe-lens-native-tests", "moe-lens-bench", "llama-perplexity", "test-llama-archs"];
+// Every build has llama.cpp's RPC backend (a model's layers spread over `ggml-rpc-server`s on
+// other machines) besides its local one.
+const COMMON_FLAGS = ["-DGGML_RPC=ON"];
+const TARGETS = ["moe-lens-server", "moe-lens-native-tests", "moe-lens-bench", "ggml-rpc-server", "llama-perplexity", "test-llama-archs"];
 
 function fail(message) {
   console.error(`build:native: ${message}`);
@@ -52,19 +61,37 @@ for (const f of patchFiles) patchHash.update(f).update(fs.readFileSync(path.join
 // MOE_LENS_PORTABLE=1 builds for any CPU of the architecture (no -march=native), for a .vsix
 // meant for other machines.
 const portable = process.env.MOE_LENS_PORTABLE === "1";
-const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-p${patchHash.digest("hex").slice(0, 10)}-${backend}${portable ? "-portable" : ""}`;
+const configureFlags = [...COMMON_FLAGS, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : [])];
+const flagsHash = createHash("sha256").update(configureFlags.join(" ")).digest("hex").slice(0, 6);
+const devSrc = process.env.MOE_LENS_LLAMA_SRC ? path.resolve(process.env.MOE_LENS_LLAMA_SRC) : null;
+if (devSrc && !fs.existsSync(path.join(devSrc, "include", "llama.h"))) fail(`MOE_LENS_LLAMA_SRC=${devSrc} is not a llama.cpp tree`);
+const source = devSrc ? `dev-${createHash("sha256").update(devSrc).digest("hex").slice(0, 8)}` : `p${patchHash.digest("hex").slice(0, 10)}`;
+const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-${source}-${backend}${portable ? "-portable" : ""}-f${flagsHash}`;
 
 const cacheRoot = process.env.MOE_LENS_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "moe-lens");
 const cacheDir = path.join(cacheRoot, "native", key);
-const srcDir = path.join(cacheDir, "llama.cpp");
+const srcDir = devSrc ?? path.join(cacheDir, "llama.cpp");
 const buildDir = path.join(cacheDir, "build");
 fs.mkdirSync(cacheDir, { recursive: true });
 
-// Source: clone the bundle once per key and apply our patches (if any) on top.
-if (!fs.existsSync(path.join(srcDir, "include", "llama.h"))) {
+// Source: clone the bundle once per key and apply our patches on top. The tree counts as ready
+// only once every patch applied (the marker), so an interrupted or failed patch is redone.
+const patchedMarker = path.join(cacheDir, "patched");
+if (!devSrc && !fs.existsSync(patchedMarker)) {
   fs.rmSync(srcDir, { recursive: true, force: true });
   run("git", ["-c", "advice.detachedHead=false", "clone", "--quiet", bundlePath, srcDir]);
-  for (const f of patchFiles) run("git", ["-C", srcDir, "apply", path.join(patchesDir, f)]);
+  for (const f of patchFiles) {
+    const patch = path.join(patchesDir, f);
+    try {
+      execFileSync("git", ["-C", srcDir, "apply", "--check", patch], { stdio: "pipe" });
+    } catch (e) {
+      fail(`native/patches/${f} does not apply to llama.cpp ${llamaTag} (node-llama-cpp ${nodeLlamaVersion}):\n` +
+        `${String(e.stderr || e.message).trim()}\n` +
+        "Rebase the patch on the new tree (native/patches/README.md) or pin the previous node-llama-cpp.");
+    }
+    run("git", ["-C", srcDir, "apply", patch]);
+  }
+  fs.writeFileSync(patchedMarker, patchFiles.join("\n") + "\n");
 }
 
 // CMake ties a build directory to one source directory, and every clone of this project
@@ -88,9 +115,10 @@ console.log(`build:native: native/ mirrored to ${nativeMirror} (compiler message
 const jobs = process.env.MOE_LENS_JOBS || String(Math.max(1, os.availableParallelism()));
 if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
   run("cmake", ["-S", nativeMirror, "-B", buildDir, "-DCMAKE_BUILD_TYPE=Release",
-    `-DLLAMA_SOURCE_DIR=${srcDir}`, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : [])]);
+    `-DLLAMA_SOURCE_DIR=${srcDir}`, ...configureFlags]);
 }
-const targets = process.argv.includes("--llama-only") ? TARGETS.slice(3) : TARGETS;
+// --llama-only: just llama.cpp's own tools (rpc-server and the reference tools)
+const targets = process.argv.includes("--llama-only") ? TARGETS.filter((t) => !t.startsWith("moe-lens-")) : TARGETS;
 run("cmake", ["--build", buildDir, "--config", "Release", "-j", jobs, "--target", ...targets]);
 
 fs.mkdirSync(outBinDir, { recursive: true });

@@ -6,6 +6,8 @@ import path from "node:path";
 import { COMMON_FLAGS, policyFromFlags, POLICY_FLAGS, readTextFile, withServer } from "./server-session";
 import { checkKnownFlags, flagInt, flagString, formatTable, parseArgs, UsageError, type ParsedArgs } from "./args";
 import { EXPERIMENT_HELP, experimentCommands } from "./experiments";
+import { RPC_HELP, rpcCommands } from "./rpc";
+import { SPEED_HELP, speedCommands } from "./speed";
 import { TraceExportWriter, writeExportFile } from "../core/export";
 import { TraceStatsAccumulator, traceStats, type TraceStats } from "../core/metrics";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
@@ -26,12 +28,15 @@ Usage:
   moe-lens trace FILE [--model M] [--out F.json|F.csv|F.html] [--top-n N] [policy flags]
   moe-lens ppl FILE [--model M] --ctx N [--json] [policy flags]
   moe-lens compare FILE [--model M] --policies SPEC,SPEC,... [--ctx N] [--out F.html] [--json]
+${SPEED_HELP}
 ${EXPERIMENT_HELP}
+${RPC_HELP}
 
 Common options:
   --model M        GGUF MoE model (default: the bundled demo model)
   --threads N      CPU threads     --ngl N   GPU layers (GPU builds)    --server BIN  server binary
   --context N      server context window for traces (default 2048, capped at the model's)
+  --rpc H:P,...    spread the offloaded layers (--ngl) over ggml-rpc-server workers (moe-lens rpc-server)
   --json           machine-readable output on stdout
 
 Policy flags (combine freely; none = the model's own routing, bit-identical to llama.cpp):
@@ -41,9 +46,10 @@ Policy flags (combine freely; none = the model's own routing, bit-identical to l
   --ant GAMMA      anticipatory routing (needs a fitted predictor: --predictor FILE)
   --disable L:E[,..]   disable experts       --boost L:E:BIAS[,..]   add a bias to experts
   --policy SPEC    a compact spec, e.g. "k:12+amg:0.9" or "beta:0.9+pi+ant:0.5"
+  --no-skip        dropped experts are zero-gated but still computed (default: skipped on CPU)
 
 Policy specs for --policies: baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G,
-disable:L:E, boost:L:E:B, joined with "+".`;
+disable:L:E, boost:L:E:B, noskip, joined with "+".`;
 
 /** A number as the command line prints it (4 decimals unless said otherwise; "–" when missing). */
 function fmt(x: number | null | undefined, digits = 4): string {
@@ -242,7 +248,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo, ...experimentCommands };
+  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo, ...experimentCommands, ...speedCommands, ...rpcCommands };
   const run = commands[args.command];
   if (!run) throw new UsageError(`unknown command "${args.command}" (try moe-lens help)`);
   await run(args);

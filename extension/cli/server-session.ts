@@ -11,8 +11,8 @@ import { ServerError } from "../core/server-client";
 import { ServerProcess } from "../core/server-process";
 import { NotTextError, readTextFile as readCheckedText } from "../core/text-input";
 
-export const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor"];
-export const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy"];
+export const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor", "rpc"];
+export const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy", "no-skip"];
 
 /** The text of FILE, refused (a usage error) when missing, empty, or not UTF-8 text (core/text-input.ts). */
 export function readTextFile(file: string | undefined): string {
@@ -31,6 +31,15 @@ export function readTextFile(file: string | undefined): string {
 
 export function modelPath(args: ParsedArgs): string {
   return path.resolve(flagString(args, "model") ?? demoModelPath(repoRootFromHere()));
+}
+
+/** `--rpc HOST:PORT,HOST:PORT` as a list; each entry must name a host and a port. */
+export function rpcServerList(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  const list = value.split(",").map((s) => s.trim()).filter(Boolean);
+  for (const e of list) if (!/^[^\s:]+:\d{1,5}$/.test(e) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(e)) throw new UsageError(`--rpc takes HOST:PORT[,HOST:PORT...], got "${e}"`);
+  if (!list.length) throw new UsageError("--rpc needs at least one HOST:PORT");
+  return list;
 }
 
 /** Transport failures that mean the server may have gone away (server-client.ts codes). */
@@ -53,9 +62,11 @@ export async function withServer<T>(args: ParsedArgs, body: (server: ServerProce
     threads: flagInt(args, "threads", 1, 1024),
     gpuLayers: flagInt(args, "ngl", 0, 100000),
     predictor: flagString(args, "predictor"),
+    rpcServers: rpcServerList(flagString(args, "rpc")),
     log: (line) => {
       if (line.trim() && logTail.push(line.trim()) > 10) logTail.shift();
-      if (verbose) process.stderr.write(`[server] ${line}\n`);
+      if (verbose) process.stderr.write(`[server] ${line}
+`);
     },
   });
   const stop = () => void server.stop();
@@ -95,5 +106,6 @@ export function policyFromFlags(args: ParsedArgs): Policy {
   if (flagString(args, "ant")) p.ant = { gamma: Number(flagString(args, "ant")) };
   if (flagString(args, "disable")) p.disable = parseExpertList(flagString(args, "disable")!, false) as Array<[number, number]>;
   if (flagString(args, "boost")) p.boost = parseExpertList(flagString(args, "boost")!, true) as Array<[number, number, number]>;
+  if (args.flags.get("no-skip")) p.skip = false;
   return validatePolicy(p);
 }

@@ -26,7 +26,7 @@ export function defaultServerBinary(root: string): string {
   return path.join(root, "out", "bin", exe("moe-lens-server"));
 }
 
-export function llamaToolBinary(root: string, tool: "llama-perplexity" | "test-llama-archs"): string {
+export function llamaToolBinary(root: string, tool: "llama-perplexity" | "test-llama-archs" | "ggml-rpc-server"): string {
   return path.join(root, "out", "bin", exe(tool));
 }
 

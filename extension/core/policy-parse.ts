@@ -40,6 +40,10 @@ export function validatePolicy(input: unknown, nExpert = 4096): Policy {
     }
   }
   if (p.max_k != null) out.max_k = int(p.max_k, "max_k", 1, nExpert);
+  if (p.skip != null) {
+    if (typeof p.skip !== "boolean") throw new PolicyError("skip must be true or false");
+    if (!p.skip) out.skip = false;
+  }
   if (p.beta != null) {
     const b = obj(p.beta, "beta");
     out.beta = { beta: num(b.beta, "β", 0, 0.9999) };
@@ -77,7 +81,8 @@ export function validatePolicy(input: unknown, nExpert = 4096): Policy {
 /**
  * Compact policy specs for the command line and experiments: terms joined by "+",
  * e.g. "baseline", "amg:0.75", "k:12+amg:0.9", "beta:0.9+pi+ant:0.5", "amg:0.5:2" (min_k 2),
- * "topp:0.9" (AMG over the full distribution), "disable:0:3", "boost:1:5:2".
+ * "topp:0.9" (AMG over the full distribution), "disable:0:3", "boost:1:5:2", "k:4+noskip" (dropped
+ * experts zero-gated but still computed, for comparing with the default skip).
  */
 export function parsePolicySpec(spec: string): Policy {
   const p: Policy = {};
@@ -110,8 +115,11 @@ export function parsePolicySpec(spec: string): Policy {
       case "boost":
         (p.boost ??= []).push([int(args[0], "layer", 0, 1 << 16), int(args[1], "expert", 0, 4095), num(args[2], "bias", -100, 100)]);
         break;
+      case "noskip":
+        p.skip = false;
+        break;
       default:
-        throw new PolicyError(`unknown policy term "${term}" in "${spec}" (use baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G, disable:L:E, boost:L:E:B)`);
+        throw new PolicyError(`unknown policy term "${term}" in "${spec}" (use baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G, disable:L:E, boost:L:E:B, noskip)`);
     }
   }
   return p;

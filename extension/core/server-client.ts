@@ -5,7 +5,7 @@
 // Requests go through node:http rather than fetch: Node's fetch gives up on any response
 // whose headers take more than 300 s, and a perplexity or calibration run on a long text
 // answers only when it is done. Here the long jobs (traces, perplexity, calibration,
-// generation, tokenizing) wait as long as they run — the user cancels them through the
+// generation, tokenizing, speed runs) wait as long as they run — the user cancels them through the
 // AbortSignal — and only the quick requests (health, model info, predictor) have a limit.
 import http from "node:http";
 import { StringDecoder } from "node:string_decoder";
@@ -13,7 +13,7 @@ import { b64ToFloat32, b64ToInt32, b64ToUint8 } from "./b64";
 import { concatBatches, type Trace, type TraceBatch } from "../../shared/trace";
 import type {
   BatchRecord, CalibrateResponse, ErrorBody, GenerateRequest, HeaderRecord, HealthResponse, PerplexityRequest, PerplexityResult, PredictorResponse,
-  ServerModelInfo, StreamErrorRecord, SummaryRecord, TokenizeResponse, TraceHeader, TraceRequest, TraceSummary,
+  ServerModelInfo, SpeedRequest, SpeedResult, StreamErrorRecord, SummaryRecord, TokenizeResponse, TraceHeader, TraceRequest, TraceSummary,
 } from "../../shared/wire";
 
 export class ServerError extends Error {
@@ -176,6 +176,11 @@ export class ServerClient {
 
   perplexity(req: PerplexityRequest, signal?: AbortSignal): Promise<PerplexityResult> {
     return this.json("POST", "/v1/perplexity", req, signal, 0);
+  }
+
+  /** Prefill and batch-1 decode speed under a policy, timed by the server (native/API.md, /v1/speed): a long job. */
+  speed(req: SpeedRequest, signal?: AbortSignal): Promise<SpeedResult> {
+    return this.json("POST", "/v1/speed", req, signal, 0);
   }
 
   async calibrate(text: string, signal?: AbortSignal): Promise<CalibrationData> {

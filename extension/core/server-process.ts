@@ -14,6 +14,8 @@ export interface ServerStartOptions {
   gpuLayers?: number;
   overrideKv?: string[];
   predictor?: string;
+  /** ggml-rpc-server workers (HOST:PORT) the offloaded layers are spread over (with gpuLayers). */
+  rpcServers?: string[];
   /** Receives every stderr line (llama.cpp's log) and lifecycle notes. */
   log?: (line: string) => void;
   signal?: AbortSignal;
@@ -53,6 +55,7 @@ export class ServerProcess {
     if (opts.gpuLayers) args.push("-ngl", String(opts.gpuLayers));
     for (const kv of opts.overrideKv ?? []) args.push("--override-kv", kv);
     if (opts.predictor) args.push("--predictor", opts.predictor);
+    if (opts.rpcServers?.length) args.push("--rpc", opts.rpcServers.join(","));
 
     const log = opts.log ?? (() => undefined);
     log(`starting ${opts.binary} ${args.join(" ")}`);

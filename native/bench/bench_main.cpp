@@ -6,8 +6,9 @@
 //     a context without any callback, same build, batches and threads. Prints the median of
 //     each and their ratio, measured side by side in one run.
 //   moe-lens-bench random-moe -m SOURCE.gguf -o OUT.gguf [--layers N] [--embd N] [--ff N]
-//                  [--experts N] [--k N] [--heads N]
-//     Writes a larger random qwen3moe model with SOURCE's tokenizer, for the second row.
+//                  [--experts N] [--k N] [--heads N] [--heads-kv N] [--head-dim N] [--type f16|q8_0|q4_k]
+//     Writes a larger random qwen3moe model with SOURCE's tokenizer (benchmarks and the
+//     workbench's scale tests), streamed to disk.
 #include "evaluations.h"
 #include "model_session.h"
 
@@ -106,6 +107,20 @@ static int overhead(int argc, char ** argv) {
     return 0;
 }
 
+// Random values for a benchmark model: uniform with the given standard deviation (fast enough
+// for billions of weights; a benchmark needs shapes and plausible magnitudes, not a distribution).
+struct FastRandom {
+    uint64_t state;
+    explicit FastRandom(uint64_t seed) : state(seed * 0x9E3779B97F4A7C15ull + 1) {}
+    float uniform(float stddev) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        const float u = float(state >> 40) / float(1 << 24);  // [0, 1)
+        return (2.0f * u - 1.0f) * stddev * 1.7320508f;        // sqrt(3): uniform with this std
+    }
+};
+
 static int random_moe(int argc, char ** argv) {
     const char * src = arg_str(argc, argv, "-m");
     const char * out = arg_str(argc, argv, "-o");
@@ -116,7 +131,13 @@ static int random_moe(int argc, char ** argv) {
     const int n_expert = arg_int(argc, argv, "--experts", 64);
     const int k = arg_int(argc, argv, "--k", 8);
     const int n_head = arg_int(argc, argv, "--heads", 8);
-    const int hd = n_embd / n_head;
+    const int n_head_kv = arg_int(argc, argv, "--heads-kv", n_head);
+    const int hd = arg_int(argc, argv, "--head-dim", n_embd / n_head);
+    const char * type_name = arg_str(argc, argv, "--type");
+    const std::string tname = type_name ? type_name : "f16";
+    const ggml_type wtype = tname == "f16" ? GGML_TYPE_F16 : tname == "q8_0" ? GGML_TYPE_Q8_0 : tname == "q4_k" ? GGML_TYPE_Q4_K : GGML_TYPE_COUNT;
+    if (wtype == GGML_TYPE_COUNT) { std::fprintf(stderr, "--type must be f16, q8_0 or q4_k\n"); return 2; }
+    if (n_head % n_head_kv != 0 || k > n_expert) { std::fprintf(stderr, "inconsistent shape\n"); return 2; }
 
     gguf_init_params ip = {true, nullptr};
     gguf_context * srcg = gguf_init_from_file(src, ip);
@@ -134,33 +155,25 @@ static int random_moe(int argc, char ** argv) {
     gguf_set_val_u32(g, "qwen3moe.expert_count", n_expert);
     gguf_set_val_u32(g, "qwen3moe.expert_used_count", k);
     gguf_set_val_u32(g, "qwen3moe.attention.head_count", n_head);
-    gguf_set_val_u32(g, "qwen3moe.attention.head_count_kv", n_head);
+    gguf_set_val_u32(g, "qwen3moe.attention.head_count_kv", n_head_kv);
     gguf_set_val_u32(g, "qwen3moe.attention.key_length", hd);
     gguf_set_val_u32(g, "qwen3moe.attention.value_length", hd);
     gguf_set_val_u32(g, "qwen3moe.context_length", 4096);
     gguf_set_val_u32(g, "qwen3moe.rope.dimension_count", hd);
 
-    ggml_init_params gp = {size_t(1) << 20, nullptr, true};
+    // Tensor infos first (no data in memory), then the data streamed tensor by tensor: a
+    // benchmark model can be several GB.
+    ggml_init_params gp = {size_t(1) << 22, nullptr, true};
     ggml_context * ctx = ggml_init(gp);
-    std::vector<std::pair<ggml_tensor *, std::vector<uint8_t>>> data;
-    std::mt19937 rng(11);
-    std::normal_distribution<float> normal(0.0f, 0.02f);
+    std::vector<std::pair<ggml_tensor *, bool>> tensors;  // (tensor, is a norm)
     auto add = [&](const std::string & name, std::vector<int64_t> ne, bool norm) {
-        ggml_tensor * t = nullptr;
-        const ggml_type type = norm ? GGML_TYPE_F32 : GGML_TYPE_F16;
-        if (ne.size() == 1) t = ggml_new_tensor_1d(ctx, type, ne[0]);
-        else if (ne.size() == 2) t = ggml_new_tensor_2d(ctx, type, ne[0], ne[1]);
-        else t = ggml_new_tensor_3d(ctx, type, ne[0], ne[1], ne[2]);
+        const ggml_type type = norm ? GGML_TYPE_F32 : (ne[0] % ggml_blck_size(wtype) == 0 ? wtype : GGML_TYPE_F16);
+        ggml_tensor * t = ne.size() == 1 ? ggml_new_tensor_1d(ctx, type, ne[0])
+                        : ne.size() == 2 ? ggml_new_tensor_2d(ctx, type, ne[0], ne[1])
+                                         : ggml_new_tensor_3d(ctx, type, ne[0], ne[1], ne[2]);
         ggml_set_name(t, name.c_str());
-        std::vector<uint8_t> bytes(ggml_nbytes(t));
-        const int64_t count = ggml_nelements(t);
-        if (norm) {
-            for (int64_t i = 0; i < count; ++i) reinterpret_cast<float *>(bytes.data())[i] = 1.0f;
-        } else {
-            for (int64_t i = 0; i < count; ++i) reinterpret_cast<ggml_fp16_t *>(bytes.data())[i] = ggml_fp32_to_fp16(normal(rng));
-        }
         gguf_add_tensor(g, t);
-        data.emplace_back(t, std::move(bytes));
+        tensors.emplace_back(t, norm);
     };
     add("token_embd.weight", {n_embd, n_vocab}, false);
     add("output_norm.weight", {n_embd}, true);
@@ -169,24 +182,44 @@ static int random_moe(int argc, char ** argv) {
         const std::string p = "blk." + std::to_string(l) + ".";
         add(p + "attn_norm.weight", {n_embd}, true);
         add(p + "attn_q.weight", {n_embd, n_head * hd}, false);
-        add(p + "attn_k.weight", {n_embd, n_head * hd}, false);
-        add(p + "attn_v.weight", {n_embd, n_head * hd}, false);
+        add(p + "attn_k.weight", {n_embd, n_head_kv * hd}, false);
+        add(p + "attn_v.weight", {n_embd, n_head_kv * hd}, false);
         add(p + "attn_output.weight", {n_head * hd, n_embd}, false);
         add(p + "attn_q_norm.weight", {hd}, true);
         add(p + "attn_k_norm.weight", {hd}, true);
         add(p + "ffn_norm.weight", {n_embd}, true);
-        add(p + "ffn_gate_inp.weight", {n_embd, n_expert}, false);
+        add(p + "ffn_gate_inp.weight", {n_embd, n_expert}, true);  // the router stays F32, as converters write it
         add(p + "ffn_gate_exps.weight", {n_embd, n_ff, n_expert}, false);
         add(p + "ffn_up_exps.weight", {n_embd, n_ff, n_expert}, false);
         add(p + "ffn_down_exps.weight", {n_ff, n_embd, n_expert}, false);
     }
-    for (auto & [t, bytes] : data) gguf_set_tensor_data(g, ggml_get_name(t), bytes.data());
-    const bool ok = gguf_write_to_file(g, out, false);
+    if (!gguf_write_to_file(g, out, /*only_meta=*/true)) { std::fprintf(stderr, "cannot write %s\n", out); return 1; }
+    FILE * f = std::fopen(out, "ab");
+    if (!f) { std::fprintf(stderr, "cannot append to %s\n", out); return 1; }
+    const size_t align = gguf_get_alignment(g);
+    FastRandom rng(11);
+    std::vector<float> row;
+    std::vector<uint8_t> bytes;
+    for (auto & [t, norm] : tensors) {
+        const int64_t n_per_row = t->ne[0], nrows = ggml_nelements(t) / n_per_row;
+        // The router (F32) is random like the matrices: its logits have a std of about 0.02·sqrt(n_embd).
+        const bool router = std::strstr(t->name, "ffn_gate_inp") != nullptr;
+        bytes.assign(GGML_PAD(ggml_nbytes(t), align), 0);
+        row.resize(n_per_row);
+        const size_t row_bytes = ggml_row_size(t->type, n_per_row);
+        for (int64_t r = 0; r < nrows; ++r) {
+            for (auto & v : row) v = norm && !router ? 1.0f : rng.uniform(0.02f);
+            if (t->type == GGML_TYPE_F32) std::memcpy(bytes.data() + r * row_bytes, row.data(), row_bytes);
+            else ggml_quantize_chunk(t->type, row.data(), bytes.data() + r * row_bytes, 0, 1, n_per_row, nullptr);
+        }
+        if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) { std::fprintf(stderr, "write failed\n"); std::fclose(f); return 1; }
+    }
+    std::fclose(f);
     gguf_free(g);
     gguf_free(srcg);
     ggml_free(ctx);
-    if (!ok) { std::fprintf(stderr, "cannot write %s\n", out); return 1; }
-    std::printf("wrote %s: %d layers, n_embd %d, %d experts, k %d, expert ffn %d\n", out, n_layer, n_embd, n_expert, k, n_ff);
+    std::printf("wrote %s: %d layers, n_embd %d, %d experts, k %d, expert ffn %d, heads %d/%d, %s\n", out, n_layer, n_embd,
+                n_expert, k, n_ff, n_head, n_head_kv, tname.c_str());
     return 0;
 }
 

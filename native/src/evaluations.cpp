@@ -3,6 +3,7 @@
 #include "base64.h"
 #include "policy_json.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -35,25 +36,18 @@ double token_nll(const float * logits, int n_vocab, llama_token token) {
     return -(logits[token] - max_logit - log(sum_exp));
 }
 
-// Sets up the tap for one evaluation and restores it afterwards, also on exceptions.
+// Sets up the tap for one evaluation on one context and restores both afterwards, also on
+// exceptions (the context's in-graph routing is reset, so a later plain decode is unmodified).
 struct TapScope {
     RoutingTap & tap;
-    TapScope(RoutingTap & t, const Policy * policy, const AntPredictor * ant, bool record, int top_n, bool capture)
-        : tap(t) {
-        tap.mode = RoutingTap::Mode::Evaluate;
-        tap.policy = policy;
-        tap.ant = ant;
-        tap.record = record;
-        tap.top_n = top_n;
-        tap.capture_logits = capture;
-        tap.active_sum = tap.active_count = 0;
-        tap.reset_states();
+    llama_context * ctx;
+    TapScope(RoutingTap & t, llama_context * c, const TapRun & run) : tap(t), ctx(c) {
+        tap.begin(run);
+        tap.attach(ctx);
     }
     ~TapScope() {
-        tap.mode = RoutingTap::Mode::Off;
-        tap.policy = nullptr;
-        tap.ant = nullptr;
-        tap.record = tap.capture_logits = false;
+        tap.end();
+        tap.attach(ctx);  // with the run ended: no policy, no capture
     }
 };
 
@@ -61,7 +55,7 @@ struct TapScope {
 struct BatchBuilder {
     int L, K, N;
     std::vector<int32_t> ids, spans, experts, top_ids;
-    std::vector<float> nll, weights, entropy, top_probs;
+    std::vector<float> nll, weights, norms, entropy, top_probs;
     std::vector<uint8_t> active;
     std::vector<std::string> pieces;
     int start = -1, count = 0;
@@ -76,6 +70,7 @@ struct BatchBuilder {
         nll.push_back(float(nll_value));
         experts.insert(experts.end(), r.experts.begin() + size_t(row) * L * K, r.experts.begin() + size_t(row + 1) * L * K);
         weights.insert(weights.end(), r.weights.begin() + size_t(row) * L * K, r.weights.begin() + size_t(row + 1) * L * K);
+        if (!r.norms.empty()) norms.insert(norms.end(), r.norms.begin() + size_t(row) * L * K, r.norms.begin() + size_t(row + 1) * L * K);
         entropy.insert(entropy.end(), r.entropy.begin() + size_t(row) * L, r.entropy.begin() + size_t(row + 1) * L);
         active.insert(active.end(), r.active.begin() + size_t(row) * L, r.active.begin() + size_t(row + 1) * L);
         if (N > 0) {
@@ -88,6 +83,7 @@ struct BatchBuilder {
                   {"token_ids", base64_of(ids)}, {"byte_spans", base64_of(spans)}, {"pieces", pieces},
                   {"nll", base64_of(nll)}, {"experts", base64_of(experts)}, {"weights", base64_of(weights)},
                   {"entropy", base64_of(entropy)}, {"active", base64_of(active)}};
+        if (!norms.empty()) j["expert_norms"] = base64_of(norms);
         if (N > 0) {
             j["top_ids"] = base64_of(top_ids);
             j["top_probs"] = base64_of(top_probs);
@@ -201,10 +197,16 @@ bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * 
     const std::vector<Window> windows = plan_windows(T, s.n_ctx());
     if (!emit(header_record(s, req.policy, req.top_n, T, windows))) return false;
 
-    TapScope scope(s.tap, &req.policy, ant, true, req.top_n, false);
+    llama_context * ctx = s.ctx();
+    TapRun run;
+    run.policy = &req.policy;
+    run.ant = ant;
+    run.record = true;
+    run.top_n = req.top_n;
+    run.expert_norms = req.expert_norms;
+    TapScope scope(s.tap, ctx, run);
     BatchBuilder batch{L, K, req.top_n};
     SummaryBuilder summary(L, E, K);
-    llama_context * ctx = s.ctx();
     for (const Window & w : windows) {
         llama_memory_clear(llama_get_memory(ctx), true);
         s.tap.reset_states();
@@ -214,8 +216,8 @@ bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * 
             const int from = std::max(pos, w.scored_from), to = std::min(pos + n, w.recorded_end);
             const std::vector<double> nll = next_token_nll(s, ctx, tokens, from, to, pos, w.end);
             for (int g = from; g < to; ++g) {
-                batch.add(g, req.text, s.tap.routing, g - pos, nll[g - from]);
-                summary.add(s.tap.routing, g - pos, nll[g - from]);
+                batch.add(g, req.text, s.tap.routing(), g - pos, nll[g - from]);
+                summary.add(s.tap.routing(), g - pos, nll[g - from]);
             }
             if (batch.count > 0 && !emit(batch.take())) return false;
         }
@@ -243,10 +245,15 @@ bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredic
     }
     std::unique_ptr<llama_sampler, decltype(&llama_sampler_free)> sampler(chain, llama_sampler_free);
 
-    TapScope scope(s.tap, &req.policy, ant, true, req.top_n, false);
+    llama_context * ctx = s.ctx();
+    TapRun run;
+    run.policy = &req.policy;
+    run.ant = ant;
+    run.record = true;
+    run.top_n = req.top_n;
+    TapScope scope(s.tap, ctx, run);
     BatchBuilder batch{L, K, req.top_n};
     SummaryBuilder summary(L, E, K);
-    llama_context * ctx = s.ctx();
     llama_memory_clear(llama_get_memory(ctx), true);
 
     // The prompt, in context-batch pieces; rows of the last piece are kept for the record.
@@ -257,10 +264,10 @@ bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredic
         decode_span(s, ctx, text.tokens, pos, pos + n, pos);
         for (int g = pos; g < pos + n - (pos + n == P ? 1 : 0); ++g) {
             const double nll = token_nll_fast(llama_get_logits_ith(ctx, g - pos), n_vocab, text.tokens[g + 1]);
-            batch.add(g, text, s.tap.routing, g - pos, nll);
-            summary.add(s.tap.routing, g - pos, nll);
+            batch.add(g, text, s.tap.routing(), g - pos, nll);
+            summary.add(s.tap.routing(), g - pos, nll);
         }
-        last_rows = s.tap.routing;
+        last_rows = s.tap.routing();
         last_from = pos;
     }
     int row = P - 1 - last_from;
@@ -285,7 +292,7 @@ bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredic
         text.byte_start.push_back(text.byte_end.back());
         text.byte_end.push_back(text.byte_end.back() + int32_t(p.size()));
         decode_span(s, ctx, text.tokens, at + 1, at + 2, at + 1);
-        last_rows = s.tap.routing;
+        last_rows = s.tap.routing();
         row = 0;
     }
     return emit(summary.take());
@@ -300,21 +307,25 @@ json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens_in
     // Stateful policies need each sequence's rows in token order: one chunk per batch and
     // every output on (so the last layer's MoE sees every row).
     const bool ordered = policy.needs_token_order();
-    const bool tapped = policy.any(s.layout().k);
+    // only the stateful policies need llama.cpp's eval callback; the rest runs in the graph
+    const bool host_policy = policy.needs_token_order();
     const int n_seq = ordered ? 1 : std::max(1, n_batch / n_ctx);
     const int n_ctx_all = n_seq * n_ctx;
     n_batch = ordered ? n_ctx : std::min(n_batch, n_ctx_all);
     if (!(n_batch < n_ctx || n_batch % n_ctx == 0)) throw BadRequest("n_batch must be below n_ctx or a multiple of it");
 
-    std::unique_ptr<llama_context, decltype(&llama_free)> ctx(s.make_context(n_ctx_all, n_batch, std::min(512, n_batch), n_seq, tapped), llama_free);
+    std::unique_ptr<llama_context, decltype(&llama_free)> ctx(s.make_context(n_ctx_all, n_batch, std::min(512, n_batch), n_seq, host_policy), llama_free);
     const bool add_bos = llama_vocab_get_add_bos(s.vocab);
     const int n_vocab = llama_vocab_n_tokens(s.vocab);
     const int n_chunk = int(tokens.size()) / n_ctx;
     const int num_batches = (n_ctx + n_batch - 1) / n_batch;
     const int first = n_ctx / 2;
 
-    TapScope scope(s.tap, tapped ? &policy : nullptr, ant, false, 0, false);
-    if (!tapped) s.tap.mode = RoutingTap::Mode::Off;
+    TapRun run;
+    run.policy = &policy;
+    run.ant = ant;
+    run.count_active = policy.changes_weights(s.layout().k);
+    TapScope scope(s.tap, ctx.get(), run);
 
     llama_batch batch = llama_batch_init(std::min(n_batch, n_ctx * n_seq), 0, 1);
     std::unique_ptr<llama_batch, void (*)(llama_batch *)> batch_guard(&batch, [](llama_batch * b) { llama_batch_free(*b); });
@@ -388,9 +399,10 @@ json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens) {
     const int L = int(layout.moe_layers.size()), E = layout.n_expert;
     const int T = int(tokens.size());
     std::vector<std::vector<float>> per_layer(L, std::vector<float>(size_t(T) * E, NAN));
-    const Policy none;
-    TapScope scope(s.tap, &none, nullptr, false, 0, true);
     llama_context * ctx = s.ctx();
+    TapRun run;
+    run.capture_logits = true;
+    TapScope scope(s.tap, ctx, run);
     for (const Window & w : plan_windows(T, s.n_ctx())) {
         llama_memory_clear(llama_get_memory(ctx), true);
         for (int pos = w.start; pos < w.end; pos += s.n_batch()) {
@@ -398,12 +410,86 @@ json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens) {
             decode_span(s, ctx, tokens, pos, pos + n, pos - w.start);
             for (int g = std::max(pos, w.scored_from); g < std::min(pos + n, w.recorded_end); ++g)
                 for (int m = 0; m < L; ++m)
-                    std::memcpy(&per_layer[m][size_t(g) * E], &s.tap.routing.logits[(size_t(g - pos) * L + m) * E], E * sizeof(float));
+                    std::memcpy(&per_layer[m][size_t(g) * E], &s.tap.routing().logits[(size_t(g - pos) * L + m) * E], E * sizeof(float));
         }
     }
     json logits = json::array();
     for (const auto & v : per_layer) logits.push_back(base64_of(v));
     return {{"n_tokens", T}, {"n_expert", E}, {"moe_layers", layout.moe_layers}, {"logits", logits}};
+}
+
+json run_speed(ModelSession & s, const SpeedRequest & req, const AntPredictor * ant) {
+    using clock = std::chrono::steady_clock;
+    const int T = int(req.tokens.size());
+    const int n_prefill = req.n_prefill > 0 ? std::min(req.n_prefill, T) : T;
+    const int n_prompt = std::min(req.n_prompt, T);
+    if (n_prompt < 1) throw BadRequest("the text produced no tokens");
+    if (n_prompt + req.n_decode > s.n_ctx())
+        throw BadRequest("n_prompt + n_decode (" + std::to_string(n_prompt + req.n_decode) + ") exceeds the context (" +
+                         std::to_string(s.n_ctx()) + ")");
+    llama_context * ctx = s.ctx();
+    TapRun run;
+    run.policy = &req.policy;
+    run.ant = ant;
+    run.count_active = true;
+    TapScope scope(s.tap, ctx, run);
+
+    // Prefill: the text in context-sized windows, batch by batch, only the last logits of a
+    // batch asked for (as a prompt is evaluated).
+    auto decode_rows = [&](int from, int to, int pos0, bool all_logits) {
+        const int n = to - from;
+        llama_batch batch = llama_batch_init(n, 0, 1);
+        for (int i = 0; i < n; ++i) {
+            batch.token[i] = req.tokens[from + i];
+            batch.pos[i] = pos0 + i;
+            batch.n_seq_id[i] = 1;
+            batch.seq_id[i][0] = 0;
+            batch.logits[i] = all_logits || i == n - 1;
+        }
+        batch.n_tokens = n;
+        s.tap.begin_ubatch(n);
+        const int rc = llama_decode(ctx, batch);
+        llama_batch_free(batch);
+        check_decode(rc, s);
+    };
+    const auto p0 = clock::now();
+    for (int start = 0; start < n_prefill; start += s.n_ctx()) {
+        llama_memory_clear(llama_get_memory(ctx), true);
+        s.tap.reset_states();
+        const int end = std::min(start + s.n_ctx(), n_prefill);
+        for (int pos = start; pos < end; pos += s.n_batch()) decode_rows(pos, std::min(pos + s.n_batch(), end), pos - start, false);
+    }
+    llama_synchronize(ctx);
+    const double prefill_ms = std::chrono::duration<double, std::milli>(clock::now() - p0).count();
+    const double prefill_active = s.tap.active_sum, prefill_rows = s.tap.active_count;
+
+    // Decode: the first n_prompt tokens as the prompt (not timed), then one token at a time,
+    // greedy, for n_decode tokens whatever they are (end-of-generation tokens included).
+    llama_memory_clear(llama_get_memory(ctx), true);
+    s.tap.reset_states();
+    for (int pos = 0; pos < n_prompt; pos += s.n_batch()) decode_rows(pos, std::min(pos + s.n_batch(), n_prompt), pos, false);
+    const int n_vocab = llama_vocab_n_tokens(s.vocab);
+    s.tap.active_sum = s.tap.active_count = 0;
+    const auto d0 = clock::now();
+    llama_token next = 0;
+    for (int i = 0; i < req.n_decode; ++i) {
+        const float * logits = llama_get_logits_ith(ctx, -1);
+        next = llama_token(std::max_element(logits, logits + n_vocab) - logits);
+        llama_batch one = llama_batch_get_one(&next, 1);
+        s.tap.begin_ubatch(1);
+        check_decode(llama_decode(ctx, one), s);
+    }
+    llama_synchronize(ctx);
+    const double decode_ms = std::chrono::duration<double, std::milli>(clock::now() - d0).count();
+    const double decode_active = s.tap.active_sum, decode_rows_n = s.tap.active_count;
+
+    const double rows = prefill_rows + decode_rows_n;
+    const bool skip = req.policy.skip && llama_moe_routing_can_skip(ctx) && req.policy.changes_weights(s.layout().k);
+    return {{"prefill_tokens", n_prefill}, {"prefill_ms", prefill_ms},
+            {"decode_tokens", req.n_decode}, {"decode_ms", decode_ms},
+            {"avg_active_experts", rows > 0 ? (prefill_active + decode_active) / rows : double(s.layout().k)},
+            {"decode_avg_active_experts", decode_rows_n > 0 ? decode_active / decode_rows_n : double(s.layout().k)},
+            {"k", s.layout().k}, {"skip", skip}, {"policy", policy_to_json(req.policy)}};
 }
 
 }  // namespace moelens

@@ -28,6 +28,7 @@ struct TraceRequest {
     TokenizedText text;
     Policy policy;
     int top_n = 0;
+    bool expert_norms = false;  // batch records carry ‖expert output‖₂ per selected slot
 };
 
 // Streams header, batches and summary. Returns false if the client went away.
@@ -49,6 +50,17 @@ nlohmann::json run_perplexity(ModelSession & s, const std::vector<llama_token> &
                               const Policy & policy, const AntPredictor * ant);
 
 nlohmann::json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens);
+
+struct SpeedRequest {
+    std::vector<llama_token> tokens;  // the text, with BOS
+    Policy policy;
+    int n_prefill = 0;   // tokens evaluated for the prefill rate (0: all of them)
+    int n_prompt = 32;   // tokens of the text before decoding starts
+    int n_decode = 64;   // tokens generated one at a time (greedy) for the decode rate
+};
+
+// Prefill and batch-1 decode speed under a policy, timed inside the server (native/API.md).
+nlohmann::json run_speed(ModelSession & s, const SpeedRequest & req, const AntPredictor * ant);
 
 // -log p(token | logits) in nats, computed as llama-perplexity does (perplexity).
 double token_nll(const float * logits, int n_vocab, llama_token token);

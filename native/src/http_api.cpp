@@ -272,6 +272,10 @@ void ApiServer::install_routes() {
         TraceRequest tr;
         tr.policy = policy;
         tr.top_n = int_field(body, "top_n", 0, session_->layout().n_expert, 0);
+        if (body.contains("expert_norms")) {
+            if (!body["expert_norms"].is_boolean()) throw BadRequest("\"expert_norms\" must be true or false");
+            tr.expert_norms = body["expert_norms"].get<bool>();
+        }
         if (body.contains("tokens")) {
             if (!body["tokens"].is_array() || body["tokens"].empty()) throw BadRequest("\"tokens\" must be a non-empty array of token ids");
             std::vector<llama_token> ids;
@@ -321,6 +325,30 @@ void ApiServer::install_routes() {
         json result;
         try {
             result = run_perplexity(*session_, session_->tokenize(text, true).tokens, n_ctx, n_batch, policy, ant);
+        } catch (...) {
+            session_->should_abort = nullptr;
+            throw;
+        }
+        session_->should_abort = nullptr;
+        res.set_content(result.dump(), "application/json");
+    });
+
+    http.Post("/v1/speed", [this, acquire](const httplib::Request & req, httplib::Response & res) {
+        const json body = parse_body(req);
+        const std::string text = required_text(body, "text");
+        auto lock = acquire();
+        SpeedRequest sr;
+        sr.policy = policy_from_json(body.value("policy", json()), session_->layout().n_expert, llama_model_n_layer(session_->model));
+        ensure_expert_slots(sr.policy);
+        const AntPredictor * ant = predictor_for(sr.policy);
+        sr.tokens = session_->tokenize(text, true).tokens;
+        sr.n_prefill = int_field(body, "n_prefill", 0, 1 << 24, 0);
+        sr.n_prompt = int_field(body, "n_prompt", 1, 1 << 20, 32);
+        sr.n_decode = int_field(body, "n_decode", 1, 4096, 64);
+        session_->should_abort = throttled([&req] { return req.is_connection_closed(); });
+        json result;
+        try {
+            result = run_speed(*session_, sr, ant);
         } catch (...) {
             session_->should_abort = nullptr;
             throw;

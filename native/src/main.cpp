@@ -26,7 +26,7 @@ static void usage() {
     std::fprintf(stderr,
         "usage: moe-lens-server -m MODEL [-c N] [-t N] [-ngl N] [--host ADDR] [--port N]\n"
         "                       [--override-kv KEY=TYPE:VALUE]... [--allow-remote] [--max-body BYTES]\n"
-        "                       [--predictor FILE]\n"
+        "                       [--predictor FILE] [--rpc HOST:PORT,...]\n"
         "Serves the MoE Lens API (native/API.md). Needs MOE_LENS_TOKEN, or prints a generated token.\n");
 }
 
@@ -79,6 +79,18 @@ int main(int argc, char ** argv) {
         else if (a == "--allow-remote") cfg.allow_remote = true;
         else if (a == "--max-body") cfg.max_body = size_t(to_int(a, value()));
         else if (a == "--predictor") cfg.predictor_path = value();
+        else if (a == "--rpc") {
+            const std::string list = value();
+            size_t start = 0;
+            while (start <= list.size()) {
+                const size_t comma = list.find(',', start);
+                const std::string endpoint = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+                if (endpoint.empty() || endpoint.find(':') == std::string::npos) fail_line("--rpc takes HOST:PORT[,HOST:PORT...], got '" + list + "'", 2);
+                cfg.load.rpc_servers.push_back(endpoint);
+                if (comma == std::string::npos) break;
+                start = comma + 1;
+            }
+        }
         else if (a == "-h" || a == "--help") { usage(); return 0; }
         else { usage(); fail_line("unknown flag " + a, 2); }
     }

@@ -1,10 +1,13 @@
 #include "model_session.h"
 
+#include "ggml-backend.h"
+#include "ggml-rpc.h"
 #include "ggml.h"
 extern "C" {
 #include "sha256/sha256.h"
 }
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -71,6 +74,19 @@ llama_model_kv_override parse_kv_override(const std::string & spec) {
     return kvo;
 }
 
+// Registers the ggml-rpc-server workers as devices (once per process: the registry is global);
+// llama.cpp then spreads the offloaded layers (-ngl) over them as over local GPUs.
+static void add_rpc_servers(const std::vector<std::string> & servers) {
+    static std::vector<std::string> added;
+    for (const std::string & endpoint : servers) {
+        if (std::find(added.begin(), added.end(), endpoint) != added.end()) continue;
+        ggml_backend_reg_t reg = ggml_backend_rpc_add_server(endpoint.c_str());
+        if (!reg) throw UserError("cannot use the RPC server " + endpoint + " (expected HOST:PORT of a running ggml-rpc-server)");
+        ggml_backend_register(reg);
+        added.push_back(endpoint);
+    }
+}
+
 static void check_model_file(const std::string & path) {
     std::ifstream f(path, std::ios::binary);
     if (!f) throw UserError("model file not found or unreadable: " + path);
@@ -87,6 +103,7 @@ std::unique_ptr<ModelSession> ModelSession::load(const LoadOptions & options) {
         llama_backend_init();
     });
     check_model_file(options.model_path);
+    add_rpc_servers(options.rpc_servers);
 
     std::vector<llama_model_kv_override> overrides;
     for (const auto & spec : options.override_kv) overrides.push_back(parse_kv_override(spec));
@@ -147,7 +164,7 @@ llama_context * ModelSession::make_context(int n_ctx, int n_batch, int n_ubatch,
         cp.n_threads_batch = options_.n_threads;
     }
     if (with_tap) {
-        cp.cb_eval = RoutingTap::callback;
+        cp.cb_eval = RoutingTap::eval_callback;
         cp.cb_eval_user_data = &tap;
     }
     cp.abort_callback = abort_trampoline;
@@ -157,64 +174,15 @@ llama_context * ModelSession::make_context(int n_ctx, int n_batch, int n_ubatch,
     return ctx;
 }
 
-static std::vector<float> softmax_of(const std::vector<float> & z) {
-    std::vector<float> p(z.size());
-    float mx = -INFINITY;
-    for (float v : z) mx = std::max(mx, v);
-    double sum = 0;
-    for (size_t i = 0; i < z.size(); ++i) sum += (p[i] = std::exp(z[i] - mx));
-    for (float & v : p) v = float(v / sum);
-    return p;
-}
-
-static bool close_to(const std::vector<float> & a, const std::vector<float> & b) {
-    if (a.size() != b.size() || a.empty()) return false;
-    for (size_t i = 0; i < a.size(); ++i)
-        if (std::fabs(a[i] - b[i]) > 1e-3f * std::max(1.0f, std::fabs(b[i]))) return false;
-    return true;
-}
-
 void ModelSession::discover_layout() {
-    tap.mode = RoutingTap::Mode::Discover;
     llama_token first = llama_vocab_bos(vocab);
     if (first < 0) first = 0;
     llama_batch batch = llama_batch_get_one(&first, 1);
+    tap.begin_discovery();
     const int rc = llama_decode(ctx_, batch);
-    tap.mode = RoutingTap::Mode::Off;
+    MoeLayout L = tap.end_discovery(llama_model_n_layer(model));
     llama_memory_clear(llama_get_memory(ctx_), true);
     if (rc != 0) throw UserError("the model failed to evaluate a token (llama_decode returned " + std::to_string(rc) + ")");
-
-    MoeLayout L;
-    const int n_layer = llama_model_n_layer(model);
-    L.moe_index_of.assign(std::max<int>(n_layer, tap.disc_kinds_.size()), -1);
-    for (size_t layer = 0; layer < tap.disc_kinds_.size(); ++layer) {
-        const auto & kinds = tap.disc_kinds_[layer];
-        if (std::find(kinds.begin(), kinds.end(), MoeNode::TopK) == kinds.end()) continue;
-        L.moe_index_of[layer] = int(L.moe_layers.size());
-        L.moe_layers.push_back(int(layer));
-        if (L.k == 0) {
-            L.k = tap.disc_k_[layer];
-            L.n_expert = tap.disc_e_[layer];
-            L.has_logits_node = std::find(kinds.begin(), kinds.end(), MoeNode::Logits) != kinds.end();
-            for (MoeNode k : kinds)
-                if (k == MoeNode::Weights || k == MoeNode::WeightsSoftmax || k == MoeNode::WeightsNorm || k == MoeNode::WeightsScaled)
-                    L.final_weights = k;
-            L.weights_norm = std::find(kinds.begin(), kinds.end(), MoeNode::WeightsNorm) != kinds.end();
-            const auto & w = tap.disc_weights_[layer];
-            if (L.final_weights == MoeNode::WeightsScaled && w.size() >= 2 && w[w.size() - 2] != 0.0f)
-                L.weights_scale = w.back() / w[w.size() - 2];
-            if (std::find(kinds.begin(), kinds.end(), MoeNode::WeightsSoftmax) != kinds.end()) {
-                L.gating = "softmax_weight";
-            } else if (L.has_logits_node) {
-                const auto & z = tap.disc_logits_[layer];
-                std::vector<float> sig(z.size());
-                for (size_t i = 0; i < z.size(); ++i) sig[i] = 1.0f / (1.0f + std::exp(-z[i]));
-                if (close_to(tap.disc_probs_[layer], softmax_of(z))) L.gating = "softmax";
-                else if (close_to(tap.disc_probs_[layer], sig)) L.gating = "sigmoid";
-                else L.gating = "other";
-            }
-        }
-    }
     if (L.moe_layers.empty())
         throw UserError("this model has no experts: " + (architecture.empty() ? std::string("its") : architecture) +
                         " layers are dense (no build_moe_ffn routing was found), so there is no routing to show");
@@ -250,6 +218,9 @@ nlohmann::json ModelSession::info() const {
         {"vocab_type", vt >= 0 && vt < 7 ? vocab_types[vt] : "unknown"},
         {"size_bytes", llama_model_size(model)},
         {"n_params", llama_model_n_params(model)},
+        // what this server can do beyond the basic routes (see native/API.md)
+        {"capabilities", {"in_graph_routing", "expert_norms"}},
+        {"skip_supported", llama_moe_routing_can_skip(ctx_)},
     };
 }
 

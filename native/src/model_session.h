@@ -20,6 +20,7 @@ struct LoadOptions {
     int n_threads = 0;          // 0: llama.cpp's default
     int n_gpu_layers = 0;
     std::vector<std::string> override_kv;  // KEY=TYPE:VALUE, as llama.cpp's tools take them
+    std::vector<std::string> rpc_servers;  // HOST:PORT of ggml-rpc-server workers the layers are spread over
 };
 
 // An error whose message is meant for the user as it is.
@@ -56,7 +57,8 @@ public:
     int n_ctx() const { return n_ctx_; }
     int n_batch() const { return n_batch_; }
 
-    // A separate context with llama-perplexity's shape; `with_tap` installs the callback.
+    // A separate context with llama-perplexity's shape; `with_tap` installs the tap's eval
+    // callback (needed by the stateful policies; the in-graph routing works on any context).
     llama_context * make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap);
 
     std::string model_sha256() const;  // computed on first use, cached

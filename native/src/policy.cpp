@@ -36,7 +36,7 @@ static void predict_next(const AntLayer & ant, const float * z, const float * U,
     }
 }
 
-void apply_logit_policies(const Policy & policy, int layer, const AntLayer * ant, float ant_beta,
+void apply_logit_policies(const Policy & policy, const AntLayer * ant, float ant_beta,
                           LayerRouterState & st, float * z, int n) {
     if (int(st.membrane.size()) != n) st.reset(n);
     const std::vector<float> raw(z, z + n);
@@ -90,62 +90,8 @@ void apply_logit_policies(const Policy & policy, int layer, const AntLayer * ant
         }
     }
 
-    for (const ExpertBias & b : policy.biases) {
-        if (b.layer != layer || b.expert < 0 || b.expert >= n) continue;
-        route[b.expert] = std::isinf(b.bias) && b.bias < 0 ? -INFINITY : route[b.expert] + b.bias;
-    }
-
     st.started = true;
     std::copy(route.begin(), route.end(), z);
-}
-
-int amg_gate(const AmgParams * amg, int cap, float * w, int k, const int32_t * ids, const float * full_probs, int n_expert) {
-    double mass = 0;
-    for (int i = 0; i < k; ++i) mass += w[i];
-    int keep = std::min(k, std::max(cap, 1));
-
-    if (amg) {
-        // Walk in descending weight (the selection order is by router score, which can differ
-        // from the final weight order for biased selection, so sort a copy of the indices).
-        std::vector<int> order(k);
-        std::iota(order.begin(), order.end(), 0);
-        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return w[a] > w[b]; });
-        const bool full = amg->mode == AmgMode::Full && full_probs && ids;
-        double denom = mass;
-        if (full) {
-            denom = 0;
-            for (int e = 0; e < n_expert; ++e) denom += std::max(0.0f, full_probs[e]);
-        }
-        int n_keep = 0;
-        double cum = 0;
-        const double target = double(amg->threshold) * denom;
-        while (n_keep < k) {
-            cum += full ? full_probs[ids[order[n_keep]]] : w[order[n_keep]];
-            ++n_keep;
-            if (cum >= target * (1.0 - 1e-6)) break;  // a share equal to τ in float precision counts as reached
-        }
-        n_keep = std::max(n_keep, std::min(amg->min_k, k));
-        keep = std::min(keep, n_keep);
-        // Zero everything outside the kept prefix of the weight order.
-        std::vector<char> kept(k, 0);
-        for (int i = 0; i < keep; ++i) kept[order[i]] = 1;
-        for (int i = 0; i < k; ++i)
-            if (!kept[i]) w[i] = 0.0f;
-    } else if (keep < k) {
-        std::vector<int> order(k);
-        std::iota(order.begin(), order.end(), 0);
-        std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return w[a] > w[b]; });
-        for (int i = keep; i < k; ++i) w[order[i]] = 0.0f;
-    }
-
-    if (keep == k) return k;  // nothing dropped: leave the weights bit-identical
-    double kept_mass = 0;
-    for (int i = 0; i < k; ++i) kept_mass += w[i];
-    if (kept_mass > 0) {
-        const double s = mass / kept_mass;
-        for (int i = 0; i < k; ++i) w[i] = float(w[i] * s);
-    }
-    return keep;
 }
 
 float entropy_nats(const float * p, int n) {

@@ -1,6 +1,8 @@
-// Gating policies applied post hoc to a frozen router (see native/API.md, "Policy object",
-// and docs/metrics.md). Pure math on float arrays: no llama.cpp here,
-// so every rule is unit-tested on its own (native/tests/test_policy.cpp).
+// Gating policies applied post hoc to a frozen router (native/API.md, "Policy object").
+// The policy object itself, and the math of the stateful logit policies (β, Π, Ant) that run
+// on the host between tokens: pure math on float arrays, no llama.cpp here, unit-tested on its
+// own (native/tests/test_policy.cpp). The stateless policies (AMG, the k cap, disable/boost)
+// run inside llama.cpp's graph (routing_tap.h, native/patches/).
 #pragma once
 
 #include <cstdint>
@@ -48,13 +50,14 @@ struct Policy {
     std::optional<PiParams> pi;
     std::optional<AntParams> ant;
     std::vector<ExpertBias> biases;  // boosts first, then disables (order of the request)
+    // Dropped slots do no expert work (CPU backend) instead of only being zero-gated.
+    bool skip = true;
 
-    // Logit policies change which experts are chosen; weight policies only rescale.
-    bool changes_logits() const { return beta || pi || ant || !biases.empty(); }
+    // β, Π and Ant keep state across tokens: they run on the host, in token order.
     bool needs_token_order() const { return beta || pi || ant; }
-    // max_k below the loaded k acts as a zero-gating cap, like AMG.
+    // AMG, and max_k below the loaded k (a cap), drop selected experts after selection.
     bool changes_weights(int loaded_k) const { return amg.has_value() || (max_k && *max_k < loaded_k); }
-    bool any(int loaded_k) const { return changes_logits() || changes_weights(loaded_k); }
+    bool any(int loaded_k) const { return needs_token_order() || !biases.empty() || changes_weights(loaded_k); }
 };
 
 // Per-layer linear predictor of the next router logits: ẑ_{t+1} = W·[z_t; U_t; 1],
@@ -82,17 +85,11 @@ struct LayerRouterState {
     void reset(int n_expert);
 };
 
-// Rewrites one token's router logits z (length E) in place according to the logit policies.
-// `layer` is the model layer index (for biases); `ant` may be null when no predictor is used.
-void apply_logit_policies(const Policy & policy, int layer, const AntLayer * ant, float ant_beta,
+// Rewrites one token's router logits z (length E) in place according to the stateful logit
+// policies (β, Π, Ant); `ant` may be null when no predictor is used. Disable/boost biases are
+// not applied here: they are added in the graph, after these.
+void apply_logit_policies(const Policy & policy, const AntLayer * ant, float ant_beta,
                           LayerRouterState & state, float * z, int n_expert);
-
-// AMG zero-gating of one token's selected weights w[0..k) (in the router's descending order).
-// For AmgMode::Full the cumulative share is taken of the router distribution `full_probs`
-// (length n_expert) at the selected `ids`; otherwise both may be null. `cap` limits the
-// number of survivors (max_k below the loaded k; pass k for none). Survivors are rescaled so
-// their sum equals the original sum. Returns the number of experts left active.
-int amg_gate(const AmgParams * amg, int cap, float * w, int k, const int32_t * ids, const float * full_probs, int n_expert);
 
 // Shannon entropy (nats) of a probability vector; normalises first so sigmoid scores work too.
 float entropy_nats(const float * p, int n);

@@ -41,7 +41,7 @@ static void only_keys(const json & obj, const std::string & where, std::initiali
 Policy policy_from_json(const json & j, int n_expert, int n_layer) {
     Policy p;
     if (j.is_null()) return p;
-    only_keys(j, "policy", {"amg", "max_k", "beta", "pi", "ant", "disable", "boost"});
+    only_keys(j, "policy", {"amg", "max_k", "beta", "pi", "ant", "disable", "boost", "skip"});
     if (j.contains("amg") && !j["amg"].is_null()) {
         const json & a = j["amg"];
         only_keys(a, "policy.amg", {"threshold", "min_k", "mode"});
@@ -56,6 +56,10 @@ Policy policy_from_json(const json & j, int n_expert, int n_layer) {
         p.amg = amg;
     }
     if (j.contains("max_k") && !j["max_k"].is_null()) p.max_k = integer(j["max_k"], "policy.max_k", 1, n_expert);
+    if (j.contains("skip") && !j["skip"].is_null()) {
+        if (!j["skip"].is_boolean()) throw BadRequest("policy.skip must be true or false");
+        p.skip = j["skip"].get<bool>();
+    }
     if (j.contains("beta") && !j["beta"].is_null()) {
         const json & b = j["beta"];
         only_keys(b, "policy.beta", {"beta", "theta", "form", "mix"});
@@ -109,6 +113,7 @@ json policy_to_json(const Policy & p) {
     if (p.amg) j["amg"] = {{"threshold", p.amg->threshold}, {"min_k", p.amg->min_k},
                            {"mode", p.amg->mode == AmgMode::Full ? "full" : "selected"}};
     if (p.max_k) j["max_k"] = *p.max_k;
+    if (!p.skip) j["skip"] = false;
     if (p.beta) {
         j["beta"] = {{"beta", p.beta->beta}, {"form", p.beta->form == BetaForm::Raw ? "raw" : "scale_preserving"},
                      {"mix", p.beta->mix}};

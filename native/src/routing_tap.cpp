@@ -3,9 +3,11 @@
 #include "ggml-backend.h"
 #include "ggml.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 
 namespace moelens {
 
@@ -39,164 +41,23 @@ static bool is_weights_kind(MoeNode k) {
            k == MoeNode::WeightsScaled;
 }
 
-void RoutingTap::begin_ubatch(int n_rows) {
-    const int L = int(layout_.moe_layers.size()), K = layout_.k, E = layout_.n_expert;
-    routing.n_rows = n_rows;
-    if (record) {
-        routing.experts.assign(size_t(n_rows) * L * K, -1);
-        routing.weights.assign(size_t(n_rows) * L * K, 0.0f);
-        routing.entropy.assign(size_t(n_rows) * L, NAN);
-        routing.active.assign(size_t(n_rows) * L, 0);
-        routing.top_ids.assign(size_t(n_rows) * L * top_n, -1);
-        routing.top_probs.assign(size_t(n_rows) * L * top_n, 0.0f);
-    }
-    if (capture_logits) routing.logits.assign(size_t(n_rows) * L * E, NAN);
-}
-
-void RoutingTap::reset_states() {
-    states.assign(layout_.moe_layers.size(), LayerRouterState{});
-    for (auto & s : states) s.reset(layout_.n_expert);
-}
-
-bool RoutingTap::wants(MoeNode kind) const {
-    const bool logit_policy = policy && policy->changes_logits();
-    const bool weight_policy = policy && policy->changes_weights(layout_.k);
-    const bool amg_full = policy && policy->amg && policy->amg->mode == AmgMode::Full;
-    switch (kind) {
-        case MoeNode::Logits:
-            return layout_.has_logits_node && (logit_policy || capture_logits);
-        case MoeNode::Probs:
-            return record || amg_full || (!layout_.has_logits_node && (logit_policy || capture_logits));
-        case MoeNode::TopK:
-            return false;  // read together with the final weights (see pending_topk_)
-        default:
-            return kind == layout_.final_weights && (record || weight_policy);
-    }
-}
-
-bool RoutingTap::callback(ggml_tensor * t, bool ask, void * user_data) {
-    auto * tap = static_cast<RoutingTap *>(user_data);
-    if (tap->mode == Mode::Off) return !ask;
-
-    MoeNode kind;
-    int layer;
-    if (!parse_moe_node_name(t->name, kind, layer)) return !ask;
-
-    if (tap->mode == Mode::Discover) {
-        if (ask) return true;
-        tap->discover(t, kind, layer);
-        return true;
-    }
-
-    const int m = tap->layout_.moe_index(layer);
-    if (m < 0) return !ask;
-    if (ask) {
-        if (kind == MoeNode::TopK) tap->pending_topk_ = t;
-        return tap->wants(kind);
-    }
-
-    switch (kind) {
-        case MoeNode::Logits: tap->on_scores(t, m, layer); break;
-        case MoeNode::Probs:
-            if (!tap->layout_.has_logits_node) tap->on_scores(t, m, layer);  // the scores are the probs
-            tap->on_probs(t, m);
-            break;
-        default:
-            if (kind == tap->layout_.final_weights) tap->on_weights(t, m);
-            break;
-    }
-    return true;
-}
-
-// Reads a contiguous f32 tensor into buf_.
+// Reads a contiguous f32 tensor.
 static void read_f32(ggml_tensor * t, std::vector<float> & buf) {
     GGML_ASSERT(t->type == GGML_TYPE_F32 && ggml_is_contiguous(t));
     buf.resize(ggml_nelements(t));
     ggml_backend_tensor_get(t, buf.data(), 0, ggml_nbytes(t));
 }
 
-void RoutingTap::on_scores(ggml_tensor * t, int m, int layer) {
-    read_f32(t, buf_);
-    const int E = int(t->ne[0]);
-    const int n = int(ggml_nelements(t) / E);
-    const int L = int(layout_.moe_layers.size());
-    if (capture_logits) {
-        for (int r = 0; r < n && r < routing.n_rows; ++r)
-            std::memcpy(&routing.logits[(size_t(r) * L + m) * E], &buf_[size_t(r) * E], E * sizeof(float));
-    }
-    if (!policy || !policy->changes_logits()) return;
-    const bool use_ant = ant && (policy->ant || policy->pi) && m < int(ant->layers.size());
-    const AntLayer * ant_layer = use_ant ? &ant->layers[m] : nullptr;
-    for (int r = 0; r < n; ++r)
-        apply_logit_policies(*policy, layer, ant_layer, use_ant ? ant->beta : 0.0f, states[m], &buf_[size_t(r) * E], E);
-    ggml_backend_tensor_set(t, buf_.data(), 0, ggml_nbytes(t));
-}
+// ---- discovery ------------------------------------------------------------------------------
 
-void RoutingTap::on_probs(ggml_tensor * t, int m) {
-    read_f32(t, buf_);
-    const int E = int(t->ne[0]);
-    const int n = int(ggml_nelements(t) / E);
-    const int L = int(layout_.moe_layers.size());
-    if (policy && policy->amg && policy->amg->mode == AmgMode::Full) probs_ = buf_;
-    if (!record) return;
-    for (int r = 0; r < n && r < routing.n_rows; ++r) {
-        const float * p = &buf_[size_t(r) * E];
-        routing.entropy[size_t(r) * L + m] = entropy_nats(p, E);
-        if (top_n > 0) {
-            const size_t at = (size_t(r) * L + m) * top_n;
-            moelens::top_n(p, E, top_n, &routing.top_ids[at], &routing.top_probs[at]);
-        }
-    }
-}
-
-void RoutingTap::on_topk(ggml_tensor * t, int m) {
-    GGML_ASSERT(t->type == GGML_TYPE_I32);
-    // A view of the argsort result: rows are strided by nb[1].
-    std::vector<char> raw(ggml_nbytes(t));
-    ggml_backend_tensor_get(t, raw.data(), 0, raw.size());
-    const int K = int(t->ne[0]);
-    const int n = int(t->ne[1] * t->ne[2] * t->ne[3]);
-    const int L = int(layout_.moe_layers.size());
-    ids_.resize(size_t(n) * K);
-    for (int r = 0; r < n; ++r)
-        for (int i = 0; i < K; ++i) {
-            int32_t id;
-            std::memcpy(&id, raw.data() + size_t(r) * t->nb[1] + size_t(i) * t->nb[0], sizeof(id));
-            ids_[size_t(r) * K + i] = id;
-            if (record && r < routing.n_rows) routing.experts[(size_t(r) * L + m) * layout_.k + i] = id;
-        }
-}
-
-void RoutingTap::on_weights(ggml_tensor * t, int m) {
-    ids_.clear();
-    if (pending_topk_ && (record || (policy && policy->amg && policy->amg->mode == AmgMode::Full))) on_topk(pending_topk_, m);
-    pending_topk_ = nullptr;
-    read_f32(t, buf_);
-    const int K = layout_.k;
-    const int n = int(ggml_nelements(t) / K);
-    const int L = int(layout_.moe_layers.size());
-    const bool gate = policy && policy->changes_weights(K);
-    const int cap = policy && policy->max_k && *policy->max_k < K ? *policy->max_k : K;
-    const bool have_ids = ids_.size() == size_t(n) * K;
-    const bool have_probs = probs_.size() == size_t(n) * layout_.n_expert;
-    for (int r = 0; r < n; ++r) {
-        float * w = &buf_[size_t(r) * K];
-        int active = 0;
-        if (gate) {
-            active = amg_gate(policy->amg ? &*policy->amg : nullptr, cap, w, K,
-                              have_ids ? &ids_[size_t(r) * K] : nullptr,
-                              have_probs ? &probs_[size_t(r) * layout_.n_expert] : nullptr, layout_.n_expert);
-        } else {
-            for (int i = 0; i < K; ++i) active += w[i] != 0.0f;
-        }
-        active_sum += active;
-        active_count += 1;
-        if (record && r < routing.n_rows) {
-            std::memcpy(&routing.weights[(size_t(r) * L + m) * K], w, K * sizeof(float));
-            routing.active[size_t(r) * L + m] = uint8_t(active);
-        }
-    }
-    if (gate) ggml_backend_tensor_set(t, buf_.data(), 0, ggml_nbytes(t));
+void RoutingTap::begin_discovery() {
+    mode_ = Mode::Discover;
+    disc_kinds_.clear();
+    disc_logits_.clear();
+    disc_probs_.clear();
+    disc_weights_.clear();
+    disc_k_.clear();
+    disc_e_.clear();
 }
 
 void RoutingTap::discover(ggml_tensor * t, MoeNode kind, int layer) {
@@ -208,7 +69,6 @@ void RoutingTap::discover(ggml_tensor * t, MoeNode kind, int layer) {
         disc_k_.resize(layer + 1, 0);
         disc_e_.resize(layer + 1, 0);
     }
-    discovered_names.push_back(t->name);
     disc_kinds_[layer].push_back(kind);
     if (kind == MoeNode::TopK) {
         disc_k_[layer] = int(t->ne[0]);
@@ -224,6 +84,224 @@ void RoutingTap::discover(ggml_tensor * t, MoeNode kind, int layer) {
     } else if (is_weights_kind(kind)) {
         disc_weights_[layer].push_back(v.empty() ? 0.0f : v[0]);
     }
+}
+
+static std::vector<float> softmax_of(const std::vector<float> & z) {
+    std::vector<float> p(z.size());
+    float mx = -INFINITY;
+    for (float v : z) mx = std::max(mx, v);
+    double sum = 0;
+    for (size_t i = 0; i < z.size(); ++i) sum += (p[i] = std::exp(z[i] - mx));
+    for (float & v : p) v = float(v / sum);
+    return p;
+}
+
+static bool close_to(const std::vector<float> & a, const std::vector<float> & b) {
+    if (a.size() != b.size() || a.empty()) return false;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (std::fabs(a[i] - b[i]) > 1e-3f * std::max(1.0f, std::fabs(b[i]))) return false;
+    return true;
+}
+
+MoeLayout RoutingTap::end_discovery(int n_layer) {
+    mode_ = Mode::Off;
+    MoeLayout L;
+    L.moe_index_of.assign(std::max<int>(n_layer, disc_kinds_.size()), -1);
+    for (size_t layer = 0; layer < disc_kinds_.size(); ++layer) {
+        const auto & kinds = disc_kinds_[layer];
+        auto has = [&](MoeNode k) { return std::find(kinds.begin(), kinds.end(), k) != kinds.end(); };
+        if (!has(MoeNode::TopK)) continue;
+        L.moe_index_of[layer] = int(L.moe_layers.size());
+        L.moe_layers.push_back(int(layer));
+        if (L.k != 0) continue;  // the first MoE layer describes them all
+        L.k = disc_k_[layer];
+        L.n_expert = disc_e_[layer];
+        L.has_logits_node = has(MoeNode::Logits);
+        for (MoeNode k : kinds)
+            if (is_weights_kind(k)) L.final_weights = k;
+        L.weights_norm = has(MoeNode::WeightsNorm);
+        const auto & w = disc_weights_[layer];
+        if (L.final_weights == MoeNode::WeightsScaled && w.size() >= 2 && w[w.size() - 2] != 0.0f)
+            L.weights_scale = w.back() / w[w.size() - 2];
+        if (has(MoeNode::WeightsSoftmax)) {
+            L.gating = "softmax_weight";
+        } else if (L.has_logits_node) {
+            const auto & z = disc_logits_[layer];
+            std::vector<float> sig(z.size());
+            for (size_t i = 0; i < z.size(); ++i) sig[i] = 1.0f / (1.0f + std::exp(-z[i]));
+            if (close_to(disc_probs_[layer], softmax_of(z))) L.gating = "softmax";
+            else if (close_to(disc_probs_[layer], sig)) L.gating = "sigmoid";
+            else L.gating = "other";
+        }
+    }
+    return L;
+}
+
+// ---- one evaluation ---------------------------------------------------------------------------
+
+void RoutingTap::begin(const TapRun & run) {
+    mode_ = Mode::Evaluate;
+    run_ = run;
+    active_sum = active_count = 0;
+    routing_ = UbatchRouting{};
+    reset_states();
+}
+
+void RoutingTap::end() {
+    mode_ = Mode::Off;
+    run_ = TapRun{};
+}
+
+void RoutingTap::attach(llama_context * ctx) const {
+    llama_moe_routing_params p = llama_moe_routing_default_params();
+    std::vector<float> bias;
+    if (const Policy * policy = run_.policy) {
+        if (policy->amg) {
+            p.gate_threshold = policy->amg->threshold;
+            p.gate_min_k = policy->amg->min_k;
+            p.gate_threshold_full = policy->amg->mode == AmgMode::Full;
+        }
+        if (policy->max_k && *policy->max_k < layout_.k) p.gate_max_k = *policy->max_k;
+        p.skip_dropped = policy->skip;
+        if (!policy->biases.empty()) {
+            // boosts add up; a disabled expert is -inf whatever else applies to it
+            const int n_layer = int(layout_.moe_index_of.size());
+            bias.assign(size_t(n_layer) * layout_.n_expert, 0.0f);
+            for (const ExpertBias & b : policy->biases) {
+                if (b.layer < 0 || b.layer >= n_layer || b.expert < 0 || b.expert >= layout_.n_expert) continue;
+                float & v = bias[size_t(b.layer) * layout_.n_expert + b.expert];
+                v = std::isinf(b.bias) && b.bias < 0 ? -INFINITY : v + b.bias;
+            }
+            p.logit_bias = bias.data();
+        }
+    }
+    if (run_.record || run_.count_active) p.capture |= LLAMA_MOE_CAPTURE_ROUTING;
+    if (run_.record) p.capture |= LLAMA_MOE_CAPTURE_PROBS;  // entropy and top-n
+    if (run_.record && run_.expert_norms) p.capture |= LLAMA_MOE_CAPTURE_NORMS;
+    if (p.capture != LLAMA_MOE_CAPTURE_NONE) {
+        p.capture_callback = routing_callback;
+        p.capture_user_data = const_cast<RoutingTap *>(this);
+    }
+    if (!llama_set_moe_routing(ctx, &p)) throw std::runtime_error("llama.cpp refused the routing policy (llama_set_moe_routing)");
+}
+
+void RoutingTap::begin_ubatch(int n_rows) {
+    const int L = int(layout_.moe_layers.size()), K = layout_.k, E = layout_.n_expert;
+    const int N = run_.top_n;
+    rows_seen_ = 0;
+    routing_.n_rows = n_rows;
+    if (run_.record) {
+        routing_.experts.assign(size_t(n_rows) * L * K, -1);
+        routing_.weights.assign(size_t(n_rows) * L * K, 0.0f);
+        routing_.norms.assign(run_.expert_norms ? size_t(n_rows) * L * K : 0, 0.0f);
+        routing_.entropy.assign(size_t(n_rows) * L, NAN);
+        routing_.active.assign(size_t(n_rows) * L, 0);
+        routing_.top_ids.assign(size_t(n_rows) * L * N, -1);
+        routing_.top_probs.assign(size_t(n_rows) * L * N, 0.0f);
+    }
+    if (run_.capture_logits) routing_.logits.assign(size_t(n_rows) * L * E, NAN);
+}
+
+void RoutingTap::reset_states() {
+    states_.assign(layout_.moe_layers.size(), LayerRouterState{});
+    for (auto & s : states_) s.reset(layout_.n_expert);
+}
+
+void RoutingTap::routing_callback(const llama_moe_routing_ubatch * ub, void * user_data) {
+    static_cast<RoutingTap *>(user_data)->on_routing(*ub);
+}
+
+// One ubatch of captured routing. Rows arrive in batch order (one sequence per decode, or
+// several for perplexity, which only counts), continuing where the previous ubatch stopped.
+// llama.cpp evaluates its last layer for the output rows only: traces ask for every output, so
+// such a layer has fewer rows only where nothing is recorded (perplexity), and is counted as is.
+void RoutingTap::on_routing(const llama_moe_routing_ubatch & ub) {
+    if (mode_ != Mode::Evaluate) return;
+    const int L = int(layout_.moe_layers.size()), K = layout_.k, E = layout_.n_expert, N = run_.top_n;
+    for (int m = 0; m < L; ++m) {
+        const int il = layout_.moe_layers[m];
+        if (il >= ub.n_layer || !ub.weights[il] || ub.n_expert_used != K) continue;
+        const int32_t * ids = ub.experts[il];
+        const float * w = ub.weights[il];
+        const float * probs = ub.probs[il];
+        const float * norms = ub.norms[il];
+        const int n_rows = ub.n_rows[il];
+        const bool every_row = n_rows == ub.n_tokens;
+        for (int r = 0; r < n_rows; ++r) {
+            int active = 0;
+            for (int i = 0; i < K; ++i) active += w[size_t(r) * K + i] != 0.0f;
+            if (run_.count_active) {
+                active_sum += active;
+                active_count += 1;
+            }
+            const int row = rows_seen_ + r;
+            if (!run_.record || !every_row || row >= routing_.n_rows) continue;
+            const size_t at = (size_t(row) * L + m) * K;
+            std::memcpy(&routing_.experts[at], ids + size_t(r) * K, K * sizeof(int32_t));
+            std::memcpy(&routing_.weights[at], w + size_t(r) * K, K * sizeof(float));
+            if (norms && !routing_.norms.empty()) std::memcpy(&routing_.norms[at], norms + size_t(r) * K, K * sizeof(float));
+            routing_.active[size_t(row) * L + m] = uint8_t(active);
+            if (probs) {
+                const float * p = probs + size_t(r) * E;
+                routing_.entropy[size_t(row) * L + m] = entropy_nats(p, E);
+                if (N > 0) {
+                    const size_t tn = (size_t(row) * L + m) * N;
+                    top_n(p, E, N, &routing_.top_ids[tn], &routing_.top_probs[tn]);
+                }
+            }
+        }
+    }
+    rows_seen_ += ub.n_tokens;
+}
+
+// ---- the eval callback: discovery, stateful logit policies, calibration ------------------------
+
+bool RoutingTap::wants(MoeNode kind) const {
+    const bool host_logits = stateful_logits() || run_.capture_logits;
+    switch (kind) {
+        case MoeNode::Logits: return layout_.has_logits_node && host_logits;
+        case MoeNode::Probs: return !layout_.has_logits_node && host_logits;
+        default: return false;
+    }
+}
+
+bool RoutingTap::eval_callback(ggml_tensor * t, bool ask, void * user_data) {
+    auto * tap = static_cast<RoutingTap *>(user_data);
+    if (tap->mode_ == Mode::Off) return !ask;
+
+    MoeNode kind;
+    int layer;
+    if (!parse_moe_node_name(t->name, kind, layer)) return !ask;
+
+    if (tap->mode_ == Mode::Discover) {
+        if (!ask) tap->discover(t, kind, layer);
+        return true;
+    }
+
+    const int m = tap->layout_.moe_index(layer);
+    if (m < 0) return !ask;
+    if (ask) return tap->wants(kind);
+    if (kind == MoeNode::Logits || kind == MoeNode::Probs) tap->on_scores(t, m);
+    return true;
+}
+
+void RoutingTap::on_scores(ggml_tensor * t, int m) {
+    read_f32(t, buf_);
+    const int E = int(t->ne[0]);
+    const int n = int(ggml_nelements(t) / E);
+    const int L = int(layout_.moe_layers.size());
+    if (run_.capture_logits) {
+        for (int r = 0; r < n && r < routing_.n_rows; ++r)
+            std::memcpy(&routing_.logits[(size_t(r) * L + m) * E], &buf_[size_t(r) * E], E * sizeof(float));
+    }
+    if (!stateful_logits()) return;
+    const Policy & policy = *run_.policy;
+    const AntPredictor * ant = run_.ant;
+    const bool use_ant = ant && (policy.ant || policy.pi) && m < int(ant->layers.size());
+    const AntLayer * ant_layer = use_ant ? &ant->layers[m] : nullptr;
+    for (int r = 0; r < n; ++r)
+        apply_logit_policies(policy, ant_layer, use_ant ? ant->beta : 0.0f, states_[m], &buf_[size_t(r) * E], E);
+    ggml_backend_tensor_set(t, buf_.data(), 0, ggml_nbytes(t));
 }
 
 }  // namespace moelens

@@ -1,11 +1,17 @@
-// The routing tap: llama.cpp's eval callback (llama_context_params.cb_eval), which reads
-// the MoE nodes that build_moe_ffn names (`ffn_moe_logits-L`, `ffn_moe_probs-L`,
-// `ffn_moe_topk-L`, `ffn_moe_weights*-L`) and, when a policy asks for it, rewrites the
-// router scores before selection and the final weights after it. It accepts only the
-// nodes the current evaluation needs: every accepted node splits the graph.
+// The routing tap: how the server observes and changes the routing of build_moe_ffn.
+//
+// Most of it happens inside llama.cpp's graph, through the MoE routing API that
+// native/patches/0002 adds (llama_set_moe_routing): the expert disable/boost bias, AMG and
+// the k cap run as graph ops, dropped slots skip their expert work on the CPU, and the
+// selected experts, weights, router probabilities and expert-output norms are read once per
+// ubatch. Only what needs the host between two tokens uses llama.cpp's eval callback, one
+// graph split per MoE layer: the stateful logit policies (β, Π, Ant) and the raw-logit
+// capture for calibration; and, at load time, the discovery of the model's MoE layout.
 #pragma once
 
 #include "policy.h"
+
+#include "llama.h"
 
 #include <cstdint>
 #include <string>
@@ -28,7 +34,7 @@ struct MoeLayout {
     int k = 0;                         // expert slots as loaded
     bool has_logits_node = true;       // false: the router scores are `ffn_moe_probs` itself
     MoeNode final_weights = MoeNode::Weights;
-    std::string gating = "softmax";    // softmax | sigmoid | softmax_weight
+    std::string gating = "softmax";    // softmax | sigmoid | softmax_weight | other
     bool weights_norm = false;
     float weights_scale = 1.0f;
 
@@ -37,70 +43,80 @@ struct MoeLayout {
     }
 };
 
-// Per-row routing of one ubatch, [row][moe layer][slot] like the trace arrays.
+// Per-row routing of one decode, [row][moe layer][slot] like the trace arrays.
 struct UbatchRouting {
     int n_rows = 0;
     std::vector<int32_t> experts;
     std::vector<float> weights;
+    std::vector<float> norms;        // ‖expert output‖₂ per slot, when asked (REAP saliency)
     std::vector<float> entropy;
     std::vector<uint8_t> active;
     std::vector<int32_t> top_ids;
     std::vector<float> top_probs;
-    std::vector<float> logits;  // calibration: raw router logits [row][moe layer][expert]
+    std::vector<float> logits;       // calibration: raw router logits [row][moe layer][expert]
+};
+
+// What one evaluation (a trace, a perplexity, …) asks of the tap.
+struct TapRun {
+    const Policy * policy = nullptr;
+    const AntPredictor * ant = nullptr;
+    bool record = false;           // fill `routing` per row (traces, generation)
+    int top_n = 0;                 // with record: the n most probable experts per row and layer
+    bool expert_norms = false;     // with record: ‖expert output‖₂ per selected slot
+    bool capture_logits = false;   // fill `routing.logits` (calibration)
+    bool count_active = false;     // active_sum / active_count over every evaluated row
 };
 
 class RoutingTap {
 public:
-    enum class Mode { Off, Discover, Evaluate };
-
-    // Set before each llama_decode.
-    Mode mode = Mode::Off;
-    bool record = false;            // fill `routing` (trace, generate)
-    bool capture_logits = false;    // fill `routing.logits` (calibration)
-    int top_n = 0;
-    const Policy * policy = nullptr;
-    const AntPredictor * ant = nullptr;
-    // Policy state per MoE layer for the one sequence being traced (stateful policies need
-    // rows in token order, so they run with one sequence per batch).
-    std::vector<LayerRouterState> states;
+    // Load time: evaluate one token between these two calls; the layout is empty for a dense model.
+    void begin_discovery();
+    MoeLayout end_discovery(int n_layer);
 
     const MoeLayout & layout() const { return layout_; }
     void set_layout(const MoeLayout & layout) { layout_ = layout; }
 
-    // Prepares buffers for a ubatch of n rows and clears the statistics of the last one.
+    // One evaluation: begin() with its settings, attach() every context it decodes with, end().
+    void begin(const TapRun & run);
+    void attach(llama_context * ctx) const;
+    void end();
+
+    // Before each llama_decode: rows of the batch about to be evaluated.
     void begin_ubatch(int n_rows);
+    // At every sequence start: the stateful policies' memory.
     void reset_states();
 
-    UbatchRouting routing;
-    // AMG statistics over everything evaluated since the last reset (perplexity).
+    const UbatchRouting & routing() const { return routing_; }
+    // Active experts after the policy, summed over evaluated rows and MoE layers (count_active).
     double active_sum = 0;
     double active_count = 0;
 
-    // Discovery results (names in graph order) before a layout exists.
-    std::vector<std::string> discovered_names;
-
-    static bool callback(ggml_tensor * t, bool ask, void * user_data);
+    // llama_context_params.cb_eval
+    static bool eval_callback(ggml_tensor * t, bool ask, void * user_data);
 
 private:
-    bool wants(MoeNode kind) const;
-    void on_scores(ggml_tensor * t, int m, int layer);
-    void on_probs(ggml_tensor * t, int m);
-    void on_topk(ggml_tensor * t, int m);
-    void on_weights(ggml_tensor * t, int m);
-    void discover(ggml_tensor * t, MoeNode kind, int layer);
+    enum class Mode { Off, Discover, Evaluate };
 
+    static void routing_callback(const llama_moe_routing_ubatch * ub, void * user_data);
+    void on_routing(const llama_moe_routing_ubatch & ub);
+    bool wants(MoeNode kind) const;
+    void on_scores(ggml_tensor * t, int m);
+    void discover(ggml_tensor * t, MoeNode kind, int layer);
+    bool stateful_logits() const { return run_.policy && run_.policy->needs_token_order(); }
+
+    Mode mode_ = Mode::Off;
+    TapRun run_;
     MoeLayout layout_;
+    UbatchRouting routing_;
+    int rows_seen_ = 0;              // rows of the current decode already delivered (several ubatches)
+    // Policy state per MoE layer for the one sequence being evaluated (stateful policies need
+    // rows in token order, so they run with one sequence per batch).
+    std::vector<LayerRouterState> states_;
     std::vector<float> buf_;
-    // The selected-experts node seen in the ask pass. It is read when the final weights
-    // arrive (it stays alive until the expert matmuls), which saves a graph split per layer.
-    ggml_tensor * pending_topk_ = nullptr;
-    std::vector<int32_t> ids_;      // current layer's selected ids [row][k]
-    std::vector<float> probs_;      // current layer's router distribution [row][E] (AMG full mode)
     // Discovery scratch: first row of logits/probs per layer, to identify the gating function.
     std::vector<std::vector<float>> disc_logits_, disc_probs_, disc_weights_;
     std::vector<std::vector<MoeNode>> disc_kinds_;
     std::vector<int> disc_k_, disc_e_;
-    friend class ModelSession;
 };
 
 }  // namespace moelens

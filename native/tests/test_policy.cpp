@@ -1,5 +1,7 @@
-// Unit tests of the policy math (native/src/policy.*, policy_json.*, base64.*), each
+// Unit tests of the host-side policy math (native/src/policy.*, policy_json.*, base64.*), each
 // against a hand-computed answer. Prints "N passed, M failed" and exits non-zero on failure.
+// The in-graph policies (AMG, k cap, disable/boost, skip) are tested on real models by
+// test/integration/routing-graph.test.ts.
 #include "base64.h"
 #include "policy.h"
 #include "policy_json.h"
@@ -37,70 +39,16 @@ static void run(const char * name, const std::function<void()> & body) {
 }
 
 int main() {
-    run("amg keeps the shortest prefix reaching the threshold and renormalises", [] {
-        // Normalised weights (sum 1): 0.5, 0.3, 0.15, 0.05. τ = 0.75 → keep 0.5 + 0.3 = 0.8.
-        float w[4] = {0.5f, 0.3f, 0.15f, 0.05f};
-        AmgParams a{0.75f, 1, AmgMode::Selected};
-        CHECK(amg_gate(&a, 4, w, 4, nullptr, nullptr, 8) == 2);
-        NEAR(w[0], 0.5 / 0.8);
-        NEAR(w[1], 0.3 / 0.8);
-        CHECK(w[2] == 0.0f && w[3] == 0.0f);
-    });
-    run("amg preserves unnormalised mass and respects min_k", [] {
-        // Weights summing to 2 (scaled model): τ = 0.5 → first alone (1.2/2 = 0.6) but min_k = 2.
-        float w[3] = {1.2f, 0.6f, 0.2f};
-        AmgParams a{0.5f, 2, AmgMode::Selected};
-        CHECK(amg_gate(&a, 3, w, 3, nullptr, nullptr, 3) == 2);
-        NEAR(w[0] + w[1], 2.0);
-        NEAR(w[0] / w[1], 2.0);
-        CHECK(w[2] == 0.0f);
-    });
-    run("amg threshold 1 keeps every expert bit-identical", [] {
-        float w[3] = {0.4f, 0.35f, 0.25f};
-        const float before[3] = {0.4f, 0.35f, 0.25f};
-        AmgParams a{1.0f, 1, AmgMode::Selected};
-        CHECK(amg_gate(&a, 3, w, 3, nullptr, nullptr, 3) == 3);
-        for (int i = 0; i < 3; ++i) CHECK(w[i] == before[i]);
-    });
-    run("amg walks in descending weight even when selection order differs", [] {
-        float w[3] = {0.2f, 0.7f, 0.1f};
-        AmgParams a{0.6f, 1, AmgMode::Selected};
-        CHECK(amg_gate(&a, 3, w, 3, nullptr, nullptr, 3) == 1);
-        NEAR(w[1], 1.0);
-        CHECK(w[0] == 0.0f && w[2] == 0.0f);
-    });
-    run("amg full mode measures the share of the whole distribution (top-p)", [] {
-        // Router distribution over 4 experts; selected ids 0,1,2 with probs .4,.3,.2 (sum .9).
-        const float p[4] = {0.4f, 0.3f, 0.2f, 0.1f};
-        const int32_t ids[3] = {0, 1, 2};
-        float w[3] = {0.4f / 0.9f, 0.3f / 0.9f, 0.2f / 0.9f};
-        AmgParams a{0.65f, 1, AmgMode::Full};  // .4 < .65 ≤ .7 → 2 experts
-        CHECK(amg_gate(&a, 3, w, 3, ids, p, 4) == 2);
-        // In selected mode the same τ keeps 2 as well (.444 < .65 ≤ .778), but τ = .75 differs:
-        float w2[3] = {0.4f / 0.9f, 0.3f / 0.9f, 0.2f / 0.9f};
-        AmgParams b{0.75f, 1, AmgMode::Full};  // .7 < .75 → 3 in full mode
-        CHECK(amg_gate(&b, 3, w2, 3, ids, p, 4) == 3);
-        float w3[3] = {0.4f / 0.9f, 0.3f / 0.9f, 0.2f / 0.9f};
-        AmgParams c{0.75f, 1, AmgMode::Selected};  // .778 ≥ .75 → 2 in selected mode
-        CHECK(amg_gate(&c, 3, w3, 3, ids, p, 4) == 2);
-    });
-    run("max_k below k caps the survivors without AMG", [] {
-        float w[4] = {0.1f, 0.4f, 0.3f, 0.2f};
-        CHECK(amg_gate(nullptr, 2, w, 4, nullptr, nullptr, 4) == 2);
-        NEAR(w[1], 0.4 / 0.7);
-        NEAR(w[2], 0.3 / 0.7);
-        CHECK(w[0] == 0.0f && w[3] == 0.0f);
-    });
     run("beta raw membrane accumulates U = βU + z", [] {
         Policy p;
         p.beta = BetaParams{0.5f, std::nullopt, BetaForm::Raw, 1.0f};
         LayerRouterState st;
         st.reset(2);
         float z1[2] = {1.0f, 0.0f};
-        apply_logit_policies(p, 0, nullptr, 0, st, z1, 2);
+        apply_logit_policies(p, nullptr, 0, st, z1, 2);
         NEAR(z1[0], 1.0);
         float z2[2] = {0.0f, 2.0f};
-        apply_logit_policies(p, 0, nullptr, 0, st, z2, 2);
+        apply_logit_policies(p, nullptr, 0, st, z2, 2);
         NEAR(z2[0], 0.5);
         NEAR(z2[1], 2.0);
     });
@@ -110,23 +58,9 @@ int main() {
         LayerRouterState st;
         st.reset(1);
         float z[1] = {2.0f};  // U = 0.5·0 + 0.5·2 = 1 → clamped to .6; route = .5·2 + .5·.6 = 1.3
-        apply_logit_policies(p, 0, nullptr, 0, st, z, 1);
+        apply_logit_policies(p, nullptr, 0, st, z, 1);
         NEAR(z[0], 1.3);
         NEAR(st.membrane[0], 0.6);
-    });
-    run("disable sets -inf and boost adds a bias on the named layer only", [] {
-        Policy p;
-        p.biases = {{3, 1, 2.0f}, {3, 0, -INFINITY}};
-        LayerRouterState st;
-        st.reset(2);
-        float z[2] = {1.0f, 1.0f};
-        apply_logit_policies(p, 3, nullptr, 0, st, z, 2);
-        CHECK(std::isinf(z[0]) && z[0] < 0);
-        NEAR(z[1], 3.0);
-        float y[2] = {1.0f, 1.0f};
-        apply_logit_policies(p, 4, nullptr, 0, st, y, 2);
-        NEAR(y[0], 1.0);
-        NEAR(y[1], 1.0);
     });
     run("pi weights logits by normalised inverse variance of the prediction error", [] {
         Policy p;
@@ -134,11 +68,11 @@ int main() {
         LayerRouterState st;
         st.reset(2);
         float z1[2] = {1.0f, 1.0f};  // no prediction yet: var = 1, 1 → π̃ = 1, 1
-        apply_logit_policies(p, 0, nullptr, 0, st, z1, 2);
+        apply_logit_policies(p, nullptr, 0, st, z1, 2);
         NEAR(z1[0], 1.0);
         // Prediction for step 2 = first logits (memory starts at z1). Errors: 0 and 2.
         float z2[2] = {1.0f, 3.0f};
-        apply_logit_policies(p, 0, nullptr, 0, st, z2, 2);
+        apply_logit_policies(p, nullptr, 0, st, z2, 2);
         // var = .5·1 + .5·0 = .5 ; .5·1 + .5·4 = 2.5 → π = 2, .4 → mean 1.2 → π̃ = 5/3, 1/3
         NEAR(st.precision[0], 2.0 / 1.2);
         NEAR(st.precision[1], 0.4 / 1.2);
@@ -154,7 +88,7 @@ int main() {
         LayerRouterState st;
         st.reset(1);
         float z[1] = {2.0f};  // ẑ = 1 + 2 + .25 = 3.25 → route = 2 + 2·3.25 = 8.5
-        apply_logit_policies(p, 0, &a, 0.0f, st, z, 1);
+        apply_logit_policies(p, &a, 0.0f, st, z, 1);
         NEAR(z[0], 8.5);
     });
     run("entropy and top_n", [] {
@@ -184,6 +118,9 @@ int main() {
         CHECK(p.beta && p.beta->form == BetaForm::ScalePreserving);
         CHECK(p.biases.size() == 2);
         CHECK(policy_from_json(policy_to_json(p), 8, 4).biases.size() == 2);
+        CHECK(p.skip && policy_to_json(p).count("skip") == 0);
+        const Policy noskip = policy_from_json(nlohmann::json::parse(R"({"max_k":2,"skip":false})"), 8, 4);
+        CHECK(!noskip.skip && policy_from_json(policy_to_json(noskip), 8, 4).skip == false);
         auto rejects = [](const char * text) {
             try {
                 policy_from_json(nlohmann::json::parse(text), 8, 4);
@@ -200,6 +137,7 @@ int main() {
         CHECK(rejects(R"({"disable":[[0,8]]})"));
         CHECK(rejects(R"({"max_k":0})"));
         CHECK(rejects(R"({"nonsense":1})"));
+        CHECK(rejects(R"({"skip":1})"));
         CHECK(!policy_from_json(nlohmann::json(), 8, 4).any(2));
     });
     std::printf("%d passed, %d failed\n", g_passed, g_failed);

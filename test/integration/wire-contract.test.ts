@@ -12,8 +12,8 @@ import { fitAntPredictor } from "../../extension/core/ant";
 import type { ServerProcess } from "../../extension/core/server-process";
 import { AMG_KEYS, ANT_KEYS, BETA_KEYS, PI_KEYS, POLICY_KEYS, type Policy } from "../../shared/policy";
 import {
-  BATCH_KEYS, BATCH_TOP_N_KEYS, CALIBRATE_KEYS, ERROR_BODY_KEYS, ERROR_KEYS, HEALTH_KEYS, MODEL_INFO_KEYS, PERPLEXITY_KEYS, PREDICTOR_KEYS,
-  SERVER_MODEL_INFO_KEYS, SUMMARY_KEYS, TOKENIZE_KEYS, TRACE_HEADER_KEYS, TRACE_WINDOW_KEYS,
+  BATCH_EXPERT_NORMS_KEYS, BATCH_KEYS, BATCH_TOP_N_KEYS, CALIBRATE_KEYS, ERROR_BODY_KEYS, ERROR_KEYS, HEALTH_KEYS, MODEL_INFO_KEYS, PERPLEXITY_KEYS,
+  PREDICTOR_KEYS, SERVER_MODEL_INFO_KEYS, SPEED_KEYS, SUMMARY_KEYS, TOKENIZE_KEYS, TRACE_HEADER_KEYS, TRACE_WINDOW_KEYS,
 } from "../../shared/wire";
 import { DEMO_MODEL, rawRequest, ROOT, startServer } from "../helpers";
 
@@ -27,6 +27,7 @@ const FULL_POLICY: Policy = {
   ant: { gamma: 0.1 },
   disable: [[0, 7]],
   boost: [[1, 3, 0.5]],
+  skip: false, // echoed only when false (true is the default)
 };
 
 let server: ServerProcess;
@@ -77,7 +78,13 @@ async function stream(route: string, body: unknown): Promise<Map<string, Array<R
   return byType;
 }
 
-function assertTraceRecords(records: Map<string, Array<Record<string, unknown>>>, topN: boolean, what: string): void {
+/** The batch keys sent without the optional columns, plus those asked for. */
+function batchKeys(asked: { topN?: boolean; norms?: boolean }): string[] {
+  const optional: string[] = [...BATCH_TOP_N_KEYS, ...BATCH_EXPERT_NORMS_KEYS];
+  return [...BATCH_KEYS.filter((k) => !optional.includes(k)), ...(asked.topN ? BATCH_TOP_N_KEYS : []), ...(asked.norms ? BATCH_EXPERT_NORMS_KEYS : [])];
+}
+
+function assertTraceRecords(records: Map<string, Array<Record<string, unknown>>>, asked: { topN?: boolean; norms?: boolean }, what: string): void {
   assert.deepEqual([...records.keys()].sort(), ["batch", "header", "summary"], `${what}: record types`);
   const [header] = records.get("header")!;
   assertKeys(header, TRACE_HEADER_KEYS, `${what} header`);
@@ -85,8 +92,7 @@ function assertTraceRecords(records: Map<string, Array<Record<string, unknown>>>
   const windows = header.windows as unknown[];
   assert.ok(windows.length >= 1);
   for (const w of windows) assertKeys(w, TRACE_WINDOW_KEYS, `${what} header.windows[]`);
-  const batchKeys = topN ? BATCH_KEYS : BATCH_KEYS.filter((k) => !(BATCH_TOP_N_KEYS as readonly string[]).includes(k));
-  for (const b of records.get("batch")!) assertKeys(b, batchKeys, `${what} batch (top_n ${topN ? "> 0" : "= 0"})`);
+  for (const b of records.get("batch")!) assertKeys(b, batchKeys(asked), `${what} batch (${JSON.stringify(asked)})`);
   assertKeys(records.get("summary")![0], SUMMARY_KEYS, `${what} summary`);
 }
 
@@ -105,18 +111,19 @@ describe("wire contract: what the server sends, key by key", () => {
 
   test("POST /v1/trace: header (model, windows, every policy field), batches without and with top_n, summary", async () => {
     const plain = await stream("/v1/trace", { text: SAMPLE, policy: FULL_POLICY });
-    assertTraceRecords(plain, false, "/v1/trace");
+    assertTraceRecords(plain, {}, "/v1/trace");
     assertPolicyEcho(plain.get("header")![0].policy, "/v1/trace header");
-    assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, top_n: 4 }), true, "/v1/trace with top_n");
+    assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, top_n: 4 }), { topN: true }, "/v1/trace with top_n");
+    assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, expert_norms: true }), { norms: true }, "/v1/trace with expert_norms");
     // Text longer than the context: several windows, each with the same keys.
     const windowed = await stream("/v1/trace", { tokens: Array.from({ length: 600 }, (_, i) => 10 + (i % 50)) });
     assert.ok((windowed.get("header")![0].windows as unknown[]).length > 1, "the 600 tokens span several windows");
-    assertTraceRecords(windowed, false, "/v1/trace of 600 tokens");
+    assertTraceRecords(windowed, {}, "/v1/trace of 600 tokens");
   });
 
   test("POST /v1/generate streams the same record types", async () => {
-    assertTraceRecords(await stream("/v1/generate", { prompt: "The river", n_predict: 4, seed: 1 }), false, "/v1/generate");
-    assertTraceRecords(await stream("/v1/generate", { prompt: "The river", n_predict: 2, seed: 1, top_n: 3 }), true, "/v1/generate with top_n");
+    assertTraceRecords(await stream("/v1/generate", { prompt: "The river", n_predict: 4, seed: 1 }), {}, "/v1/generate");
+    assertTraceRecords(await stream("/v1/generate", { prompt: "The river", n_predict: 2, seed: 1, top_n: 3 }), { topN: true }, "/v1/generate with top_n");
   });
 
   test("POST /v1/perplexity", async () => {
@@ -124,6 +131,13 @@ describe("wire contract: what the server sends, key by key", () => {
     assert.equal(r.status, 200, r.text);
     assertKeys(r.json, PERPLEXITY_KEYS, "/v1/perplexity");
     assertPolicyEcho((r.json as { policy: unknown }).policy, "/v1/perplexity");
+  });
+
+  test("POST /v1/speed", async () => {
+    const r = await post("/v1/speed", { text: SAMPLE, policy: FULL_POLICY, n_prefill: 64, n_prompt: 8, n_decode: 4 });
+    assert.equal(r.status, 200, r.text);
+    assertKeys(r.json, SPEED_KEYS, "/v1/speed");
+    assertPolicyEcho((r.json as { policy: unknown }).policy, "/v1/speed");
   });
 
   test("POST /v1/calibrate", async () => {

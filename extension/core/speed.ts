@@ -1,0 +1,96 @@
+// Speed of gating policies, measured side by side: every repetition runs each policy once in
+// turn (so a noisy machine slows them alike), the server times prefill and decode itself
+// (/v1/speed), and each policy's figure is the median of its repetitions. Ratios are to the
+// first policy, the baseline.
+import { describePolicy, type Policy } from "../../shared/policy";
+import type { SpeedResult } from "../../shared/wire";
+import { parsePolicySpec, validatePolicy } from "./policy-parse";
+import type { ServerClient } from "./server-client";
+
+export interface SpeedOptions {
+  /** Timed repetitions per policy (after one untimed warm-up round). */
+  reps: number;
+  /** Tokens generated one at a time for the decode rate. */
+  nDecode: number;
+  /** Tokens of the text before decoding starts. */
+  nPrompt: number;
+  /** Tokens of the text evaluated for the prefill rate (undefined: all). */
+  nPrefill?: number;
+}
+
+export interface SpeedRow {
+  spec: string;
+  label: string;
+  policy: Policy;
+  prefill_tps: number;
+  decode_tps: number;
+  prefill_ratio: number;
+  decode_ratio: number;
+  avg_active_experts: number;
+  k: number;
+  skip: boolean;
+  reps: number;
+}
+
+export const DEFAULT_SPEED_OPTIONS: SpeedOptions = { reps: 3, nDecode: 64, nPrompt: 32 };
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+/** The specs to measure, the baseline first (added when missing). */
+export function speedSpecs(specs: string[]): Array<{ spec: string; policy: Policy }> {
+  const parsed = specs.map((spec) => ({ spec, policy: validatePolicy(parsePolicySpec(spec)) }));
+  if (!parsed.length || describePolicy(parsed[0].policy) !== "baseline") parsed.unshift({ spec: "baseline", policy: {} });
+  return parsed;
+}
+
+export async function measureSpeed(
+  client: ServerClient,
+  text: string,
+  specs: string[],
+  options: SpeedOptions = DEFAULT_SPEED_OPTIONS,
+  onProgress?: (done: number, total: number) => void,
+  signal?: AbortSignal,
+): Promise<SpeedRow[]> {
+  const runs = speedSpecs(specs);
+  const samples: SpeedResult[][] = runs.map(() => []);
+  const total = (options.reps + 1) * runs.length;
+  let done = 0;
+  for (let rep = 0; rep <= options.reps; rep++) {
+    for (let i = 0; i < runs.length; i++) {
+      const r = await client.speed({ text, policy: runs[i].policy, n_decode: options.nDecode, n_prompt: options.nPrompt, n_prefill: options.nPrefill }, signal);
+      if (rep > 0) samples[i].push(r); // round 0 warms caches and loads any k override
+      onProgress?.(++done, total);
+    }
+  }
+  const rate = (tokens: number, ms: number) => (tokens * 1000) / ms;
+  const rows = runs.map((run, i) => {
+    const s = samples[i];
+    return {
+      spec: run.spec,
+      label: describePolicy(run.policy),
+      policy: run.policy,
+      prefill_tps: median(s.map((x) => rate(x.prefill_tokens, x.prefill_ms))),
+      decode_tps: median(s.map((x) => rate(x.decode_tokens, x.decode_ms))),
+      prefill_ratio: 1,
+      decode_ratio: 1,
+      avg_active_experts: s[0].avg_active_experts,
+      k: s[0].k,
+      skip: s[0].skip,
+      reps: s.length,
+    };
+  });
+  for (const r of rows) {
+    r.prefill_ratio = r.prefill_tps / rows[0].prefill_tps;
+    r.decode_ratio = r.decode_tps / rows[0].decode_tps;
+  }
+  return rows;
+}
+
+/** "1.42× decode, 1.30× prefill at 4.10/8 active": speed read together with the expert count. */
+export function describeSpeed(row: Pick<SpeedRow, "decode_ratio" | "prefill_ratio" | "avg_active_experts" | "k">): string {
+  return `${row.decode_ratio.toFixed(2)}× decode, ${row.prefill_ratio.toFixed(2)}× prefill at ${row.avg_active_experts.toFixed(2)}/${row.k} active`;
+}
