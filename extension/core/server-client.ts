@@ -78,6 +78,13 @@ export function decodeBatch(r: BatchRecord): TraceBatch {
   };
 }
 
+/**
+ * One connection per request. With keep-alive, a request sent on an idle connection that
+ * the server is closing at that moment (cpp-httplib closes idle connections after 5 s) fails
+ * as "socket hang up"; on loopback a fresh connection costs nothing.
+ */
+const agent = new http.Agent({ keepAlive: false });
+
 export class ServerClient {
   private readonly quickTimeoutMs: number;
 
@@ -101,6 +108,7 @@ export class ServerClient {
           ...(payload ? { "Content-Type": "application/json", "Content-Length": payload.length } : {}),
         },
         signal,
+        agent,
       }, (res) => {
         clearTimeout(timer);
         if ((res.statusCode ?? 0) < 400) return resolve(res);

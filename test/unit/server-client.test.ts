@@ -4,9 +4,11 @@
 // long perplexity or calibration failed with "cannot reach moe-lens-server … fetch failed".
 // Long jobs must wait as long as the server takes; only quick requests have a limit, here
 // lowered to 0.3 s against a 1.5 s answer so the test does not wait minutes. Also: the
-// bearer token is sent, cancelling closes the connection, and a server that drops the
-// connection is reported as such.
+// bearer token is sent, cancelling closes the connection, a server that drops the
+// connection is reported as such, and no request is lost to a keep-alive connection the
+// server closed while the client was busy.
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
@@ -113,5 +115,44 @@ describe("ServerClient transport", () => {
     const port = (closed.address() as AddressInfo).port;
     closed.close();
     await assert.rejects(new ServerClient(`http://127.0.0.1:${port}`, TOKEN).perplexity({ text: "x", n_ctx: 64 }), (e: ServerError) => e.code === "unreachable" && /connection refused/.test(e.message));
+  });
+
+  test("a request after a busy pause does not reuse a connection the server has closed meanwhile", async () => {
+    // A server in another process that closes idle connections after 0.2 s (cpp-httplib: 5 s).
+    // The client's event loop is then blocked for longer (as spawnSync blocks it), so it cannot
+    // see the close before it sends the next request: on a reused connection that request
+    // failed as "socket hang up".
+    // Like cpp-httplib, it keeps connections open without announcing its idle timeout (no
+    // Keep-Alive header), so the client cannot know when it will close one.
+    const child = spawn(process.execPath, ["-e", `
+      const net = require("node:net");
+      const body = '{"ok":true,"busy":false}';
+      const srv = net.createServer((sock) => {
+        let buf = "", idle;
+        const arm = () => { clearTimeout(idle); idle = setTimeout(() => sock.end(), 200); };
+        arm();
+        sock.on("data", (d) => {
+          buf += d;
+          while (buf.includes("\\r\\n\\r\\n")) {
+            buf = buf.slice(buf.indexOf("\\r\\n\\r\\n") + 4);
+            sock.write("HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\nContent-Length: " + body.length + "\\r\\n\\r\\n" + body);
+            arm();
+          }
+        });
+        sock.on("error", () => {});
+      });
+      srv.listen(0, "127.0.0.1", () => console.log(srv.address().port));
+    `], { stdio: ["ignore", "pipe", "inherit"] });
+    try {
+      const port = await new Promise<number>((resolve) => child.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))));
+      const c = new ServerClient(`http://127.0.0.1:${port}`, TOKEN);
+      for (let i = 0; i < 3; i++) {
+        assert.deepEqual(await c.health(), { ok: true, busy: false });
+        await new Promise((r) => setTimeout(r, 50)); // the connection goes back to the pool (when pooled)
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 400); // busy: the event loop does not run
+      }
+    } finally {
+      child.kill();
+    }
   });
 });
