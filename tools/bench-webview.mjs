@@ -6,6 +6,7 @@
 //   - first full frame: from the last batch being present to the first frame drawn
 //   - scrolling and zooming: frames per second over programmatic scroll/zoom steps
 //   - JS heap after ingest (CDP Performance.getMetrics)
+/* global window, requestAnimationFrame -- used inside page.evaluate(), which runs in the browser */
 import fs from "node:fs";
 import http from "node:http";
 import path from "node:path";

@@ -52,10 +52,22 @@ const builds = [
   },
 ].filter((b) => fs.existsSync(path.join(repoRoot, b.entryPoints[0])));
 
+/** The panel's stylesheet is not bundled: it is copied next to panel.js. */
+function copyCss() {
+  const css = path.join(repoRoot, "webview", "panel.css");
+  if (!fs.existsSync(css)) return;
+  fs.mkdirSync(path.join(repoRoot, "out", "webview"), { recursive: true });
+  fs.copyFileSync(css, path.join(repoRoot, "out", "webview", "panel.css"));
+}
+
 if (watch) {
+  // `npm run watch` (and the VS Code task of the same name): rebuild every bundle on change.
   for (const b of builds) await (await esbuild.context(b)).watch();
+  copyCss();
+  fs.watch(path.join(repoRoot, "webview"), (_event, name) => {
+    if (name === "panel.css") copyCss();
+  });
 } else {
   await Promise.all(builds.map((b) => esbuild.build(b)));
-  const css = path.join(repoRoot, "webview", "panel.css");
-  if (fs.existsSync(css)) fs.copyFileSync(css, path.join(repoRoot, "out", "webview", "panel.css"));
+  copyCss();
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm test`: every suite the project has, in order, then one summary line.
 //   1. lint (eslint) and type-check (tsc --noEmit)
-//   2. build (esbuild bundles) — the native build must exist (npm run build:native)
-//   3. native C++ unit tests (out/bin/moe-lens-native-tests)
+//   2. build (esbuild bundles)
+//   3. native C++ unit tests (out/bin/moe-lens-native-tests; skipped with one line when the
+//      native build is missing, so `npm test -- unit` runs without llama.cpp)
 //   4. node:test suites: test/unit, test/webview, test/integration, test/e2e (bundled by esbuild)
 // Exits non-zero on any failure. `npm test -- unit integration` runs only those suites.
 import { spawnSync } from "node:child_process";
@@ -47,9 +48,9 @@ if (!step("build", "node", ["tools/build.mjs"])) {
 const nativeTests = path.join(root, "out", "bin", process.platform === "win32" ? "moe-lens-native-tests.exe" : "moe-lens-native-tests");
 if (!only.length || only.includes("unit")) {
   if (!fs.existsSync(nativeTests)) {
-    console.error("\nout/bin/moe-lens-native-tests is missing: run `npm run build:native` first");
-    results.failed++;
-    failures.push("native");
+    // The unit suite runs without the llama.cpp build; the native tests need it.
+    console.log("\n=== native C++ unit tests: skipped, out/bin/moe-lens-native-tests is missing (npm run build:native builds it)");
+    results.skipped++;
   } else {
     console.log("\n=== native C++ unit tests");
     const r = spawnSync(nativeTests, [], { encoding: "utf8" });
@@ -73,7 +74,7 @@ for (const suite of suites) {
     const outfile = path.join(outDir, suite, path.relative(path.join(root, "test", suite), f).replace(/\.ts$/, ".js"));
     await esbuild.build({
       entryPoints: [f], outfile, bundle: true, platform: "node", format: "cjs", target: "node20",
-      sourcemap: "inline", external: ["playwright-core", "esbuild", "vscode"], logLevel: "warning",
+      sourcemap: "inline", external: ["playwright-core", "esbuild", "eslint", "vscode"], logLevel: "warning",
       plugins: [{ name: "deep", setup(b) { b.onResolve({ filter: /^node-llama-cpp\/dist\// }, (a) => ({ path: path.join(root, "node_modules", a.path) })); } }],
     });
     bundled.push(outfile);

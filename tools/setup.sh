@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-for cmd_pkg in cmake:cmake g++:g++ make:make git:git chromium:chromium rg:ripgrep; do
+for cmd_pkg in cmake:cmake g++:g++ make:make git:git chromium:chromium rg:ripgrep clang-format:clang-format; do
   command -v "${cmd_pkg%%:*}" >/dev/null 2>&1 || need_apt+=("${cmd_pkg##*:}")
 done
 # code-server's kerberos module builds against these headers.

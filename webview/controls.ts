@@ -1,11 +1,13 @@
 // Policy controls (@vscode-elements/elements). Changes are applied live: after a short
-// debounce the panel posts `applyPolicy` and the host re-traces with it.
+// debounce the panel posts `applyPolicy` and the host re-traces with it. The host's
+// `policy` message (after every change, from any command) sets the controls to its policy,
+// so they never show a policy other than the one traces use.
 import "@vscode-elements/elements/dist/vscode-button/index.js";
 import "@vscode-elements/elements/dist/vscode-checkbox/index.js";
 import "@vscode-elements/elements/dist/vscode-option/index.js";
 import "@vscode-elements/elements/dist/vscode-single-select/index.js";
 import "@vscode-elements/elements/dist/vscode-textfield/index.js";
-import type { Policy } from "./protocol";
+import { policyNumber, type Policy } from "../shared/policy";
 
 type Field = HTMLElement & { value: string; disabled: boolean };
 type Check = HTMLElement & { checked: boolean; disabled: boolean };
@@ -19,8 +21,13 @@ export interface ControlValues {
 export class PolicyControls {
   readonly root: HTMLElement;
   private readonly els: Record<string, HTMLElement> = {};
+  private readonly sliders: Record<string, HTMLInputElement> = {};
   private timer = 0;
   private error: HTMLElement;
+  /** Policy fields the controls do not show (disable, boost): kept from the host's policy and posted back unchanged. */
+  private untouched: Pick<Policy, "disable" | "boost"> = {};
+  /** Largest expert count the model allows (max k, min k); 4096 until the host says. */
+  private nExpert = 4096;
 
   constructor(parent: HTMLElement, private readonly onApply: (p: Policy) => void, private readonly onCompare: (p: Policy) => void, private readonly onChange: (v: ControlValues) => void) {
     this.root = document.createElement("section");
@@ -89,6 +96,7 @@ export class PolicyControls {
         this.changed();
       });
       f.addEventListener("change", () => (slider.value = f.value));
+      this.sliders[id] = slider;
       wrap.append(slider);
     }
     this.els[id] = f;
@@ -122,8 +130,39 @@ export class PolicyControls {
       const el = this.els[k];
       if (!el) continue;
       if (typeof val === "boolean") (el as Check).checked = val;
-      else (el as Field).value = String(val);
+      else {
+        (el as Field).value = String(val);
+        if (this.sliders[k]) this.sliders[k].value = String(val);
+      }
     }
+  }
+
+  /**
+   * Shows the host's current policy. Numbers of a mechanism that is off keep what the user
+   * last typed, so switching it on again restores them. Ignored while a change of the user's
+   * is waiting to be applied: the host's answer to that change follows.
+   */
+  showPolicy(p: Policy): void {
+    if (this.timer) return;
+    const v: Partial<ControlValues> = { amg: !!p.amg, beta: !!p.beta, pi: !!p.pi, ant: !!p.ant, maxK: p.max_k === undefined ? "" : String(p.max_k) };
+    if (p.amg) Object.assign(v, { threshold: policyNumber(p.amg.threshold), minK: String(p.amg.min_k ?? 1), amgMode: p.amg.mode ?? "selected" });
+    if (p.beta) {
+      Object.assign(v, { betaValue: policyNumber(p.beta.beta), betaForm: p.beta.form ?? "raw", betaMix: policyNumber(p.beta.mix ?? 1), betaTheta: p.beta.theta == null ? "" : policyNumber(p.beta.theta) });
+    }
+    if (p.pi?.momentum !== undefined) v.piMomentum = policyNumber(p.pi.momentum);
+    if (p.ant) v.gamma = policyNumber(p.ant.gamma);
+    this.untouched = { ...(p.disable ? { disable: p.disable } : {}), ...(p.boost ? { boost: p.boost } : {}) };
+    this.setValues(v);
+    this.error.textContent = "";
+    this.onChange(this.values());
+  }
+
+  /** The loaded model's expert counts: max k and min k are validated against them. */
+  setModelLimits(trainedK: number, nExpert: number): void {
+    if (nExpert > 0) this.nExpert = nExpert;
+    const maxK = this.els.maxK as Field;
+    maxK.setAttribute("placeholder", trainedK > 0 ? `k=${trainedK}` : "max k");
+    maxK.title = trainedK > 0 ? `Expert slots, 1…${this.nExpert}; empty: the trained k (${trainedK}); above it the model is reloaded with more experts` : "";
   }
 
   setAntAvailable(available: boolean): void {
@@ -143,14 +182,15 @@ export class PolicyControls {
     };
     try {
       const p: Policy = {};
-      if (v.amg) p.amg = { threshold: num(v.threshold, "τ", 0.01, 1), min_k: num(v.minK || "1", "min k", 1, 4096, true), mode: v.amgMode === "full" ? "full" : "selected" };
-      if (v.maxK.trim()) p.max_k = num(v.maxK, "max k", 1, 4096, true);
+      if (v.amg) p.amg = { threshold: num(v.threshold, "τ", 0.01, 1), min_k: num(v.minK || "1", "min k", 1, this.nExpert, true), mode: v.amgMode === "full" ? "full" : "selected" };
+      if (v.maxK.trim()) p.max_k = num(v.maxK, "max k", 1, this.nExpert, true);
       if (v.beta) {
         p.beta = { beta: num(v.betaValue, "β", 0, 0.999), form: v.betaForm === "scale_preserving" ? "scale_preserving" : "raw", mix: num(v.betaMix || "1", "mix α", 0, 1) };
         if (v.betaTheta.trim()) p.beta.theta = num(v.betaTheta, "θ", -1e6, 1e6);
       }
       if (v.pi) p.pi = { momentum: num(v.piMomentum || "0.95", "Π momentum", 0, 0.9999) };
       if (v.ant) p.ant = { gamma: num(v.gamma, "γ", 0, 10) };
+      Object.assign(p, this.untouched);
       this.error.textContent = "";
       return p;
     } catch (err) {
@@ -167,6 +207,7 @@ export class PolicyControls {
 
   apply(): void {
     clearTimeout(this.timer);
+    this.timer = 0;
     const p = this.policy();
     if (p) this.onApply(p);
   }

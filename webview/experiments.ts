@@ -1,7 +1,7 @@
 // The panel's experiment view: the table of a finished AMG sweep or {β, Π, Ant} ablation
 // (HostMessage "experiment": the same formatted cells as the CLI and the HTML report), its
 // note, and an "Export…" button that asks the host to save CSV / JSON / HTML.
-import type { HostMessage } from "./protocol";
+import type { HostMessage } from "../shared/protocol";
 
 export type ExperimentMessage = Extract<HostMessage, { type: "experiment" }>;
 
@@ -85,11 +85,5 @@ export class ExperimentView {
     this.root.replaceChildren(...parts);
     this.root.hidden = false;
     this.root.scrollIntoView?.({ block: "nearest" });
-  }
-
-  clear(): void {
-    this.last = undefined;
-    this.root.replaceChildren();
-    this.root.hidden = true;
   }
 }

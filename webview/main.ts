@@ -1,14 +1,16 @@
-// The routing panel: receives HostMessages (webview/protocol.ts), keeps each trace as typed
+// The routing panel: receives HostMessages (shared/protocol.ts), keeps each trace as typed
 // arrays (store.ts), draws the heatmap (heatmap.ts), charts (charts.ts), policy controls
 // (controls.ts), cell details and a compare view. UI state survives hide/show via
 // acquireVsCodeApi().getState/setState; trace data is replayed by the host on `ready`.
-import { describePolicy } from "../extension/core/policy-parse";
+import { formatNumber } from "../shared/format";
+import { finiteMean } from "../shared/metrics";
+import { describePolicy } from "../shared/policy";
 import { Charts } from "./charts";
 import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
 import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
-import type { HostMessage, WebviewMessage } from "./protocol";
+import type { HostMessage, WebviewMessage } from "../shared/protocol";
 import { PanelTrace } from "./store";
 
 interface VsCodeApi {
@@ -134,13 +136,14 @@ function renderLegend(): void {
   }
 }
 
-function fmt(x: number | undefined, d = 3): string {
-  return x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(d);
+/** A number as the panel shows it (3 decimals unless said otherwise; "–" when missing). */
+function fmt(x: number | null | undefined, d = 3): string {
+  return formatNumber(x, d);
 }
 
 function renderSummary(tr: PanelTrace): void {
   const s = tr.summary;
-  const policy = describePolicy(tr.header.policy ?? {});
+  const policy = describePolicy(tr.header.policy);
   header.replaceChildren(
     el("strong", "", tr.label),
     el("span", "", ` ${tr.count}${s ? "" : `/${tr.header.n_tokens}`} tokens · ${tr.L} MoE layers · ${tr.E} experts · k=${tr.K}`),
@@ -148,7 +151,7 @@ function renderSummary(tr: PanelTrace): void {
     el("span", "", ` · trace ppl ${fmt(s?.ppl ?? Math.exp(tr.meanNll()), 3)}`),
     el("span", "policy", ` · policy ${policy}`),
     ...(tr.error ? [el("span", "error", ` · ${tr.error}`)] : []),
-    ...(tr.K > (tr.header.model.n_expert_used_trained ?? tr.K) || tr.header.policy?.amg ? [el("span", "note", " · zero-gating computes every selected expert: no arithmetic is saved")] : []),
+    ...(tr.K > tr.header.model.n_expert_used_trained || tr.header.policy.amg ? [el("span", "note", " · zero-gating computes every selected expert: no arithmetic is saved")] : []),
   );
 }
 
@@ -179,12 +182,6 @@ function rowOf(cells: string[], head = false): HTMLTableRowElement {
   const tr = el("tr");
   for (const c of cells) tr.append(el(head ? "th" : "td", "", c));
   return tr;
-}
-
-function finiteMean(a: number[]): number {
-  let sum = 0, n = 0;
-  for (const v of a) if (Number.isFinite(v)) { sum += v; n++; }
-  return n ? sum / n : NaN;
 }
 
 /** Domain segments (label, source, token range) and the transition table under the heatmap. */
@@ -232,8 +229,7 @@ function scheduleSummary(tr: PanelTrace): void {
 }
 
 function nllAt(tr: PanelTrace, tokens: number[]): number {
-  const v = tokens.map((t) => tr.nll[t]).filter(Number.isFinite);
-  return v.length ? v.reduce((a, b) => a + b, 0) / v.length : NaN;
+  return finiteMean(tokens.map((t) => tr.nll[t]));
 }
 
 let compareMaps: Heatmap[] = [];
@@ -350,6 +346,8 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       break;
     }
     case "policy":
+      controls.setModelLimits(m.trainedK, m.maxK);
+      controls.showPolicy(m.policy);
       controls.setAntAvailable(m.antAvailable);
       break;
     case "highlightToken": {
@@ -363,15 +361,6 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
     }
     case "experiment":
       experiment.render(m);
-      break;
-    case "clear":
-      experiment.clear();
-      traces.clear();
-      current = undefined;
-      heatmap.setTrace(undefined);
-      header.replaceChildren();
-      details.replaceChildren();
-      compareHost.hidden = true;
       break;
   }
 });

@@ -1,6 +1,9 @@
 // The panel's copy of each trace: typed arrays grown geometrically as batches stream in,
 // so ingesting a batch is a few memcpy's and never one object per token.
-import type { DomainSegment, TraceBatch, TraceHeader, TraceSummary, TransitionMetrics } from "./protocol";
+import { expertUsage, finiteMean, routingShift, top1Slot } from "../shared/metrics";
+import type { DomainSegment, TransitionMetrics } from "../shared/protocol";
+import type { TraceBatch } from "../shared/trace";
+import type { TraceHeader, TraceSummary } from "../shared/wire";
 
 function grow<T extends Int32Array | Float32Array | Uint8Array>(a: T, need: number): T {
   if (a.length >= need) return a;
@@ -85,16 +88,9 @@ export class PanelTrace {
     this.count = Math.max(this.count, end);
   }
 
-  /** Slot index (0..K-1) of the selected expert with the largest weight. */
-  top1Slot(t: number, m: number): number {
-    const at = (t * this.L + m) * this.K;
-    let best = 0;
-    for (let j = 1; j < this.K; j++) if (this.weights[at + j] > this.weights[at + best]) best = j;
-    return at + best;
-  }
-
+  /** The selected expert with the largest final weight at (t, m). */
   top1(t: number, m: number): number {
-    return this.experts[this.top1Slot(t, m)];
+    return this.experts[top1Slot(this, this.L, this.K, t, m)];
   }
 
   /** Final weight of expert e at (t, m); 0 when not selected. */
@@ -104,21 +100,9 @@ export class PanelTrace {
     return 0;
   }
 
-  /** 1 − Jaccard of the active expert sets of t and t−1 in layer m. */
+  /** Routing shift of t from t−1 in layer m (shared/metrics.ts). */
   shift(t: number, m: number): number {
-    if (t <= 0) return 0;
-    const a = (t * this.L + m) * this.K, b = ((t - 1) * this.L + m) * this.K;
-    let inter = 0, na = 0, nb = 0;
-    for (let i = 0; i < this.K; i++) {
-      if (this.weights[a + i] !== 0) na++;
-      if (this.weights[b + i] !== 0) nb++;
-    }
-    for (let i = 0; i < this.K; i++) {
-      if (this.weights[a + i] === 0) continue;
-      for (let j = 0; j < this.K; j++) if (this.weights[b + j] !== 0 && this.experts[b + j] === this.experts[a + i]) inter++;
-    }
-    const union = na + nb - inter;
-    return union ? 1 - inter / union : 0;
+    return routingShift(this, this.L, this.K, t, m);
   }
 
   avgActive(): number {
@@ -129,21 +113,11 @@ export class PanelTrace {
   }
 
   meanNll(): number {
-    let s = 0, n = 0;
-    for (let t = 0; t < this.count; t++) if (Number.isFinite(this.nll[t])) { s += this.nll[t]; n++; }
-    return n ? s / n : NaN;
+    return finiteMean(this.nll.subarray(0, this.count));
   }
 
-  /** Usage counts [layer][expert] over tokens [from, to). */
+  /** Expert usage [layer][expert] over tokens [from, to) (shared/metrics.ts). */
   usage(from = 0, to = this.count): number[][] {
-    const u = Array.from({ length: this.L }, () => new Array<number>(this.E).fill(0));
-    for (let t = from; t < to; t++)
-      for (let m = 0; m < this.L; m++)
-        for (let j = 0; j < this.K; j++) {
-          const at = (t * this.L + m) * this.K + j;
-          const e = this.experts[at];
-          if (this.weights[at] !== 0 && e >= 0 && e < this.E) u[m][e]++;
-        }
-    return u;
+    return expertUsage(this, this.L, this.K, this.E, from, to);
   }
 }

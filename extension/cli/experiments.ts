@@ -1,4 +1,4 @@
-// `moe-lens sweep | ablation | transitions | calibrate`: the research texts' experiments and the
+// `moe-lens sweep | ablation | transitions | calibrate`: the published experiments (docs/metrics.md) and the
 // transition analysis from the command line (core: extension/core/experiments.ts, transitions.ts).
 // Server start-up mirrors main.ts (kept here so that importing this module never runs main()).
 import fs from "node:fs";
@@ -11,13 +11,13 @@ import {
   ablationToCsv, sweepToCsv, ablationNote, sweepNote, type AblationDoc, type AblationResult, type SweepResult,
 } from "../core/experiments";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
-import { describePolicy } from "../core/policy-parse";
+import { describePolicy } from "../../shared/policy";
 import { analyzeTransitions, labelText, segmentsFor, type ChangePointOptions } from "../core/transitions";
 
 const OUT_EXTS = [".html", ".csv", ".json", ".md"];
 
 export const EXPERIMENT_HELP = `  moe-lens sweep FILE [--model M] [--thresholds 0.5,0.75,0.9,1.0] [--max-k K1,K2] [--ctx N] [--min-k N] [--out F.html|F.csv|F.json|F.md]
-                                                     AMG sweep: PPL ± σ and average active experts (AMG text's table)
+                                                     AMG sweep: PPL ± σ and average active experts (the AMG table)
   moe-lens ablation [DIR|FILES...] [--model M] [--calibration FILE] [--beta 0.9] [--beta-form raw|sp] [--gamma 0.5]
                     [--pi-momentum M] [--limit N] [--out F.html|F.csv|F.json|F.md]
                                                      2³ ablation of {β, Π, Ant} at labelled domain transitions

@@ -8,15 +8,17 @@ import { checkKnownFlags, flagInt, flagString, formatTable, parseArgs, UsageErro
 import { EXPERIMENT_HELP, experimentCommands } from "./experiments";
 import { RPC_HELP, rpcCommands } from "./rpc";
 import { SPEED_HELP, speedCommands } from "./speed";
-import { traceToCsv, traceToJson } from "../core/export";
-import { traceStats } from "../core/metrics";
+import { TraceExportWriter, writeExportFile } from "../core/export";
+import { TraceStatsAccumulator, traceStats, type TraceStats } from "../core/metrics";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
-import type { Policy } from "../core/policy";
-import { describePolicy, parsePolicySpec, PolicyError, validatePolicy } from "../core/policy-parse";
+import { formatNumber } from "../../shared/format";
+import { describePolicy, type Policy } from "../../shared/policy";
+import { parsePolicySpec, PolicyError, validatePolicy } from "../core/policy-parse";
 import { renderReport, type ReportRow } from "../core/report";
-import { ServerError, type PerplexityResult } from "../core/server-client";
+import { ServerError } from "../core/server-client";
+import type { PerplexityResult, TraceRequest, TraceSummary } from "../../shared/wire";
 import type { ServerProcess } from "../core/server-process";
-import type { Trace } from "../core/trace";
+import type { Trace } from "../../shared/trace";
 
 const HELP = `moe-lens — see and change Mixture-of-Experts routing (llama.cpp)
 
@@ -49,8 +51,9 @@ Policy flags (combine freely; none = the model's own routing, bit-identical to l
 Policy specs for --policies: baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G,
 disable:L:E, boost:L:E:B, noskip, joined with "+".`;
 
-function fmt(x: number | undefined, digits = 4): string {
-  return x === undefined || !Number.isFinite(x) ? "–" : x.toFixed(digits);
+/** A number as the command line prints it (4 decimals unless said otherwise; "–" when missing). */
+function fmt(x: number | null | undefined, digits = 4): string {
+  return formatNumber(x, digits);
 }
 
 async function cmdInfo(args: ParsedArgs): Promise<void> {
@@ -72,15 +75,45 @@ async function cmdInfo(args: ParsedArgs): Promise<void> {
   });
 }
 
-function writeTraceOutput(out: string, trace: Trace, label: string): void {
-  const ext = path.extname(out).toLowerCase();
-  let content: string;
-  if (ext === ".json") content = traceToJson(trace);
-  else if (ext === ".csv") content = traceToCsv(trace);
-  else if (ext === ".html") content = renderReport({ title: `MoE Lens trace: ${label}`, subtitle: `${trace.header.model.path}`, sections: [], traces: [{ label, trace }] });
-  else throw new UsageError(`--out must end in .json, .csv or .html, got ${out}`);
-  fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-  fs.writeFileSync(out, content);
+/**
+ * Traces `text` and writes --out: JSON and CSV stream from the server to the file batch by
+ * batch (memory stays that of one batch, whatever the text's length); the HTML report
+ * draws the whole trace, so it keeps it. Returns the statistics and the server's summary.
+ */
+async function traceToOutput(server: ServerProcess, req: TraceRequest & { text: string }, out: string | undefined, label: string): Promise<{ stats: TraceStats; summary: TraceSummary }> {
+  const ext = out ? path.extname(out).toLowerCase() : "";
+  if (ext === ".html") {
+    const trace = await server.client.trace(req);
+    await writeFileAtomically(out!, renderReport({ title: `MoE Lens trace: ${label}`, subtitle: `${trace.header.model.path}`, sections: [], traces: [{ label, trace }] }));
+    return { stats: traceStats(trace), summary: trace.summary! };
+  }
+  let stats: TraceStatsAccumulator | undefined;
+  const run = async (writer?: TraceExportWriter) => {
+    const r = await server.client.traceStream(req, {
+      onHeader: (h) => {
+        stats = new TraceStatsAccumulator(h);
+        return writer?.begin(h);
+      },
+      onBatch: (b) => {
+        stats!.add(b);
+        return writer?.batch(b);
+      },
+    });
+    await writer?.end(r.summary);
+    return r.summary;
+  };
+  let summary: TraceSummary;
+  if (out) {
+    const format = ext === ".csv" ? "csv" : "json";
+    await writeExportFile(out, async (sink) => {
+      summary = await run(new TraceExportWriter(format, req.text, sink));
+    });
+  } else summary = await run();
+  return { stats: stats!.result(), summary: summary! };
+}
+
+function writeFileAtomically(file: string, content: string): Promise<void> {
+  return writeExportFile(file, async (sink) => sink(content));
 }
 
 async function cmdTrace(args: ParsedArgs): Promise<void> {
@@ -91,10 +124,8 @@ async function cmdTrace(args: ParsedArgs): Promise<void> {
   const out = flagString(args, "out");
   if (out && ![".json", ".csv", ".html"].includes(path.extname(out).toLowerCase())) throw new UsageError(`--out must end in .json, .csv or .html, got ${out}`);
   await withServer(args, async (server) => {
-    const trace = await server.client.trace({ text, policy, top_n: flagInt(args, "top-n", 0, 4096) ?? 0 });
-    const s = traceStats(trace);
-    if (out) writeTraceOutput(out, trace, path.basename(file));
-    if (args.flags.get("json")) return void console.log(JSON.stringify({ policy: describePolicy(policy), ...s, summary: trace.summary, out }));
+    const { stats: s, summary } = await traceToOutput(server, { text, policy, top_n: flagInt(args, "top-n", 0, 4096) ?? 0 }, out, path.basename(file));
+    if (args.flags.get("json")) return void console.log(JSON.stringify({ policy: describePolicy(policy), ...s, summary, out }));
     console.log(formatTable(["file", "policy", "tokens", "avg active", "trace ppl", "mean entropy", "mean shift"], [[
       path.basename(file), describePolicy(policy), String(s.tokens), `${fmt(s.avgActive, 2)}/${s.k}`, fmt(s.tracePpl, 3), fmt(s.meanEntropy, 3), fmt(s.meanShift, 3),
     ]]));

@@ -5,17 +5,26 @@ import path from "node:path";
 import { flagInt, flagString, UsageError, type ParsedArgs } from "./args";
 import { requireMoeModel } from "../core/gguf";
 import { defaultServerBinary, demoModelPath, repoRootFromHere } from "../core/paths";
-import type { Policy } from "../core/policy";
+import type { Policy } from "../../shared/policy";
 import { parseExpertList, parsePolicySpec, validatePolicy } from "../core/policy-parse";
+import { ServerError } from "../core/server-client";
 import { ServerProcess } from "../core/server-process";
+import { NotTextError, readTextFile as readCheckedText } from "../core/text-input";
 
 export const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor", "rpc"];
 export const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy", "no-skip"];
 
+/** The text of FILE, refused (a usage error) when missing, empty, or not UTF-8 text (core/text-input.ts). */
 export function readTextFile(file: string | undefined): string {
   if (!file) throw new UsageError("a text FILE is required");
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) throw new UsageError(`no such file: ${file}`);
-  const text = fs.readFileSync(file, "utf8");
+  let text: string;
+  try {
+    text = readCheckedText(file);
+  } catch (err) {
+    if (err instanceof NotTextError) throw new UsageError(err.message);
+    throw err;
+  }
   if (!text.trim()) throw new UsageError(`${file} is empty: there is nothing to trace`);
   return text;
 }
@@ -33,11 +42,19 @@ export function rpcServerList(value: string | undefined): string[] | undefined {
   return list;
 }
 
-/** Starts the server on --model (default: the demo model), runs `body`, always stops it. */
+/** Transport failures that mean the server may have gone away (server-client.ts codes). */
+const CONNECTION_FAILURES = new Set(["connection_lost", "unreachable", "stream_broken"]);
+
+/**
+ * Starts the server on --model (default: the demo model), runs `body`, always stops it.
+ * When a request fails because the server process ended (killed, crashed), the error says
+ * so — "the server stopped (signal SIGKILL)" — instead of naming the lost connection.
+ */
 export async function withServer<T>(args: ParsedArgs, body: (server: ServerProcess) => Promise<T>): Promise<T> {
   const model = modelPath(args);
   await requireMoeModel(model);
   const verbose = args.flags.get("verbose") === true;
+  const logTail: string[] = [];
   const server = await ServerProcess.start({
     binary: flagString(args, "server") ?? defaultServerBinary(repoRootFromHere()),
     model,
@@ -46,12 +63,31 @@ export async function withServer<T>(args: ParsedArgs, body: (server: ServerProce
     gpuLayers: flagInt(args, "ngl", 0, 100000),
     predictor: flagString(args, "predictor"),
     rpcServers: rpcServerList(flagString(args, "rpc")),
-    log: verbose ? (l) => process.stderr.write(`[server] ${l}\n`) : undefined,
+    log: (line) => {
+      if (line.trim() && logTail.push(line.trim()) > 10) logTail.shift();
+      if (verbose) process.stderr.write(`[server] ${line}
+`);
+    },
   });
   const stop = () => void server.stop();
   process.once("SIGINT", stop);
   try {
     return await body(server);
+  } catch (err) {
+    if (err instanceof ServerError && CONNECTION_FAILURES.has(err.code)) {
+      // The connection usually breaks a moment before the exit is reported.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const exit = await Promise.race([server.exited, new Promise<undefined>((resolve) => {
+        timer = setTimeout(() => resolve(undefined), 2000);
+      })]);
+      clearTimeout(timer);
+      if (exit) {
+        const how = exit.signal ? `signal ${exit.signal}` : `status ${exit.code}`;
+        const last = exit.signal ? "" : logTail.at(-1);
+        throw new Error(`the server stopped (${how}) before it answered${last ? `; its last log line: ${last}` : ""}${verbose ? "" : " (--verbose shows its log)"}`);
+      }
+    }
+    throw err;
   } finally {
     process.removeListener("SIGINT", stop);
     await server.stop();

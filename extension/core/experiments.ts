@@ -1,19 +1,21 @@
-// The research texts' two experiments on the user's own model and text
-// (../shared seeds; definitions: ../shared notes gating-and-metrics.md):
-//   1. AMG sweep: thresholds × max_k (including max_k above the trained k) → the AMG text's
-//      table: Config | PPL | ±σ | Avg experts active, with llama-perplexity's method.
-//   2. The 2³ ablation of {β, Π, Ant} at labelled domain transitions → the Affinity text's
-//      table: per subset, metric mean ± std over documents, and Δ vs Standard.
+// The two published experiments, on the user's own model and text (sources and
+// definitions: docs/metrics.md):
+//   1. AMG sweep: thresholds × max_k (including max_k above the trained k) → the table of
+//      “Adaptive Mixture of Experts Gate (AMG)”: Config | PPL | ±σ | Avg experts active,
+//      with llama-perplexity's method.
+//   2. The 2³ ablation of {β, Π, Ant} at labelled domain transitions → the table of
+//      “Affinity is not enough”: per subset, metric mean ± std over documents, and Δ vs
+//      Standard.
 // Results are plain objects; CSV, JSON, Markdown and a standalone HTML report are written from them.
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fitAntPredictor } from "./ant";
-import type { Policy } from "./policy";
-import { describePolicy } from "./policy-parse";
+import { describePolicy, type Policy } from "../../shared/policy";
 import { escapeHtml, renderReport, type ReportSection } from "./report";
-import type { PerplexityResult, ServerClient } from "./server-client";
-import type { ModelInfo, Trace } from "./trace";
+import type { ModelInfo, PerplexityResult } from "../../shared/wire";
+import type { ServerClient } from "./server-client";
+import type { Trace } from "../../shared/trace";
 import {
   analyzeTransitions, changePointSegments, detectChangePoints, domainExperts, kCoverage, spansToSegments,
   type ChangePointOptions, type DomainExperts, type DomainSegment, type DomainSpan, type TransitionSummary,
@@ -101,7 +103,7 @@ export async function runAmgSweep(client: ServerClient, text: string, opts: Swee
   return { model, trainedK, nCtx, tokens, rows };
 }
 
-/** The AMG text's table: Config | PPL | ±σ | Avg experts active. */
+/** The table of “Adaptive Mixture of Experts Gate (AMG)”: Config | PPL | ±σ | Avg experts active. */
 export function sweepTable(r: SweepResult): { header: string[]; rows: string[][] } {
   return {
     header: ["Config", "PPL", "±σ", "Avg experts active"],
@@ -145,7 +147,7 @@ export interface Subset {
   ant: boolean;
 }
 
-/** The 2³ subsets in the Affinity text's order: Standard, singles, pairs, all three. */
+/** The 2³ subsets in the order of “Affinity is not enough”: Standard, singles, pairs, all three. */
 export const ABLATION_SUBSETS: Subset[] = [
   { beta: false, pi: false, ant: false },
   { beta: true, pi: false, ant: false },
@@ -325,7 +327,7 @@ export async function runAblation(client: ServerClient, docs: AblationDoc[], opt
 const pm = (s: Stat, digits: number, sign = false) =>
   !Number.isFinite(s.mean) ? "–" : `${sign && s.mean >= 0 ? "+" : ""}${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 
-/** The Affinity text's table: one row per subset, mean ± std over documents, Δ vs Standard. */
+/** The table of “Affinity is not enough”: one row per subset, mean ± std over documents, Δ vs Standard. */
 export function ablationTable(r: AblationResult): { header: string[]; rows: string[][] } {
   return {
     header: ["Gate", "β", "Π", "Ant", "P(correct expert)", "Δ vs Standard", "top-1 share", "K99", "K99 pooled", "BPC @ transition", "Δ BPC", "NLL @ transition", "NLL inside"],

@@ -1,47 +1,10 @@
-// Routing metrics over a trace's columns (definitions: ../shared notes gating-and-metrics.md).
-import type { Trace } from "./trace";
-
-/** 1 − Jaccard similarity of the active expert sets of token t and t−1, per MoE layer. */
-export function routingShift(trace: Trace, t: number, m: number): number {
-  if (t <= 0) return 0;
-  const { k, n_moe_layers: L } = trace.header;
-  const c = trace.columns;
-  const setOf = (i: number) => {
-    const s = new Set<number>();
-    for (let j = 0; j < k; j++) {
-      const at = (i * L + m) * k + j;
-      if (c.weights[at] !== 0) s.add(c.experts[at]);
-    }
-    return s;
-  };
-  const a = setOf(t), b = setOf(t - 1);
-  let inter = 0;
-  for (const e of a) if (b.has(e)) inter++;
-  const union = a.size + b.size - inter;
-  return union === 0 ? 0 : 1 - inter / union;
-}
-
-/** Mean routing shift over all layers at token t. */
-export function meanRoutingShift(trace: Trace, t: number): number {
-  const L = trace.header.n_moe_layers;
-  let s = 0;
-  for (let m = 0; m < L; m++) s += routingShift(trace, t, m);
-  return L ? s / L : 0;
-}
-
-/** Expert usage counts [moe layer][expert] over tokens [from, to), counting non-zero weights. */
-export function expertUsage(trace: Trace, nExpert: number, from = 0, to = trace.columns.count): number[][] {
-  const { k, n_moe_layers: L } = trace.header;
-  const c = trace.columns;
-  const usage = Array.from({ length: L }, () => new Array<number>(nExpert).fill(0));
-  for (let t = from; t < to; t++)
-    for (let m = 0; m < L; m++)
-      for (let j = 0; j < k; j++) {
-        const at = (t * L + m) * k + j;
-        if (c.weights[at] !== 0 && c.experts[at] >= 0) usage[m][c.experts[at]]++;
-      }
-  return usage;
-}
+// Whole-trace routing statistics for the command line and the reports (definitions:
+// docs/metrics.md). The per-token metrics are shared/metrics.ts, the same functions the
+// panel uses. Statistics accumulate batch by batch, so a trace streamed to disk never has
+// to be held in memory to be summarised.
+import { meanRoutingShift, rowShift, type RoutingColumns } from "../../shared/metrics";
+import type { Trace, TraceBatch } from "../../shared/trace";
+import type { TraceHeader } from "../../shared/wire";
 
 export interface TraceStats {
   tokens: number;
@@ -51,32 +14,75 @@ export interface TraceStats {
   /** exp(mean NLL) over tokens with a next token: the trace's own perplexity, not llama-perplexity's. */
   tracePpl: number;
   meanEntropy: number;
+  /** Mean over tokens 1… of the routing shift from the previous token (mean over layers). */
   meanShift: number;
 }
 
-export function traceStats(trace: Trace): TraceStats {
-  const c = trace.columns;
-  const L = trace.header.n_moe_layers;
-  let nll = 0, nllN = 0, act = 0, ent = 0, shift = 0;
-  for (let t = 0; t < c.count; t++) {
-    if (Number.isFinite(c.nll[t])) {
-      nll += c.nll[t];
-      nllN++;
-    }
-    for (let m = 0; m < L; m++) {
-      act += c.active[t * L + m];
-      ent += c.entropy[t * L + m];
-    }
-    shift += meanRoutingShift(trace, t);
+/** TraceStats of batches added in order (contiguous, as the server streams them). */
+export class TraceStatsAccumulator {
+  private readonly L: number;
+  private readonly K: number;
+  private tokens = 0;
+  private nll = 0;
+  private nllN = 0;
+  private active = 0;
+  private entropy = 0;
+  private shift = 0;
+  /** The last token's experts and weights ([moe layer][slot]), for the shift of the next batch's first token. */
+  private prev: { experts: Int32Array; weights: Float32Array } | undefined;
+
+  constructor(header: Pick<TraceHeader, "n_moe_layers" | "k">) {
+    this.L = header.n_moe_layers;
+    this.K = header.k;
   }
-  const cells = Math.max(1, c.count * L);
-  return {
-    tokens: c.count,
-    avgActive: act / cells,
-    k: trace.header.k,
-    meanNll: nllN ? nll / nllN : NaN,
-    tracePpl: nllN ? Math.exp(nll / nllN) : NaN,
-    meanEntropy: ent / cells,
-    meanShift: c.count > 1 ? shift / (c.count - 1) : 0,
-  };
+
+  add(b: TraceBatch): void {
+    const { L, K } = this;
+    for (let i = 0; i < b.count; i++) {
+      if (Number.isFinite(b.nll[i])) {
+        this.nll += b.nll[i];
+        this.nllN++;
+      }
+      for (let m = 0; m < L; m++) {
+        this.active += b.active[i * L + m];
+        this.entropy += b.entropy[i * L + m];
+      }
+      if (i > 0) this.shift += meanRoutingShift(b, L, K, i);
+      else if (this.prev) {
+        let s = 0;
+        for (let m = 0; m < L; m++) s += rowShift(this.prev, m * K, b, m * K, K);
+        this.shift += L ? s / L : 0;
+      }
+    }
+    if (b.count > 0) {
+      const last = (b.count - 1) * L * K;
+      this.prev = { experts: b.experts.slice(last, last + L * K), weights: b.weights.slice(last, last + L * K) };
+    }
+    this.tokens += b.count;
+  }
+
+  result(): TraceStats {
+    const cells = Math.max(1, this.tokens * this.L);
+    const meanNll = this.nllN ? this.nll / this.nllN : NaN;
+    return {
+      tokens: this.tokens,
+      avgActive: this.active / cells,
+      k: this.K,
+      meanNll,
+      tracePpl: Math.exp(meanNll),
+      meanEntropy: this.entropy / cells,
+      meanShift: this.tokens > 1 ? this.shift / (this.tokens - 1) : 0,
+    };
+  }
+}
+
+export function traceStats(trace: Trace): TraceStats {
+  const acc = new TraceStatsAccumulator(trace.header);
+  acc.add(trace.columns);
+  return acc.result();
+}
+
+/** The routing shift of every token (mean over layers; token 0 gets 0), for the editor's shift marks. */
+export function routingShifts(c: RoutingColumns, n: number, L: number, K: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, t) => meanRoutingShift(c, L, K, t));
 }

@@ -1,6 +1,7 @@
 // Policies from untrusted input (settings, webview messages, CLI flags) into `Policy`,
-// with the same ranges the server enforces (native/API.md), and short labels for them.
-import type { Policy } from "./policy";
+// with the same ranges the server enforces (native/API.md). Their short labels are
+// `describePolicy` in shared/policy.ts (the panel shows them too).
+import { POLICY_KEYS, type Policy } from "../../shared/policy";
 
 export class PolicyError extends Error {}
 
@@ -27,8 +28,7 @@ function obj(v: unknown, what: string): Record<string, unknown> {
 export function validatePolicy(input: unknown, nExpert = 4096): Policy {
   if (input === undefined || input === null) return {};
   const p = obj(input, "policy");
-  const known = new Set(["amg", "max_k", "beta", "pi", "ant", "disable", "boost", "skip"]);
-  for (const k of Object.keys(p)) if (!known.has(k)) throw new PolicyError(`unknown policy field "${k}"`);
+  for (const k of Object.keys(p)) if (!(POLICY_KEYS as readonly string[]).includes(k)) throw new PolicyError(`unknown policy field "${k}"`);
   const out: Policy = {};
   if (p.amg != null) {
     const a = obj(p.amg, "amg");
@@ -76,26 +76,6 @@ export function validatePolicy(input: unknown, nExpert = 4096): Policy {
     });
   }
   return out;
-}
-
-export function isBaseline(p: Policy): boolean {
-  return !p.amg && p.max_k === undefined && !p.beta && !p.pi && !p.ant && !p.disable?.length && !p.boost?.length;
-}
-
-/** Short label: "baseline", "AMG τ=0.5", "k=12 + AMG τ=0.9", "β=0.9 + Ant γ=0.5". */
-export function describePolicy(p: Policy): string {
-  // The server echoes policies in float32: 0.9 comes back as 0.8999999761581421.
-  const n = (x: number) => String(Number(x.toPrecision(6)));
-  const parts: string[] = [];
-  if (p.max_k !== undefined) parts.push(`k=${p.max_k}`);
-  if (p.amg) parts.push(`AMG τ=${n(p.amg.threshold)}${p.amg.min_k && p.amg.min_k > 1 ? ` min_k=${p.amg.min_k}` : ""}${p.amg.mode === "full" ? " (top-p)" : ""}`);
-  if (p.beta) parts.push(`β=${n(p.beta.beta)}${p.beta.form === "scale_preserving" ? " (scale-preserving)" : ""}${p.beta.mix !== undefined && p.beta.mix !== 1 ? ` mix=${n(p.beta.mix)}` : ""}`);
-  if (p.pi) parts.push("Π");
-  if (p.ant) parts.push(`Ant γ=${n(p.ant.gamma)}`);
-  if (p.disable?.length) parts.push(`disable ${p.disable.map(([l, e]) => `${l}:${e}`).join(",")}`);
-  if (p.boost?.length) parts.push(`boost ${p.boost.map(([l, e, b]) => `${l}:${e}:${n(b)}`).join(",")}`);
-  const label = parts.length ? parts.join(" + ") : "baseline";
-  return p.skip === false ? `${label} (no skip)` : label;
 }
 
 /**

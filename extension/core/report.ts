@@ -1,8 +1,9 @@
 // A standalone HTML report (no scripts, no network): summary table of policies, and for
 // each trace an SVG heatmap of the top-1 expert per token and MoE layer plus expert usage.
-import { describePolicy } from "./policy-parse";
-import { expertUsage, traceStats } from "./metrics";
-import type { Trace } from "./trace";
+import { describePolicy } from "../../shared/policy";
+import { expertUsage, top1Slot } from "../../shared/metrics";
+import { traceStats } from "./metrics";
+import type { Trace } from "../../shared/trace";
 
 export interface ReportRow {
   label: string;
@@ -36,12 +37,9 @@ function heatmapSvg(trace: Trace, maxTokens = 600): string {
   const rects: string[] = [];
   for (let t = 0; t < n; t++)
     for (let m = 0; m < L; m++) {
-      const at = (t * L + m) * K;
-      // top-1 = the selected expert with the largest final weight
-      let best = 0;
-      for (let j = 1; j < K; j++) if (c.weights[at + j] > c.weights[at + best]) best = j;
-      const e = c.experts[at + best];
-      const w = c.weights[at + best];
+      const top = top1Slot(c, L, K, t, m);
+      const e = c.experts[top];
+      const w = c.weights[top];
       rects.push(`<rect x="${left + t * cw}" y="${m * ch}" width="${cw}" height="${ch - 1}" fill="${expertColor(e)}" fill-opacity="${(0.35 + 0.65 * Math.min(1, w)).toFixed(2)}"><title>token ${t} ${escapeHtml(JSON.stringify(c.pieces[t]))} · layer ${header.model.moe_layers[m]} · expert ${e} (${w.toFixed(2)}) · active ${c.active[t * L + m]}</title></rect>`);
     }
   const labels = header.model.moe_layers.map((l, m) => `<text x="0" y="${m * ch + 10}" font-size="10">L${l}</text>`).join("");
@@ -51,7 +49,7 @@ function heatmapSvg(trace: Trace, maxTokens = 600): string {
 
 function usageSvg(trace: Trace): string {
   const E = trace.header.model.n_expert;
-  const usage = expertUsage(trace, E);
+  const usage = expertUsage(trace.columns, trace.header.n_moe_layers, trace.header.k, E, 0, trace.columns.count);
   const bw = Math.max(3, Math.floor(240 / E)), h = 50;
   return usage.map((row, m) => {
     const max = Math.max(1, ...row);

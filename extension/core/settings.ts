@@ -3,7 +3,7 @@
 // `workspace.getConfiguration("moeLens")`. Out-of-range numbers fall back to the default
 // and are reported, so a typo in settings.json gives a message, not a crash.
 
-import type { Policy } from "./policy";
+import type { Policy } from "../../shared/policy";
 
 export interface MoeLensSettings {
   /** GGUF model; "" = the bundled demo model. */

@@ -2,9 +2,10 @@
 // turn (so a noisy machine slows them alike), the server times prefill and decode itself
 // (/v1/speed), and each policy's figure is the median of its repetitions. Ratios are to the
 // first policy, the baseline.
-import { describePolicy, parsePolicySpec, validatePolicy } from "./policy-parse";
-import type { Policy } from "./policy";
-import type { ServerClient, SpeedResult } from "./server-client";
+import { describePolicy, type Policy } from "../../shared/policy";
+import type { SpeedResult } from "../../shared/wire";
+import { parsePolicySpec, validatePolicy } from "./policy-parse";
+import type { ServerClient } from "./server-client";
 
 export interface SpeedOptions {
   /** Timed repetitions per policy (after one untimed warm-up round). */

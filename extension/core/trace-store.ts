@@ -14,8 +14,9 @@
 //   - a lookup with a document version the store has not seen returns nothing.
 // No `vscode` import: unit-tested in test/unit/trace-store.test.ts.
 
-import type { Policy } from "./policy";
-import type { TraceBatch, TraceHeader, TraceSummary } from "./trace";
+import type { Policy } from "../../shared/policy";
+import type { TraceBatch } from "../../shared/trace";
+import type { TraceHeader, TraceSummary } from "../../shared/wire";
 import { Utf8ToUtf16 } from "./offsets";
 
 export type TraceState = "streaming" | "done" | "error" | "cancelled";
@@ -221,7 +222,7 @@ export class TraceRecord {
     const lastKept = i === this.count - 1 && this.truncated;
     return {
       index: i,
-      piece: b.pieces[j] ?? "",
+      piece: b.pieces[j],
       tokenId: b.tokenIds[j],
       start,
       end,

@@ -1,7 +1,7 @@
-// Domain transitions (definitions: ../shared notes gating-and-metrics.md, "Domain transitions").
+// Domain transitions (definitions: docs/metrics.md, "Domain transitions").
 // Pure functions, no server: labels → byte spans → token segments → per-layer domain experts →
 // metrics at each transition step. Everything returned is plain data (JSON-safe except NaN),
-// compatible with `DomainSegment` / `TransitionMetrics` in webview/protocol.ts.
+// compatible with `DomainSegment` / `TransitionMetrics` in shared/protocol.ts.
 //
 // Conventions, used everywhere below:
 // - A label is a byte range `[start, end)` of the UTF-8 text that is traced (`DomainSpan`).
@@ -24,10 +24,11 @@
 //   of the (transition, layer) cases.
 // - NLL at the transition = nll[t] (nats, of the first new-domain token); NLL inside domains =
 //   mean nll over tokens whose successor is in the same segment. Bits per character (BPC) =
-//   NLL / ln 2 / characters of the predicted token (as the Affinity text's transition-step BPC);
+//   NLL / ln 2 / characters of the predicted token (as “Affinity is not enough”'s transition-step BPC);
 //   inside domains it is total bits / total characters.
-import type { DomainSegment, TransitionMetrics } from "../../webview/protocol";
-import type { Trace } from "./trace";
+import type { DomainSegment, TransitionMetrics } from "../../shared/protocol";
+import { finiteMean } from "../../shared/metrics";
+import type { Trace } from "../../shared/trace";
 
 export type { DomainSegment, TransitionMetrics };
 export type SegmentSource = DomainSegment["source"];
@@ -103,33 +104,57 @@ export function parseDomainMarkers(raw: string): LabelledText | null {
   return { text, spans, source: "label" };
 }
 
+/** A domain transition at a Markdown code fence (UTF-16 offsets into the text). */
+export interface DomainBoundary {
+  /** UTF-16 offset (in the given text) of the first character of the new domain. */
+  offset: number;
+  /** UTF-16 offset of the start of the fence line that causes it. */
+  lineStart: number;
+  lineEnd: number;
+  from: string;
+  to: string;
+}
+
 /**
- * Markdown code fences (``` or ~~~, 3 or more, indented up to 3 spaces): prose outside, the
- * fence's language inside ("code" when it names none). As extension/vscode/format.ts
- * `fenceBoundaries`, a domain starts with its first content character: the opening fence line
- * belongs to the prose before it, the closing fence line to the code. Whitespace-only spans
- * (e.g. the blank line between two blocks) join the span before them. An unclosed fence runs
- * to the end. Returns null when the text has no fence.
+ * Domain transitions from Markdown code fences: prose → `lang` at an opening fence,
+ * `lang` → prose at the closing one ("code" when the fence names no language). Fences of
+ * ``` or ~~~ (3 or more), indented up to 3 spaces; a closing fence has the opening one's
+ * character, at least its length, and no info string. `lang` is the document's own text.
  */
-export function markdownFenceSpans(text: string, prose = DEFAULT_PROSE_DOMAIN): LabelledText | null {
+export function fenceBoundaries(text: string, prose = DEFAULT_PROSE_DOMAIN): DomainBoundary[] {
+  const out: DomainBoundary[] = [];
   const re = /^( {0,3})(`{3,}|~{3,})[ \t]*([^\s`]*)[^\r\n]*$/gm;
-  // Cut points in UTF-16 offsets with the domain that starts there.
-  const cuts: Array<{ offset: number; domain: string }> = [{ offset: 0, domain: prose }];
   let open: { marker: string; lang: string } | undefined;
   let m: RegExpExecArray | null;
   while ((m = re.exec(text))) {
-    let next = m.index + m[0].length;
+    const lineStart = m.index;
+    const lineEnd = m.index + m[0].length;
+    let next = lineEnd;
     if (text[next] === "\r") next++;
     if (text[next] === "\n") next++;
     if (!open) {
-      open = { marker: m[2], lang: m[3] || "code" };
-      cuts.push({ offset: next, domain: open.lang });
+      const lang = m[3] || "code";
+      open = { marker: m[2], lang };
+      out.push({ offset: next, lineStart, lineEnd, from: prose, to: lang });
     } else if (m[2][0] === open.marker[0] && m[2].length >= open.marker.length && !m[3]) {
-      cuts.push({ offset: next, domain: prose });
+      out.push({ offset: next, lineStart, lineEnd, from: open.lang, to: prose });
       open = undefined;
     }
     if (m[0].length === 0) re.lastIndex++;
   }
+  return out;
+}
+
+/**
+ * Markdown code fences as labels (`fenceBoundaries`): prose outside, the fence's language
+ * inside. A domain starts with its first content character: the opening fence line belongs to
+ * the prose before it, the closing fence line to the code. Whitespace-only spans (e.g. the
+ * blank line between two blocks) join the span before them. An unclosed fence runs to the
+ * end. Returns null when the text has no fence.
+ */
+export function markdownFenceSpans(text: string, prose = DEFAULT_PROSE_DOMAIN): LabelledText | null {
+  // Cut points in UTF-16 offsets with the domain that starts there.
+  const cuts: Array<{ offset: number; domain: string }> = [{ offset: 0, domain: prose }, ...fenceBoundaries(text, prose).map((b) => ({ offset: b.offset, domain: b.to }))];
   if (cuts.length === 1) return null;
   const spans: DomainSpan[] = [];
   let bytesBefore = 0; // UTF-8 length of text.slice(0, from), kept incrementally (cuts ascend)
@@ -406,7 +431,7 @@ export function tokenChars(trace: Trace, t: number, textBytes?: Uint8Array): num
     for (let b = c.byteStart[t]; b < c.byteEnd[t] && b < textBytes.length; b++) if ((textBytes[b] & 0xc0) !== 0x80) n++;
     return n;
   }
-  return [...(c.pieces[t] ?? "")].length;
+  return [...c.pieces[t]].length;
 }
 
 /** One transition with its metrics (a superset of the panel's `TransitionMetrics`). */
@@ -448,7 +473,6 @@ export interface TransitionAnalysis {
   summary: TransitionSummary;
 }
 
-const mean = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 
 /**
  * Transition metrics of one trace with its segments. `experts` fixes the domain experts
@@ -470,7 +494,7 @@ export function analyzeTransitions(trace: Trace, segments: DomainSegment[], opts
     const di = de.domains.indexOf(s.to);
     const probNewExpert: number[] = [], rankNewExpert: number[] = [], newExpert: number[] = [];
     for (let m = 0; m < L; m++) {
-      const e = di >= 0 ? de.experts[m]?.[di] ?? -1 : -1;
+      const e = di >= 0 ? de.experts[m][di] : -1;
       newExpert.push(e);
       if (e < 0) {
         probNewExpert.push(NaN);
@@ -500,19 +524,19 @@ export function analyzeTransitions(trace: Trace, segments: DomainSegment[], opts
   const finiteT = transitions.filter((x) => Number.isFinite(x.nll));
   return {
     segments,
-    layers: trace.header.model.moe_layers ?? [],
+    layers: trace.header.model.moe_layers,
     domainExperts: de,
     transitions,
     summary: {
       transitions: transitions.length,
       cases: ranks.length,
-      meanProb: mean(probs),
-      meanRank: mean(ranks),
+      meanProb: finiteMean(probs),
+      meanRank: finiteMean(ranks),
       top1: ranks.length ? ranks.filter((r) => r === 1).length / ranks.length : NaN,
       k99: kCoverage(ranks, opts.coverage ?? 0.99),
-      nllTransition: mean(finiteT.map((x) => x.nll)),
+      nllTransition: finiteMean(finiteT.map((x) => x.nll)),
       nllInside: insideN ? insideNll / insideN : NaN,
-      bpcTransition: mean(finiteT.map((x) => x.bpc)),
+      bpcTransition: finiteMean(finiteT.map((x) => x.bpc)),
       bpcInside: insideChars ? insideNll / Math.LN2 / insideChars : NaN,
       insideTokens: insideN,
     },

@@ -10,10 +10,14 @@
 //     Markdown code fences are marked from the text alone, at the fence line.
 // Recomputed when the store changes (a trace streams in, an edit cuts it) or the visible
 // editors change; an editor whose document version has no trace gets no decorations.
+// Hover texts are untrusted Markdown with the document's text escaped (format.ts
+// transitionHover): a fence's info string is the document's, not ours.
 
 import * as vscode from "vscode";
 import type { TraceRecord, TraceStore } from "../core/trace-store";
-import { fenceBoundaries, routingShifts, shiftThresholds } from "./format";
+import { routingShifts } from "../core/metrics";
+import { fenceBoundaries } from "../core/transitions";
+import { shiftThresholds, transitionHover } from "./format";
 import { transitionLabel, type EditorSegments } from "./segments";
 
 export class Decorations implements vscode.Disposable {
@@ -81,7 +85,7 @@ export class Decorations implements vscode.Disposable {
       trans.push({
         range: new vscode.Range(line.range.end, line.range.end),
         renderOptions: { after: { contentText: transitionLabel(x) } },
-        hoverMessage: `MoE Lens: domain transition ${x.from} → ${x.to} at token ${x.token} (${seg!.source === "change-point" ? "routing change point" : seg!.source})`,
+        hoverMessage: new vscode.MarkdownString(transitionHover(x.from, x.to, `at token ${x.token} (${seg!.source === "change-point" ? "routing change point" : seg!.source})`)),
       });
     }
     for (const b of seg ? [] : fenceBoundaries(r.text)) {
@@ -95,7 +99,7 @@ export class Decorations implements vscode.Disposable {
       trans.push({
         range: new vscode.Range(pos, pos),
         renderOptions: { after: { contentText: `${b.from} → ${b.to}${Number.isFinite(nll) ? ` · NLL ${nll.toFixed(2)}` : ""}` } },
-        hoverMessage: `MoE Lens: domain transition ${b.from} → ${b.to}${step >= 0 ? ` at token ${step}` : ""}`,
+        hoverMessage: new vscode.MarkdownString(transitionHover(b.from, b.to, step >= 0 ? `at token ${step}` : "")),
       });
     }
     editor.setDecorations(this.strong, strong);
@@ -126,7 +130,7 @@ function shiftsOf(r: TraceRecord): Float32Array {
       weights.set(b.weights, from);
     }
   }
-  const shifts = routingShifts(experts, weights, n, L, K);
+  const shifts = routingShifts({ experts, weights }, n, L, K);
   cache.set(r, { count: n, shifts });
   return shifts;
 }

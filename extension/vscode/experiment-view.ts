@@ -6,7 +6,7 @@ import {
   ablationNote, ablationTable, ablationToCsv, experimentToJson, renderExperimentReport, sweepNote, sweepTable, sweepToCsv,
   type AblationResult, type SweepResult,
 } from "../core/experiments";
-import type { HostMessage } from "../../webview/protocol";
+import type { HostMessage } from "../../shared/protocol";
 
 export type ExperimentRun =
   | { kind: "sweep"; result: SweepResult; subtitle: string }

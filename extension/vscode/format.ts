@@ -1,6 +1,7 @@
-// Pure presentation helpers for the editor layer (hover text, routing shifts, domain
-// transitions, status text). No `vscode` import, so test/unit/hover-format.test.ts loads it.
+// Pure presentation helpers for the editor layer (hover text, shift marks, status text).
+// No `vscode` import, so test/unit/hover-format.test.ts loads it.
 
+import { finiteMean } from "../../shared/metrics";
 import type { TokenInfo } from "../core/trace-store";
 
 export interface HoverContext {
@@ -37,9 +38,19 @@ export function showPiece(p: string): string {
     .replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
 }
 
-/** Escapes text for Markdown outside code. */
+/**
+ * Text as Markdown that renders as exactly that text: every character Markdown could read
+ * as syntax (links, images, emphasis, code, HTML, headings, lists, tables) is
+ * backslash-escaped, and line breaks become spaces. Everything a hover or decoration shows
+ * that comes from a document (fence languages, domain names, token text) goes through it.
+ */
 export function mdEscape(s: string): string {
-  return s.replace(/[\\`*_[\]<>|~]/g, (c) => "\\" + c);
+  return s.replace(/[\\`*_{}[\]()<>#+\-.!|~&:"']/g, (c) => "\\" + c).replace(/\r?\n|\r/g, " ");
+}
+
+/** The hover of a domain-transition mark, as Markdown (the domains are the document's text). */
+export function transitionHover(from: string, to: string, detail: string): string {
+  return mdEscape(`MoE Lens: domain transition ${from} → ${to}${detail ? ` ${detail}` : ""}`);
 }
 
 /**
@@ -70,52 +81,17 @@ export function layerLines(t: TokenInfo, ctx: HoverContext): string[] {
   return lines;
 }
 
-export function meanOf(a: ArrayLike<number>): number {
-  if (!a.length) return NaN;
-  let s = 0;
-  for (let i = 0; i < a.length; i++) s += a[i];
-  return s / a.length;
-}
-
 /** The hover for one token, as Markdown (a summary line, then a code block of layer lines). */
 export function formatTokenHover(t: TokenInfo, ctx: HoverContext): string {
   const nll = Number.isFinite(t.nll) ? `NLL ${t.nll.toFixed(2)} nats (${(t.nll / LN2).toFixed(2)} bits)` : "NLL n/a";
-  const act = meanOf(t.active);
+  const act = finiteMean(t.active);
   const head =
     `**MoE Lens** · token ${t.index} \`${showPiece(t.piece).replace(/`/g, "ˋ")}\` (id ${t.tokenId})  \n` +
-    `${nll} · mean H ${meanOf(t.entropy).toFixed(2)} nats · active ${act.toFixed(2)}/${ctx.trainedK} · ${mdEscape(ctx.policyLabel)}`;
+    `${nll} · mean H ${finiteMean(t.entropy).toFixed(2)} nats · active ${act.toFixed(2)}/${ctx.trainedK} · ${mdEscape(ctx.policyLabel)}`;
   const notes: string[] = [];
   if (ctx.alsoTokens && ctx.alsoTokens.length > 1) notes.push(`This character is split across tokens ${ctx.alsoTokens.join(", ")}.`);
   if (ctx.truncated) notes.push("The text changed after this trace; tokens from the edit on were dropped.");
   return [head, "```text", ...layerLines(t, ctx), "```", ...notes.map((n) => `*${n}*`)].join("\n");
-}
-
-/**
- * Routing shift of each token from the previous one: the mean over MoE layers of
- * 1 − Jaccard(S_t, S_{t−1}), with S the experts that kept a non-zero weight.
- * Token 0 gets 0. `experts`/`weights` are row-major [token][layer][slot].
- */
-export function routingShifts(experts: Int32Array, weights: Float32Array, n: number, L: number, K: number): Float32Array {
-  const out = new Float32Array(n);
-  const prev = new Set<number>(), cur = new Set<number>();
-  for (let t = 1; t < n; t++) {
-    let sum = 0;
-    for (let l = 0; l < L; l++) {
-      prev.clear();
-      cur.clear();
-      for (let s = 0; s < K; s++) {
-        const a = ((t - 1) * L + l) * K + s, b = (t * L + l) * K + s;
-        if (weights[a] !== 0 && experts[a] >= 0) prev.add(experts[a]);
-        if (weights[b] !== 0 && experts[b] >= 0) cur.add(experts[b]);
-      }
-      let inter = 0;
-      for (const e of cur) if (prev.has(e)) inter++;
-      const union = prev.size + cur.size - inter;
-      sum += union === 0 ? 0 : 1 - inter / union;
-    }
-    out[t] = L ? sum / L : 0;
-  }
-  return out;
 }
 
 /**
@@ -134,44 +110,6 @@ export function shiftThresholds(shifts: ArrayLike<number>): { medium: number; st
   const mean = sum / n;
   const sd = Math.sqrt(Math.max(0, sq / n - mean * mean));
   return { medium: Math.max(0.2, mean + sd), strong: Math.max(0.2, mean + 2 * sd) };
-}
-
-export interface DomainBoundary {
-  /** UTF-16 offset (in the given text) of the first character of the new domain. */
-  offset: number;
-  /** UTF-16 offset of the start of the fence line that causes it. */
-  lineStart: number;
-  lineEnd: number;
-  from: string;
-  to: string;
-}
-
-/**
- * Domain transitions from Markdown code fences: prose → `lang` at an opening fence,
- * `lang` → prose at the closing one. Fences of ``` or ~~~ (3+), any indentation up to 3.
- */
-export function fenceBoundaries(text: string, prose = "prose"): DomainBoundary[] {
-  const out: DomainBoundary[] = [];
-  const re = /^( {0,3})(`{3,}|~{3,})[ \t]*([^\s`]*)[^\r\n]*$/gm;
-  let open: { marker: string; lang: string } | undefined;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(text))) {
-    const lineStart = m.index;
-    const lineEnd = m.index + m[0].length;
-    let next = lineEnd;
-    if (text[next] === "\r") next++;
-    if (text[next] === "\n") next++;
-    if (!open) {
-      const lang = m[3] || "code";
-      open = { marker: m[2], lang };
-      out.push({ offset: next, lineStart, lineEnd, from: prose, to: lang });
-    } else if (m[2][0] === open.marker[0] && m[2].length >= open.marker.length && !m[3]) {
-      out.push({ offset: next, lineStart, lineEnd, from: open.lang, to: prose });
-      open = undefined;
-    }
-    if (m[0].length === 0) re.lastIndex++;
-  }
-  return out;
 }
 
 /** Short model name for the status bar: file name without ".gguf". */

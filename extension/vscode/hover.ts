@@ -3,7 +3,7 @@
 // traces on edits), so a hover never describes text that is not there.
 
 import * as vscode from "vscode";
-import { describePolicy } from "../core/policy-parse";
+import { describePolicy } from "../../shared/policy";
 import type { TraceStore } from "../core/trace-store";
 import { formatTokenHover } from "./format";
 
@@ -20,7 +20,7 @@ export class RoutingHoverProvider implements vscode.HoverProvider {
       formatTokenHover(t, {
         moeLayers: h.model.moe_layers,
         k: h.k,
-        trainedK: h.model.n_expert_used_trained ?? h.k,
+        trainedK: h.model.n_expert_used_trained,
         policyLabel: describePolicy(trace.policy),
         truncated: trace.truncated,
         alsoTokens: tokens.length > 1 ? tokens : undefined,

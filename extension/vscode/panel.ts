@@ -6,8 +6,8 @@
 
 import * as crypto from "node:crypto";
 import * as vscode from "vscode";
-import { renderPanelHtml } from "../../webview/html";
-import type { HostMessage, WebviewMessage } from "../../webview/protocol";
+import { renderPanelHtml } from "../../shared/panel-html";
+import type { HostMessage, WebviewMessage } from "../../shared/protocol";
 import { validatePolicy } from "../core/policy-parse";
 import type { TraceRecord } from "../core/trace-store";
 import { experimentMessage } from "./experiment-view";
@@ -73,7 +73,7 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     this.post({
       type: "policy",
       policy: this.svc.policy.current,
-      trainedK: model?.n_expert_used_trained ?? model?.n_expert_used ?? 0,
+      trainedK: model?.n_expert_used_trained ?? 0,
       maxK: model?.n_expert ?? 0,
       antAvailable: this.svc.policy.antAvailable || !!model?.predictor_loaded,
     });
@@ -120,10 +120,6 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
           break;
         case "exportExperiment":
           await vscode.commands.executeCommand("moeLens.exportExperiment");
-          break;
-        case "log":
-          if (m.level === "error") svc.output.error(`[panel] ${m.message}`);
-          else svc.output.info(`[panel] ${m.message}`);
           break;
       }
     } catch (e) {

@@ -3,8 +3,7 @@
 // workspace.
 
 import * as vscode from "vscode";
-import type { Policy } from "../core/policy";
-import { describePolicy } from "../core/policy-parse";
+import { describePolicy, type Policy } from "../../shared/policy";
 
 const KEY = "moeLens.policy";
 const LAST_AMG_KEY = "moeLens.lastAmg";

@@ -20,7 +20,8 @@ import {
   MARKER_LINE, spansToSegments, transitionSteps,
   type ChangePointOptions, type DomainSegment, type DomainSpan, type LabelledText, type TransitionMetrics,
 } from "../core/transitions";
-import type { Trace } from "../core/trace";
+import { finiteMean } from "../../shared/metrics";
+import type { Trace } from "../../shared/trace";
 
 /** Never record more router probabilities per layer than this. */
 export const TOP_N_CAP = 64;
@@ -110,7 +111,7 @@ export function partialTransitions(trace: Trace, segments: DomainSegment[]): Tra
     const di = de.domains.indexOf(s.to);
     const probNewExpert: number[] = [], rankNewExpert: number[] = [];
     for (let m = 0; m < L; m++) {
-      const e = di >= 0 ? de.experts[m]?.[di] ?? -1 : -1;
+      const e = di >= 0 ? de.experts[m][di] : -1;
       let p = NaN, rank = NaN;
       if (e >= 0 && N > 0 && c.topIds && c.topProbs) {
         const base = (t * L + m) * N;
@@ -126,13 +127,6 @@ export function partialTransitions(trace: Trace, segments: DomainSegment[]): Tra
     out.push({ token: t, from: s.from, to: s.to, probNewExpert, rankNewExpert, nll: c.nll[t] });
   }
   return out;
-}
-
-/** Mean of the finite values (NaN when there are none). */
-export function finiteMean(xs: number[]): number {
-  let s = 0, n = 0;
-  for (const x of xs) if (Number.isFinite(x)) { s += x; n++; }
-  return n ? s / n : NaN;
 }
 
 /** The text of a transition decoration: "prose → python · NLL 2.31 · P(new expert) .42". */

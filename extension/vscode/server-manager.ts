@@ -11,7 +11,7 @@ import * as vscode from "vscode";
 import { defaultServerBinary, demoModelPath } from "../core/paths";
 import { ServerProcess } from "../core/server-process";
 import type { ServerClient } from "../core/server-client";
-import type { ModelInfo } from "../core/trace";
+import type { ServerModelInfo } from "../../shared/wire";
 import { expandPath, type MoeLensSettings } from "../core/settings";
 import { modelLabel } from "./format";
 
@@ -28,7 +28,7 @@ const MAX_CRASHES = 5;
 export interface ServerSnapshot {
   state: ServerState;
   modelPath: string;
-  model?: ModelInfo;
+  model?: ServerModelInfo;
   pid?: number;
   error?: string;
   restartInMs?: number;
@@ -39,7 +39,7 @@ export class ServerManager implements vscode.Disposable {
   private starting: Promise<ServerProcess> | undefined;
   private startAbort: AbortController | undefined;
   private state: ServerState = "stopped";
-  private model: ModelInfo | undefined;
+  private model: ServerModelInfo | undefined;
   private error: string | undefined;
   private crashes: number[] = [];
   private restartTimer: NodeJS.Timeout | undefined;
@@ -77,7 +77,7 @@ export class ServerManager implements vscode.Disposable {
     return this.state === "ready" ? this.proc?.client : undefined;
   }
 
-  get modelInfo(): ModelInfo | undefined {
+  get modelInfo(): ServerModelInfo | undefined {
     return this.model;
   }
 
@@ -185,7 +185,7 @@ export class ServerManager implements vscode.Disposable {
         log: (line) => this.output.trace(`[server] ${line}`),
         signal: ac.signal,
       });
-      let info: ModelInfo | undefined;
+      let info: ServerModelInfo | undefined;
       try {
         info = await proc.client.modelInfo();
       } catch (e) {

@@ -2,7 +2,8 @@
 // average active experts. The tooltip has the details (pid, path, architecture).
 
 import * as vscode from "vscode";
-import type { TraceSummary } from "../core/trace";
+import { formatNumber } from "../../shared/format";
+import type { TraceSummary } from "../../shared/wire";
 import { modelLabel } from "./format";
 import type { ServerSnapshot } from "./server-manager";
 
@@ -60,7 +61,7 @@ export class StatusBar implements vscode.Disposable {
     md.appendText(`Policy: ${this.policyLabel}\n`);
     if (this.last) {
       const t = this.last.summary;
-      md.appendText(`Last trace (${this.last.policy}): ${t.n_tokens} tokens, ppl ${t.ppl.toFixed(2)}, active experts ${t.avg_active.toFixed(2)}/${this.last.k}, ${Math.round(t.elapsed_ms)} ms\n`);
+      md.appendText(`Last trace (${this.last.policy}): ${t.n_tokens} tokens, ppl ${formatNumber(t.ppl, 2)}, active experts ${t.avg_active.toFixed(2)}/${this.last.k}, ${Math.round(t.elapsed_ms)} ms\n`);
     }
     if (s.error) md.appendText(`Last error: ${s.error}\n`);
     this.item.tooltip = md;

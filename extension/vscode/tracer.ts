@@ -4,10 +4,11 @@
 // ubatch). One trace at a time: a new one cancels the one in flight.
 
 import * as vscode from "vscode";
-import type { Policy } from "../core/policy";
-import { concatBatches } from "../core/trace";
+import { formatNumber } from "../../shared/format";
+import { describePolicy, type Policy } from "../../shared/policy";
+import { concatBatches } from "../../shared/trace";
+import { requireText } from "../core/text-input";
 import type { TraceRecord } from "../core/trace-store";
-import { describePolicy } from "../core/policy-parse";
 import type { Services } from "./services";
 import { errorMessage, isCancellation } from "./server-manager";
 import { editorSegments, traceTopN } from "./segments";
@@ -67,6 +68,13 @@ export class Tracer {
       if (!opts.quiet) void vscode.window.showWarningMessage("MoE Lens: nothing to trace — the text is empty.");
       return undefined;
     }
+    try {
+      requireText(text, vscode.workspace.asRelativePath(doc.uri));
+    } catch (e) {
+      if (opts.quiet) throw e;
+      void vscode.window.showErrorMessage(`MoE Lens: ${errorMessage(e)}`);
+      return undefined;
+    }
     const base = whole ? 0 : doc.offsetAt(target.range!.start);
     const policy = opts.policy ?? svc.policy.current;
     const policyLabel = describePolicy(policy);
@@ -121,9 +129,9 @@ export class Tracer {
           svc.store.finish(r.id, summary);
           if (summary) {
             svc.panel.post({ type: "traceEnd", traceId: r.id, summary });
-            svc.status.setLastTrace(summary, r.header?.k ?? 0, policyLabel);
+            svc.status.setLastTrace(summary, trace.header.k, policyLabel);
             svc.output.info(
-              `trace ${r.id} done: ${summary.n_tokens} tokens, ppl ${summary.ppl.toFixed(3)}, avg active ${summary.avg_active.toFixed(3)}/${r.header?.k}, ${Math.round(summary.elapsed_ms)} ms`,
+              `trace ${r.id} done: ${summary.n_tokens} tokens, ppl ${formatNumber(summary.ppl, 3)}, avg active ${summary.avg_active.toFixed(3)}/${trace.header.k}, ${Math.round(summary.elapsed_ms)} ms`,
             );
           }
           if (summary) this.postSegments(r, doc.languageId);

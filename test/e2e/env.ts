@@ -1,7 +1,7 @@
 // The real-workbench harness for the end-to-end tests: code-server 4.100.3 (VS Code
 // 1.100.3, installed by tools/setup-e2e.sh outside this project's node_modules) with this
 // extension in its extensions directory, driven by playwright-core and Debian's Chromium.
-// See ../shared notes "real-vscode-e2e.md".
+// tools/setup-e2e.sh installs code-server; ARCHITECTURE.md ("Tests") says where this fits.
 
 import { spawn, type ChildProcess } from "node:child_process";
 import * as fs from "node:fs";
@@ -10,6 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { createRequire } from "node:module";
 import type { Browser, Frame, Page } from "playwright-core";
+import type * as PlaywrightCore from "playwright-core";
 
 export const CODE_SERVER_VERSION = "4.100.3";
 
@@ -66,7 +67,7 @@ export function requireBuilt(root: string, files: Array<[string, string]>): void
   }
 }
 
-export function playwright(root: string): typeof import("playwright-core") {
+export function playwright(root: string): typeof PlaywrightCore {
   return createRequire(path.join(root, "package.json"))("playwright-core");
 }
 

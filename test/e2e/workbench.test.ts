@@ -6,9 +6,10 @@
 //   4. "Toggle AMG" re-traces and the active-experts figure drops below k;
 //   5. killing moe-lens-server: the extension restarts it and traces again;
 //   6. "Select Model…" with a dense GGUF: a clear message, the MoE model keeps running;
-//   7. after an edit, stale hovers are dropped;
-//   8. "Run AMG Sweep on Document": the AMG text's table in the panel;
-//   9. "Run β/Π/Ant Ablation on Folder…": the Affinity text's 2³ table in the panel.
+//   7. "Export Trace…" as JSON: the file on disk holds every token's exact bytes;
+//   8. after an edit, stale hovers are dropped;
+//   9. "Run AMG Sweep on Document": the table of “Adaptive Mixture of Experts Gate (AMG)” in the panel;
+//  10. "Run β/Π/Ant Ablation on Folder…": the 2³ table of “Affinity is not enough” in the panel.
 // Screenshots go to test-artifacts/e2e/. Skipped (not failed) only when code-server is not
 // installed (tools/setup-e2e.sh); a missing server binary, demo model or build fails.
 
@@ -156,6 +157,21 @@ test("hovering a traced token shows its experts and weights per layer", { skip, 
   await page.mouse.move(0, 0);
 });
 
+/** The panel's AMG control (checked, τ) once `ready` holds, polled for up to 15 s. */
+async function waitForControls(page: Parameters<typeof panelFrame>[0], ready: (c: { amg: boolean; threshold?: string }) => boolean): Promise<{ amg: boolean; threshold?: string }> {
+  const end = Date.now() + 15_000;
+  let last = { amg: false as boolean, threshold: undefined as string | undefined };
+  while (Date.now() < end) {
+    last = await (await panelFrame(page)).evaluate(() => {
+      const el = (id: string) => document.getElementById(id) as unknown as { checked: boolean; value: string } | null;
+      return { amg: !!el("ctl-amg")?.checked, threshold: el("ctl-amg")?.checked ? el("ctl-threshold")?.value : undefined };
+    }).catch(() => last);
+    if (ready(last)) return last;
+    await page.waitForTimeout(300);
+  }
+  return last;
+}
+
 test("Toggle AMG re-traces and the active-experts figure changes", { skip, timeout: TRACE_TIMEOUT + 30_000 }, async () => {
   needTrace();
   const w = wb!;
@@ -173,11 +189,15 @@ test("Toggle AMG re-traces and the active-experts figure changes", { skip, timeo
   }
   assert.notEqual(panelNow, panelBaseline, "the panel updated for the AMG run");
   assert.match(await waitForFrameText(w.page, new RegExp(`avg active ${active.toFixed(2)}/`), 10_000), new RegExp(`avg active ${active.toFixed(2)}/`), "the panel's figure equals the status bar's");
+  // The panel's policy controls follow the command: AMG checked, with the threshold in use.
+  const threshold = /AMG τ=([\d.]+)/.exec(status)?.[1];
+  assert.deepEqual(await waitForControls(w.page, (c) => c.amg), { amg: true, threshold }, "the panel's AMG control shows the toggled policy");
   await screenshot(w, "04-amg-on");
   // and back to baseline, so later tests trace the unmodified routing
   await runCommand(w.page, "MoE Lens: Toggle AMG");
   const back = await waitForStatus(w.page, /· ready · baseline .*act \d/, TRACE_TIMEOUT);
   assert.equal(activeOf(back)[0], baselineActive);
+  assert.equal((await waitForControls(w.page, (c) => !c.amg)).amg, false, "the panel's AMG control follows it off");
 });
 
 test("killing the server: the extension restarts it and traces again", { skip, timeout: TRACE_TIMEOUT + 60_000 }, async () => {
@@ -223,6 +243,27 @@ test("Select Model… with a dense model gives a clear message and keeps the MoE
   assert.deepEqual(serverPids(w), before, "the running server was not touched");
   assert.equal(await statusText(w.page), statusBefore, "same model, same state");
   fs.rmSync(dir, { recursive: true, force: true });
+});
+
+test("Export Trace… writes the trace as JSON to disk, with every token's exact bytes", { skip, timeout: 90_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  await openFile(w.page, SAMPLE);
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-export-")), "sample.moe-trace.json");
+  await clearNotifications(w.page);
+  await runCommand(w.page, "MoE Lens: Export Trace…");
+  const json = w.page.locator(".quick-input-widget .monaco-list-row", { hasText: "JSON" }).first();
+  await json.waitFor({ timeout: 15_000 });
+  await json.click();
+  await answerFileDialog(w.page, "export trace", out);
+  const msg = await waitForNotification(w.page, /exported \d+ tokens/, 30_000);
+  const j = JSON.parse(fs.readFileSync(out, "utf8")) as { schema: string; tokens: Array<{ bytes: string }>; summary: { n_tokens: number } };
+  assert.equal(j.schema, "moe-lens-trace");
+  assert.match(msg, new RegExp(`exported ${j.tokens.length} tokens`));
+  assert.equal(j.summary.n_tokens, j.tokens.length);
+  assert.deepEqual(Buffer.concat(j.tokens.map((t) => Buffer.from(t.bytes, "base64"))), Buffer.from(sampleText(), "utf8"), "the tokens' bytes are the document's text");
+  assert.deepEqual(fs.readdirSync(path.dirname(out)), [path.basename(out)], "no temporary file left beside it");
+  fs.rmSync(path.dirname(out), { recursive: true, force: true });
 });
 
 /** Hovers the first or last text span of the view line showing `text`; the MoE Lens hover's text, or "" when none appears. */

@@ -14,6 +14,8 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { execFileSync } from "node:child_process";
 import { createRequire } from "node:module";
+import type * as Esbuild from "esbuild";
+import type * as TestElectron from "@vscode/test-electron";
 
 export const SKIP_MESSAGE = "no VS Code desktop available, skipped";
 
@@ -58,8 +60,8 @@ export async function main(): Promise<"skipped" | "passed"> {
   }
   const root = repoRoot();
   const req = createRequire(path.join(root, "package.json"));
-  const esbuild = req("esbuild") as typeof import("esbuild");
-  const { runTests } = req("@vscode/test-electron") as typeof import("@vscode/test-electron");
+  const esbuild = req("esbuild") as typeof Esbuild;
+  const { runTests } = req("@vscode/test-electron") as typeof TestElectron;
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-electron-"));
   const suite = path.join(tmp, "suite.js");
   await esbuild.build({

@@ -1,5 +1,5 @@
-// Both experiments end to end on the demo model: the AMG sweep (AMG text's table) and the
-// 2³ ablation of {β, Π, Ant} at labelled transitions (Affinity text's table), checked for
+// Both experiments end to end on the demo model: the AMG sweep (“Adaptive Mixture of Experts Gate (AMG)”'s table) and the
+// 2³ ablation of {β, Π, Ant} at labelled transitions (“Affinity is not enough”'s table), checked for
 // shape and internal consistency; plus the `moe-lens transitions` command. Kept small (short
 // perplexity context, two short documents) so it runs in about a minute on two busy cores.
 import assert from "node:assert/strict";
@@ -14,7 +14,7 @@ import {
   type AblationResult, type SweepResult,
 } from "../../extension/core/experiments";
 import type { ServerProcess } from "../../extension/core/server-process";
-import type { ModelInfo } from "../../extension/core/trace";
+import type { ModelInfo } from "../../shared/wire";
 import { analyzeTransitions, labelText, spansToSegments } from "../../extension/core/transitions";
 import { DEMO_MODEL, llamaPerplexity, requireFile, ROOT, startServer } from "../helpers";
 
@@ -42,7 +42,7 @@ describe("AMG sweep", () => {
     r = await runAmgSweep(server.client, fs.readFileSync(SAMPLE, "utf8"), { thresholds: [0.5, 1.0] });
   });
 
-  test("rows in the AMG text's form: baseline, thresholds, k and 2k", () => {
+  test("rows in the AMG table's form: baseline, thresholds, k and 2k", () => {
     const k = info.n_expert_used_trained, k2 = Math.min(info.n_expert, 2 * k);
     assert.deepEqual(r.rows.map((x) => x.config), [
       `k${k} baseline`, `k${k} + threshold 0.50`, `k${k} + threshold 1.00`, `k${k2} no gating`, `k${k2} + threshold 0.50`, `k${k2} + threshold 1.00`,
@@ -99,7 +99,7 @@ describe("ablation of {β, Π, Ant} at transitions", () => {
     r = await runAblation(server.client, docs, { calibrationText: fs.readFileSync(SAMPLE, "utf8"), predictorOut, beta: 0.9, gamma: 0.5 });
   });
 
-  test("eight rows, Standard first, in the Affinity text's form", () => {
+  test("eight rows, Standard first, in the form of the Affinity table", () => {
     assert.deepEqual(r.rows.map((x) => x.config), ABLATION_SUBSETS.map(subsetName));
     assert.equal(r.rows.length, 8);
     const t = ablationTable(r);

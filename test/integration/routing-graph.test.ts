@@ -4,9 +4,9 @@
 // several MoE architectures; skipping the dropped experts' computation changes no number.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import type { Policy } from "../../extension/core/policy";
+import type { Policy } from "../../shared/policy";
 import type { ServerProcess } from "../../extension/core/server-process";
-import type { Trace } from "../../extension/core/trace";
+import type { Trace } from "../../shared/trace";
 import { DEMO_MODEL, startServer, tinyModel } from "../helpers";
 
 const SAMPLE =

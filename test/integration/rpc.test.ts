@@ -89,7 +89,7 @@ describe("llama.cpp RPC: two workers on 127.0.0.1", () => {
         }
         assert.ok(same >= 0.99 * a.columns.count * L, `${JSON.stringify(policy)}: ${same} of ${a.columns.count * L} (token, layer) pairs equal`);
         assert.ok(Math.abs(b.summary!.avg_active - a.summary!.avg_active) < 0.01);
-        assert.ok(Math.abs(Math.log(b.summary!.ppl / a.summary!.ppl)) < 1e-3, `trace ppl ${b.summary!.ppl} vs ${a.summary!.ppl}`);
+        assert.ok(Math.abs(Math.log(b.summary!.ppl! / a.summary!.ppl!)) < 1e-3, `trace ppl ${b.summary!.ppl} vs ${a.summary!.ppl}`);
       }
     } finally {
       await remote.stop();

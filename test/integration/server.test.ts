@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
-import { ServerError } from "../../extension/core/server-client";
+import { type ServerError } from "../../extension/core/server-client";
 import type { ServerProcess } from "../../extension/core/server-process";
 import { DEMO_MODEL, rawRequest, requireFile, SERVER_BIN, startServer, tempFile, tinyModel } from "../helpers";
 

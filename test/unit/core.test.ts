@@ -5,10 +5,14 @@ import { describe, test } from "node:test";
 import { parseArgs, UsageError } from "../../extension/cli/args";
 import { fitLayer, solveRidge } from "../../extension/core/ant";
 import { b64ToFloat32, b64ToInt32, float32ToB64 } from "../../extension/core/b64";
-import { traceToCsv, traceToJsonObject } from "../../extension/core/export";
-import { expertUsage, routingShift, traceStats } from "../../extension/core/metrics";
-import { describePolicy, parseExpertList, parsePolicySpec, PolicyError, validatePolicy } from "../../extension/core/policy-parse";
-import type { ModelInfo, Trace } from "../../extension/core/trace";
+import { traceToString, TraceExportWriter } from "../../extension/core/export";
+import { TraceStatsAccumulator, traceStats } from "../../extension/core/metrics";
+import { expertUsage, routingShift } from "../../shared/metrics";
+import { sliceBatch } from "../../extension/core/trace-store";
+import { describePolicy } from "../../shared/policy";
+import { parseExpertList, parsePolicySpec, PolicyError, validatePolicy } from "../../extension/core/policy-parse";
+import type { ModelInfo } from "../../shared/wire";
+import type { Trace } from "../../shared/trace";
 
 /** A 3-token, 1-layer, k=2 trace with known answers. */
 function smallTrace(): Trace {
@@ -58,37 +62,85 @@ describe("policy parsing", () => {
 describe("metrics", () => {
   test("routing shift is 1 − Jaccard of the active sets", () => {
     const t = smallTrace();
-    assert.equal(routingShift(t, 0, 0), 0);
+    assert.equal(routingShift(t.columns, 1, 2, 0, 0), 0);
     // token 1 active {0} (expert 2 has weight 0) vs token 0 {0,1}: 1 − 1/2
-    assert.equal(routingShift(t, 1, 0), 0.5);
+    assert.equal(routingShift(t.columns, 1, 2, 1, 0), 0.5);
     // token 2 {3,2} vs {0}: disjoint
-    assert.equal(routingShift(t, 2, 0), 1);
+    assert.equal(routingShift(t.columns, 1, 2, 2, 0), 1);
   });
   test("usage counts non-zero weights and stats average them", () => {
     const t = smallTrace();
-    assert.deepEqual(expertUsage(t, 4), [[2, 1, 1, 1]]);
+    assert.deepEqual(expertUsage(t.columns, 1, 2, 4, 0, 3), [[2, 1, 1, 1]]);
     const s = traceStats(t);
     assert.equal(s.avgActive, 5 / 3);
     assert.equal(s.meanNll, 2);
     assert.ok(Math.abs(s.tracePpl - Math.exp(2)) < 1e-12);
+    assert.equal(s.meanShift, (0.5 + 1) / 2);
+  });
+  test("statistics accumulated batch by batch equal those of the whole trace", () => {
+    const t = smallTrace();
+    for (const cut of [1, 2]) {
+      const acc = new TraceStatsAccumulator(t.header);
+      acc.add(sliceBatch(t.columns, 1, 2, 0, 0, cut));
+      acc.add(sliceBatch(t.columns, 1, 2, 0, cut, 3));
+      assert.deepEqual(acc.result(), traceStats(t), `split after token ${cut}`);
+    }
   });
 });
 
 describe("exports", () => {
-  test("JSON export follows the documented schema", () => {
-    const j = traceToJsonObject(smallTrace()) as { schema: string; version: number; tokens: Array<{ nll: number | null; layers: Array<{ layer: number; experts: number[] }> }> };
+  /** The text smallTrace() is a trace of: its byte spans cover "a", "b,", '"'. */
+  const TEXT = 'ab,"';
+  type Exported = { schema: string; version: number; tokens: Array<{ text: string; bytes: string; nll: number | null; layers: Array<{ layer: number; experts: number[] }> }>; summary: unknown };
+
+  test("JSON export follows the documented schema", async () => {
+    const j = JSON.parse(await traceToString("json", smallTrace(), TEXT)) as Exported;
     assert.equal(j.schema, "moe-lens-trace");
     assert.equal(j.version, 1);
     assert.equal(j.tokens.length, 3);
     assert.equal(j.tokens[2].nll, null);
     assert.equal(j.tokens[1].layers[0].layer, 5);
     assert.deepEqual(j.tokens[1].layers[0].experts, [0, 2]);
+    assert.equal(Buffer.from(j.tokens[1].bytes, "base64").toString(), "b,");
+    assert.deepEqual(Object.keys(j), ["schema", "version", "model", "policy", "k", "moe_layers", "windows", "tokens", "summary"]);
   });
-  test("CSV quotes commas and quotes", () => {
-    const csv = traceToCsv(smallTrace()).trim().split("\n");
+
+  test("written batch by batch, the export is the same file", async () => {
+    const t = smallTrace();
+    for (const format of ["json", "csv"] as const) {
+      const parts: string[] = [];
+      const w = new TraceExportWriter(format, TEXT, (c) => void parts.push(c));
+      await w.begin(t.header);
+      await w.batch(sliceBatch(t.columns, 1, 2, 0, 0, 1));
+      await w.batch(sliceBatch(t.columns, 1, 2, 0, 1, 3));
+      await w.end(t.summary);
+      assert.equal(parts.join(""), await traceToString(format, t, TEXT), format);
+    }
+  });
+
+  test("CSV quotes commas and quotes, and carries the exact bytes", async () => {
+    const csv = (await traceToString("csv", smallTrace(), TEXT)).trim().split("\n");
     assert.equal(csv.length, 4);
+    assert.match(csv[0], /,bytes$/);
     assert.match(csv[2], /^1,2,"b,",1,3,/);
+    assert.match(csv[2], /,Yiw=$/, "base64 of the bytes b,");
     assert.match(csv[3], /^2,3,"""",3,4,,5,2,/);
+  });
+
+  // Issue 17, item 12: byte-level tokens that split a character have a lossy `text` (U+FFFD);
+  // the exported bytes are exact, and concatenated they give back the traced text.
+  test("tokens that split a character export their exact bytes", async () => {
+    const text = "é🌊";
+    const bytes = Buffer.from(text, "utf8"); // c3 a9 f0 9f 8c 8a
+    const t = smallTrace();
+    const spans = [[0, 1], [1, 2], [2, 6]];
+    t.columns.byteStart = Int32Array.from(spans.map((s) => s[0]));
+    t.columns.byteEnd = Int32Array.from(spans.map((s) => s[1]));
+    t.columns.pieces = ["\uFFFD", "\uFFFD", "🌊"];
+    const j = JSON.parse(await traceToString("json", t, text)) as Exported;
+    assert.deepEqual(j.tokens.map((x) => x.text), ["\uFFFD", "\uFFFD", "🌊"]);
+    assert.deepEqual(Buffer.concat(j.tokens.map((x) => Buffer.from(x.bytes, "base64"))), bytes);
+    assert.deepEqual(Buffer.from(j.tokens[0].bytes, "base64"), Buffer.from([0xc3]));
   });
 });
 

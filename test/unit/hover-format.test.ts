@@ -1,6 +1,8 @@
 import test from "node:test";
 import assert from "node:assert/strict";
-import { fenceBoundaries, fmtWeight, shiftThresholds, formatTokenHover, layerLines, modelLabel, routingShifts, showPiece } from "../../extension/vscode/format";
+import { routingShifts } from "../../extension/core/metrics";
+import { fenceBoundaries } from "../../extension/core/transitions";
+import { fmtWeight, shiftThresholds, formatTokenHover, layerLines, modelLabel, showPiece } from "../../extension/vscode/format";
 import type { TokenInfo } from "../../extension/core/trace-store";
 
 function token(L: number, K: number): TokenInfo {
@@ -49,7 +51,7 @@ test("the hover header has the token, NLL in nats and bits, mean entropy, active
   assert.match(md, /NLL 2\.08 nats \(3\.00 bits\)/);
   assert.match(md, /mean H 1\.20 nats/);
   assert.match(md, /active 1\.50\/2/);
-  assert.match(md, /AMG τ=0\.5/);
+  assert.match(md, /AMG τ=0\\\.5/, "the policy label, escaped (renders as AMG τ=0.5)");
   assert.match(md, /split across tokens 3, 4/);
   assert.match(md, /text changed after this trace/);
   const t = token(1, 2);
@@ -66,7 +68,7 @@ test("routing shift is 1 − Jaccard of the non-zero selected sets, averaged ove
   // token0: {1,2},{3,4}; token1: {1,2},{5,6}; token2: {1,(7 zero-gated)},{5,6}
   const experts = new Int32Array([1, 2, 3, 4, 1, 2, 5, 6, 1, 7, 5, 6]);
   const weights = new Float32Array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1, 0, 0.5, 0.5]);
-  const s = routingShifts(experts, weights, n, L, K);
+  const s = routingShifts({ experts, weights }, n, L, K);
   assert.equal(s[0], 0);
   assert.equal(s[1], 0.5); // layer0 same (0), layer1 disjoint (1)
   assert.equal(s[2], 0.25); // layer0 {1} vs {1,2}: 1 − 1/2; layer1 same

@@ -1,7 +1,8 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { TraceStore } from "../../extension/core/trace-store";
-import type { TraceBatch, TraceHeader } from "../../extension/core/trace";
+import type { TraceBatch } from "../../shared/trace";
+import type { TraceHeader } from "../../shared/wire";
 
 const enc = new TextEncoder();
 const L = 2, K = 2;
@@ -11,9 +12,10 @@ function header(n: number): TraceHeader {
     model: {
       path: "/m.gguf", architecture: "qwen3moe", n_layer: 2, moe_layers: [0, 1], n_expert: 8, n_expert_used: K,
       n_expert_used_trained: K, n_expert_shared: 0, gating: "softmax", weights_norm: true, weights_scale: 1,
-      n_ctx: 2048, n_ctx_train: 256, n_vocab: 3000, add_bos: true, capabilities: [], skip_supported: true,
+      n_ctx: 2048, n_ctx_train: 256, n_vocab: 3000, add_bos: true, description: "test", bos: 1, vocab_type: "bpe", size_bytes: 0, n_params: 0,
+      capabilities: [], skip_supported: true,
     },
-    policy: {}, n_moe_layers: L, k: K, top_n: 0, n_tokens: n, windows: [{ start: 0, end: n, scored_from: 0 }],
+    policy: {}, n_moe_layers: L, k: K, top_n: 0, n_tokens: n, windows: [{ start: 0, end: n, scored_from: 0, recorded_end: n }],
   };
 }
 

@@ -7,7 +7,8 @@ import {
   ABLATION_SUBSETS, ablationTable, ablationToCsv, chooseNCtx, markdownTable, stat, subsetName, subsetPolicy, sweepPolicies, sweepTable, sweepToCsv,
   type AblationResult, type SweepResult,
 } from "../../extension/core/experiments";
-import type { ModelInfo, Trace } from "../../extension/core/trace";
+import type { ModelInfo } from "../../shared/wire";
+import type { Trace } from "../../shared/trace";
 import {
   analyzeTransitions, changePointSegments, concatLabelled, detectChangePoints, domainExperts, kCoverage, labelText, markdownFenceSpans,
   parseDomainMarkers, routerDistribution, spansToSegments, tokenSpanIndex, transitionSteps, type DomainSegment,
@@ -271,7 +272,7 @@ describe("experiment tables (pure parts)", () => {
     assert.equal(sweepPolicies(2, [0.5], [1])[0].config, "k1 (cap) no gating");
   });
 
-  test("the sweep table has the AMG text's columns", () => {
+  test("the sweep table has the AMG table's columns", () => {
     const r = { trainedK: 8, nCtx: 512, tokens: 5000, model: { architecture: "qwen3moe" }, rows: [
       { config: "k8 baseline", policy: {}, k: 8, threshold: null, ppl: 11.3277, pplErr: 0.143, avgActive: 8, nChunks: 9, nCtx: 512, printed: "" },
       { config: "k12 + threshold 0.90", policy: { max_k: 12, amg: { threshold: 0.9 } }, k: 12, threshold: 0.9, ppl: 11.2925, pplErr: 0.143, avgActive: 10.31, nChunks: 9, nCtx: 512, printed: "" },

@@ -5,13 +5,15 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import type { AblationResult, SweepResult } from "../../extension/core/experiments";
-import type { ModelInfo, Trace } from "../../extension/core/trace";
+import { finiteMean } from "../../shared/metrics";
+import type { ModelInfo } from "../../shared/wire";
+import type { Trace } from "../../shared/trace";
 import { analyzeTransitions } from "../../extension/core/transitions";
 import {
   defaultExportName, evaluationFiles, experimentExport, experimentMessage, parseMaxK, parseThresholds, type ExperimentRun,
 } from "../../extension/vscode/experiment-view";
 import {
-  editorSegments, finiteMean, labelEditorText, markerSpansInPlace, partialTransitions, TOP_N_CAP, traceTopN, transitionLabel,
+  editorSegments, labelEditorText, markerSpansInPlace, partialTransitions, TOP_N_CAP, traceTopN, transitionLabel,
 } from "../../extension/vscode/segments";
 
 /**

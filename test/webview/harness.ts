@@ -6,8 +6,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import path from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { renderPanelHtml } from "../../webview/html";
-import type { HostMessage } from "../../webview/protocol";
+import { renderPanelHtml } from "../../shared/panel-html";
+import type { HostMessage } from "../../shared/protocol";
 import { ROOT } from "../helpers";
 
 export const CHROMIUM = process.env.MOE_LENS_CHROMIUM ?? "/usr/bin/chromium";

@@ -5,9 +5,9 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { Trace } from "../../extension/core/trace";
+import type { Trace } from "../../shared/trace";
 import { expertRgb, rampRgb, type Rgb } from "../../webview/colors";
-import type { DomainSegment, HostMessage } from "../../webview/protocol";
+import type { DomainSegment, HostMessage } from "../../shared/protocol";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
 import { ARTIFACTS, openPanel, type PanelPage } from "./harness";
 
@@ -271,5 +271,48 @@ describe("routing panel", () => {
     await panel.page.waitForFunction(() => document.querySelectorAll(".charts canvas").length >= 4, undefined, { timeout: 5000 });
     assert.deepEqual(panel.cspViolations, []);
     assert.deepEqual(panel.consoleErrors, []);
+  });
+
+  test("the controls follow the host's policy (Toggle AMG, Set Policy…) and keep the fields they do not show", async () => {
+    type Ctl = HTMLElement & { value: string; checked: boolean };
+    const controls = () => panel.page.evaluate(() => {
+      const v = (id: string) => (document.getElementById(`ctl-${id}`) as unknown as Ctl);
+      return {
+        amg: v("amg").checked, threshold: v("threshold").value, slider: (document.getElementById("ctl-threshold-slider") as HTMLInputElement).value,
+        minK: v("minK").value, amgMode: v("amgMode").value, maxK: v("maxK").value,
+        beta: v("beta").checked, betaValue: v("betaValue").value, betaForm: v("betaForm").value, betaMix: v("betaMix").value, betaTheta: v("betaTheta").value,
+        pi: v("pi").checked, piMomentum: v("piMomentum").value,
+      };
+    });
+    const applied = async () => (await panel.posted()).filter((p) => p.type === "applyPolicy") as unknown as Array<{ policy: Record<string, unknown> }>;
+    const before = (await applied()).length;
+    // What the host posts after "Set Gating Policy…" (the server's float32 echo of 0.7 included).
+    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, policy: {
+      amg: { threshold: 0.699999988079071, min_k: 2, mode: "full" }, max_k: 4, beta: { beta: 0.8, form: "scale_preserving", mix: 0.5, theta: null },
+      pi: { momentum: 0.9 }, disable: [[0, 1]],
+    } }]);
+    await panel.page.waitForFunction(() => (document.getElementById("ctl-amg") as unknown as { checked: boolean }).checked && (document.getElementById("ctl-maxK") as unknown as { value: string }).value === "4");
+    assert.deepEqual(await controls(), {
+      amg: true, threshold: "0.7", slider: "0.7", minK: "2", amgMode: "full", maxK: "4",
+      beta: true, betaValue: "0.8", betaForm: "scale_preserving", betaMix: "0.5", betaTheta: "", pi: true, piMomentum: "0.9",
+    });
+    await panel.page.waitForTimeout(400); // past the debounce: showing the host's policy posts nothing back
+    assert.equal((await applied()).length, before);
+    // A change by the user posts the shown policy with it, and the disabled expert the controls do not show.
+    await panel.page.click("#ctl-pi");
+    await panel.page.waitForFunction((n) => (window as unknown as { __posted: Array<{ type: string }> }).__posted.filter((m) => m.type === "applyPolicy").length > n, before, { timeout: 5000 });
+    assert.deepEqual((await applied()).pop()!.policy, {
+      amg: { threshold: 0.7, min_k: 2, mode: "full" }, max_k: 4, beta: { beta: 0.8, form: "scale_preserving", mix: 0.5 }, disable: [[0, 1]],
+    });
+    // "Toggle AMG" off: the host posts the policy without amg, and the AMG box follows.
+    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, policy: { max_k: 4 } }]);
+    await panel.page.waitForFunction(() => !(document.getElementById("ctl-amg") as unknown as { checked: boolean }).checked);
+    const off = await controls();
+    assert.deepEqual([off.amg, off.beta, off.pi, off.maxK], [false, false, false, "4"]);
+    assert.equal(off.threshold, "0.7", "τ keeps its last value for when AMG comes back on");
+    // max k is bounded by the model's expert count from the same message.
+    await panel.page.$eval("#ctl-maxK", (f) => { (f as unknown as { value: string }).value = "9"; f.dispatchEvent(new Event("change", { bubbles: true })); });
+    await panel.page.waitForFunction(() => /max k must be an integer in \[1, 8\]/.test(document.querySelector(".control-error")?.textContent ?? ""), undefined, { timeout: 5000 });
+    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, policy: {} }]);
   });
 });

@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
 import { fitAntPredictor } from "../../core/ant";
+import { decodeText, requireText } from "../../core/text-input";
 import type { Services } from "../services";
 import { errorMessage, isCancellation, raceAbort } from "../server-manager";
 
@@ -20,12 +21,16 @@ export function register(svc: Services): vscode.Disposable {
     const pick = choices.length === 1 ? choices[0] : await vscode.window.showQuickPick(choices, { title: "MoE Lens: calibration text for Ant" });
     if (!pick) return;
     let text: string;
-    if (pick.id === "sel") text = editor!.document.getText(editor!.selection);
-    else if (pick.id === "doc") text = editor!.document.getText();
-    else {
-      const f = await vscode.window.showOpenDialog({ title: "Calibration text", canSelectMany: false, openLabel: "Calibrate" });
-      if (!f?.[0]) return;
-      text = new TextDecoder().decode(await vscode.workspace.fs.readFile(f[0]));
+    try {
+      if (pick.id === "sel") text = requireText(editor!.document.getText(editor!.selection), vscode.workspace.asRelativePath(editor!.document.uri));
+      else if (pick.id === "doc") text = requireText(editor!.document.getText(), vscode.workspace.asRelativePath(editor!.document.uri));
+      else {
+        const f = await vscode.window.showOpenDialog({ title: "Calibration text", canSelectMany: false, openLabel: "Calibrate" });
+        if (!f?.[0]) return;
+        text = decodeText(await vscode.workspace.fs.readFile(f[0]), vscode.workspace.asRelativePath(f[0]));
+      }
+    } catch (e) {
+      return void vscode.window.showErrorMessage(`MoE Lens: ${errorMessage(e)}`);
     }
     if (!text.trim()) return void vscode.window.showWarningMessage("MoE Lens: the calibration text is empty.");
     const ac = new AbortController();

@@ -1,6 +1,6 @@
 import * as vscode from "vscode";
-import type { Policy } from "../../core/policy";
-import { describePolicy } from "../../core/policy-parse";
+import { describePolicy, type Policy } from "../../../shared/policy";
+import { formatNumber } from "../../../shared/format";
 import type { Services } from "../services";
 import { DEFAULT_AMG } from "../policy-state";
 
@@ -29,7 +29,7 @@ export function register(svc: Services): vscode.Disposable {
       const b = await svc.tracer.trace(target, { policy: r, label: `B: ${describePolicy(r)}`, quiet: true });
       if (!b) return;
       svc.panel.post({ type: "compare", leftTraceId: a.id, rightTraceId: b.id });
-      const fmt = (x: typeof a) => (x.summary ? `ppl ${x.summary.ppl.toFixed(3)}, active ${x.summary.avg_active.toFixed(2)}/${x.header?.k}` : "?");
+      const fmt = (x: typeof a) => (x.summary ? `ppl ${formatNumber(x.summary.ppl, 3)}, active ${x.summary.avg_active.toFixed(2)}/${x.header?.k}` : "?");
       svc.output.info(`compare: ${describePolicy(l)}: ${fmt(a)} | ${describePolicy(r)}: ${fmt(b)}`);
       return { left: a.id, right: b.id };
     } catch (e) {

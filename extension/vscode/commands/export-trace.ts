@@ -1,7 +1,6 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
-import { traceToCsv, traceToJson } from "../../core/export";
-import { concatBatches, type Trace } from "../../core/trace";
+import { TraceExportWriter, writeExportFile, type ExportSink } from "../../core/export";
 import type { TraceRecord } from "../../core/trace-store";
 import type { Services } from "../services";
 
@@ -9,9 +8,10 @@ import type { Services } from "../services";
  * MoE Lens: Export Trace… — writes the active editor's trace (or the newest one) as JSON
  * or CSV through a save dialog. The formats are those of extension/core/export.ts
  * (documented there and in the README, "Trace export formats"): JSON holds the header
- * (model, policy, k, layers, windows), one record per token (id, piece, UTF-8 byte span,
- * NLL, per-layer experts/weights/entropy/active) and the summary; CSV has one row per
- * token × MoE layer.
+ * (model, policy, k, layers, windows), one record per token (id, piece, exact bytes, UTF-8
+ * byte span, NLL, per-layer experts/weights/entropy/active) and the summary; CSV has one row
+ * per token × MoE layer. The stored batches are written one by one to a file on disk, so
+ * memory does not grow with the export.
  */
 export function register(svc: Services): vscode.Disposable {
   return vscode.commands.registerCommand("moeLens.exportTrace", async (format?: "json" | "csv", target?: vscode.Uri) => {
@@ -43,9 +43,20 @@ export function register(svc: Services): vscode.Disposable {
       });
       if (!target) return;
     }
-    const trace: Trace = { header: rec.header, columns: concatBatches(rec.header, rec.batches), summary: rec.summary };
-    const body = format === "json" ? traceToJson(trace) : traceToCsv(trace);
-    await vscode.workspace.fs.writeFile(target, new TextEncoder().encode(body));
+    const header = rec.header;
+    const write = async (sink: ExportSink) => {
+      const w = new TraceExportWriter(format!, rec.text, sink);
+      await w.begin(header);
+      for (const b of rec.batches) await w.batch(b);
+      await w.end(rec.summary);
+    };
+    if (target.scheme === "file") await writeExportFile(target.fsPath, write);
+    else {
+      // A virtual file system (no local path): assemble the file, then hand it over.
+      const parts: string[] = [];
+      await write((chunk) => void parts.push(chunk));
+      await vscode.workspace.fs.writeFile(target, new TextEncoder().encode(parts.join("")));
+    }
     svc.output.info(`exported trace ${rec.id} (${rec.count} tokens) to ${target.toString()}`);
     void vscode.window.showInformationMessage(`MoE Lens: exported ${rec.count} tokens to ${path.basename(target.path)}.`);
     return target;

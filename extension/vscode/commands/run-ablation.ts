@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
 import { runAblation, type AblationDoc } from "../../core/experiments";
+import { decodeText } from "../../core/text-input";
 import { labelText } from "../../core/transitions";
 import { ablationSubtitle, evaluationFiles, type ExperimentRun } from "../experiment-view";
 import { publishExperiment, runExperiment } from "../experiment-runner";
@@ -14,10 +15,9 @@ export interface AblationArgs {
   calibration?: vscode.Uri | null;
 }
 
-const decode = (b: Uint8Array) => new TextDecoder().decode(b);
 
 /**
- * MoE Lens: Run β/Π/Ant Ablation on Folder… — the Affinity text's table (as `moe-lens
+ * MoE Lens: Run β/Π/Ant Ablation on Folder… — the table of “Affinity is not enough” (as `moe-lens
  * ablation DIR --calibration FILE`): the 2³ subsets of {β, Π, Ant} on labelled transition
  * texts (marker lines or code fences; unlabelled files use routing change points), metric ±
  * std over documents. The user picks a folder, then its files, then the calibration text for
@@ -68,12 +68,17 @@ export function register(svc: Services): vscode.Disposable {
     }
 
     const docs: AblationDoc[] = [];
-    for (const f of files) {
-      const l = labelText(decode(await vscode.workspace.fs.readFile(f)));
-      if (!l.spans.length) svc.output.info(`ablation: ${path.basename(f.path)} has no marker lines or code fences; using routing change points`);
-      docs.push({ name: path.basename(f.path), text: l.text, spans: l.spans });
+    let calibrationText: string | undefined;
+    try {
+      for (const f of files) {
+        const l = labelText(decodeText(await vscode.workspace.fs.readFile(f), vscode.workspace.asRelativePath(f)));
+        if (!l.spans.length) svc.output.info(`ablation: ${path.basename(f.path)} has no marker lines or code fences; using routing change points`);
+        docs.push({ name: path.basename(f.path), text: l.text, spans: l.spans });
+      }
+      if (calibration) calibrationText = decodeText(await vscode.workspace.fs.readFile(calibration), vscode.workspace.asRelativePath(calibration));
+    } catch (e) {
+      return void vscode.window.showErrorMessage(`MoE Lens: ${errorMessage(e)}`);
     }
-    const calibrationText = calibration ? decode(await vscode.workspace.fs.readFile(calibration)) : undefined;
     if (calibrationText !== undefined && !calibrationText.trim()) return void vscode.window.showWarningMessage("MoE Lens: the calibration text is empty.");
 
     const previous = svc.server.predictorPath;

@@ -1,8 +1,10 @@
 import * as vscode from "vscode";
 import { DEFAULT_THRESHOLDS, runAmgSweep } from "../../core/experiments";
+import { requireText } from "../../core/text-input";
 import { parseMaxK, parseThresholds, sweepSubtitle, type ExperimentRun } from "../experiment-view";
 import { publishExperiment, runExperiment } from "../experiment-runner";
 import type { Services } from "../services";
+import { errorMessage } from "../server-manager";
 
 export interface SweepArgs {
   uri?: vscode.Uri;
@@ -11,7 +13,7 @@ export interface SweepArgs {
 }
 
 /**
- * MoE Lens: Run AMG Sweep on Document — the AMG text's table for the active document (as
+ * MoE Lens: Run AMG Sweep on Document — the table of “Adaptive Mixture of Experts Gate (AMG)” for the active document (as
  * `moe-lens sweep FILE`): perplexity ± σ and average active experts for each AMG threshold ×
  * expert slots (max_k above the trained k reloads the model with more experts). Asks for the
  * thresholds and max_k (defaults as the CLI's) unless given as arguments; progress with Cancel.
@@ -23,6 +25,11 @@ export function register(svc: Services): vscode.Disposable {
     if (!document) return void vscode.window.showWarningMessage("MoE Lens: open a text file to run the AMG sweep on.");
     const text = document.getText();
     if (!text.trim()) return void vscode.window.showWarningMessage("MoE Lens: the document is empty.");
+    try {
+      requireText(text, vscode.workspace.asRelativePath(document.uri));
+    } catch (e) {
+      return void vscode.window.showErrorMessage(`MoE Lens: ${errorMessage(e)}`);
+    }
     let thresholds = a.thresholds;
     let maxK = a.maxK;
     if (!thresholds || !maxK) {
@@ -34,7 +41,7 @@ export function register(svc: Services): vscode.Disposable {
       thresholds = parseThresholds(s) as number[];
       const model = svc.server.modelInfo;
       const nExpert = model?.n_expert ?? 4096;
-      const k = model?.n_expert_used_trained ?? model?.n_expert_used;
+      const k = model?.n_expert_used_trained;
       const m = await vscode.window.showInputBox({
         title: "MoE Lens: AMG sweep (2/2)", prompt: `Expert slots max_k to sweep${k ? ` (trained k = ${k}; above it the model is reloaded with more experts)` : ""}; empty: k and 2k`,
         value: k ? [k, Math.min(nExpert, 2 * k)].filter((x, i, xs) => xs.indexOf(x) === i).join(", ") : "",

@@ -1,6 +1,6 @@
 import * as vscode from "vscode";
-import type { Policy } from "../../core/policy";
-import { describePolicy, validatePolicy } from "../../core/policy-parse";
+import { describePolicy, type Policy } from "../../../shared/policy";
+import { validatePolicy } from "../../core/policy-parse";
 import type { Services } from "../services";
 import { errorMessage } from "../server-manager";
 
@@ -46,7 +46,7 @@ export function register(svc: Services): vscode.Disposable {
 
 async function pick(svc: Services): Promise<Policy | undefined> {
   const model = svc.server.modelInfo;
-  const k = model?.n_expert_used_trained ?? model?.n_expert_used ?? 8;
+  const k = model?.n_expert_used_trained ?? 8;
   const E = model?.n_expert ?? 256;
   const items: Item[] = [
     { label: "Baseline", description: "unmodified routing", build: async () => ({}) },

@@ -2,10 +2,9 @@
 // Both sides import these types. Trace data crosses as typed arrays inside `TraceBatch`
 // (postMessage structured-clones them as binary, never as one JSON object per token).
 
-import type { Policy } from "../extension/core/policy";
-import type { TraceBatch, TraceHeader, TraceSummary } from "../extension/core/trace";
-
-export type { Policy, TraceBatch, TraceHeader, TraceSummary };
+import type { Policy } from "./policy";
+import type { TraceBatch } from "./trace";
+import type { TraceHeader, TraceSummary } from "./wire";
 
 /** A labelled span of tokens (from labels, code fences, or change points). */
 export interface DomainSegment {
@@ -16,7 +15,7 @@ export interface DomainSegment {
   source: "label" | "fence" | "language" | "change-point";
 }
 
-/** Metrics at one domain transition (see ../shared notes: gating-and-metrics). */
+/** Metrics at one domain transition (definitions: docs/metrics.md, "Domain transitions"). */
 export interface TransitionMetrics {
   /** Token index of the transition step: its input is the old domain, the next token the new one. */
   token: number;
@@ -37,11 +36,11 @@ export type HostMessage =
   | { type: "segments"; traceId: string; segments: DomainSegment[]; transitions: TransitionMetrics[] }
   /** Show two finished traces side by side (same text, two policies). */
   | { type: "compare"; leftTraceId: string; rightTraceId: string }
+  /** The policy new traces use, after every change (the panel's controls show it); the model's trained k and expert count (0 before a model is loaded). */
   | { type: "policy"; policy: Policy; trainedK: number; maxK: number; antAvailable: boolean }
   | { type: "highlightToken"; traceId: string; token: number }
   /** A finished experiment (AMG sweep or {β, Π, Ant} ablation) as a table: the CLI's table, cells already formatted. */
-  | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string }
-  | { type: "clear" };
+  | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string };
 
 /** Webview → host. */
 export type WebviewMessage =
@@ -50,6 +49,5 @@ export type WebviewMessage =
   | { type: "applyPolicy"; policy: Policy }
   | { type: "revealToken"; traceId: string; token: number }
   | { type: "requestCompare"; left: Policy; right: Policy }
-  | { type: "log"; level: "info" | "error"; message: string }
   /** The user pressed "Export…" under an experiment table: host offers CSV / JSON / HTML. */
   | { type: "exportExperiment" };

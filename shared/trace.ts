@@ -1,53 +1,10 @@
 // The routing trace in memory: columnar typed arrays, one row per token, so that a
 // 20k-token × 48-layer trace stays a few typed arrays instead of millions of objects.
-// The same shapes travel from the server (base64 in NDJSON, see native/API.md) and to the
-// webview (transferable ArrayBuffers, see webview/protocol.ts).
+// The same shapes travel from the server (base64 in NDJSON, decoded by
+// extension/core/server-client.ts; the JSON shapes are in shared/wire.ts) and to the webview
+// (transferable ArrayBuffers, see shared/protocol.ts).
 
-import type { Policy } from "./policy";
-
-export interface ModelInfo {
-  path: string;
-  architecture: string;
-  n_layer: number;
-  /** Indices of the layers that have a routed MoE FFN. */
-  moe_layers: number[];
-  n_expert: number;
-  /** Experts used per token as loaded (after any expert_used_count override). */
-  n_expert_used: number;
-  /** Experts used per token as trained (from the GGUF before overrides). */
-  n_expert_used_trained: number;
-  n_expert_shared: number;
-  gating: "softmax" | "sigmoid" | "softmax_weight";
-  weights_norm: boolean;
-  weights_scale: number;
-  n_ctx: number;
-  n_ctx_train: number;
-  n_vocab: number;
-  add_bos: boolean;
-  /** Hex SHA-256 of the model file (ties fitted predictors to a model). */
-  sha256?: string;
-  predictor_loaded?: boolean;
-  /** Optional server features, e.g. "in_graph_routing", "expert_norms" (native/API.md). */
-  capabilities: string[];
-  /** Whether dropped experts can skip their computation on this build and model (CPU only). */
-  skip_supported: boolean;
-}
-
-/** Header of one trace: what the columns mean. */
-export interface TraceHeader {
-  model: ModelInfo;
-  policy: Policy;
-  /** Number of MoE layers traced (columns per token). */
-  n_moe_layers: number;
-  /** Expert slots per layer in the arrays (= n_expert_used as loaded). */
-  k: number;
-  /** Top router probabilities per layer recorded (0 = none). */
-  top_n: number;
-  /** Total tokens the trace will hold. */
-  n_tokens: number;
-  /** Context windows used for text longer than the context (see native/API.md). */
-  windows: Array<{ start: number; end: number; scored_from: number }>;
-}
+import type { TraceHeader, TraceSummary } from "./wire";
 
 /** A run of consecutive tokens. Arrays are row-major: [token][layer][slot]. */
 export interface TraceBatch {
@@ -71,18 +28,6 @@ export interface TraceBatch {
   /** Top-N router ids and probabilities, [count][n_moe_layers][top_n], when asked for. */
   topIds?: Int32Array;
   topProbs?: Float32Array;
-}
-
-export interface TraceSummary {
-  n_tokens: number;
-  /** exp(mean NLL) over the tokens that have a next token. */
-  ppl: number;
-  mean_nll: number;
-  avg_active: number;
-  avg_active_per_layer: number[];
-  /** Selection counts, [n_moe_layers][n_expert], counting experts with non-zero weight. */
-  usage: number[][];
-  elapsed_ms: number;
 }
 
 /** A complete trace with all batches concatenated. */
