@@ -100,7 +100,14 @@ export const TRACE_WINDOW_KEYS = ["start", "end", "scored_from", "recorded_end"]
 const _traceWindowKeys: ListsAllKeys<TraceWindow, typeof TRACE_WINDOW_KEYS> = true;
 
 /** `POST /v1/trace` request: text (or token ids), optional policy, router top-N, expert-output norms, BOS. */
-export type TraceRequest = ({ text: string } | { tokens: number[] }) & { policy?: Policy; top_n?: number; expert_norms?: boolean; add_bos?: boolean };
+export type TraceRequest = ({ text: string } | { tokens: number[] }) & {
+  policy?: Policy;
+  top_n?: number;
+  expert_norms?: boolean;
+  /** Stream every expert's router probability (f16) with each batch. */
+  probs?: boolean;
+  add_bos?: boolean;
+};
 
 /** Header of one trace (the stream's first record, without its `type`): what the columns mean. */
 export interface TraceHeader {
@@ -115,10 +122,14 @@ export interface TraceHeader {
   top_n: number;
   /** Total tokens the trace will hold. */
   n_tokens: number;
-  /** Context windows used (one unless the text is longer than the context). */
+  /** Context windows used (one unless the text is longer than the context, and one when the context shifts). */
   windows: TraceWindow[];
+  /** Tokens dropped from the context each time it fills (n_ctx/2), or 0 when the text fits or the memory cannot shift. */
+  kv_shift: number;
+  /** Whether each batch carries `probs`, every expert's router probability. */
+  probs: boolean;
 }
-export const TRACE_HEADER_KEYS = ["type", "model", "policy", "n_moe_layers", "k", "top_n", "n_tokens", "windows"] as const satisfies ReadonlyArray<keyof HeaderRecord>;
+export const TRACE_HEADER_KEYS = ["type", "model", "policy", "n_moe_layers", "k", "top_n", "n_tokens", "windows", "kv_shift", "probs"] as const satisfies ReadonlyArray<keyof HeaderRecord>;
 const _traceHeaderKeys: ListsAllKeys<HeaderRecord, typeof TRACE_HEADER_KEYS> = true;
 export type HeaderRecord = TraceHeader & { type: "header" };
 
@@ -149,15 +160,19 @@ export interface BatchRecord {
   top_probs?: string;
   /** f32 × count·L·K: L2 norm of each selected slot's expert output before gating, only when the request asked for expert_norms. */
   expert_norms?: string;
+  /** f16 × count·L·E: every expert's router probability, `[token][layer][expert]`, only when the request asked for probs. */
+  probs?: string;
 }
 export const BATCH_KEYS = [
-  "type", "start", "count", "token_ids", "byte_spans", "pieces", "nll", "experts", "weights", "entropy", "active", "top_ids", "top_probs", "expert_norms",
+  "type", "start", "count", "token_ids", "byte_spans", "pieces", "nll", "experts", "weights", "entropy", "active", "top_ids", "top_probs", "expert_norms", "probs",
 ] as const satisfies ReadonlyArray<keyof BatchRecord>;
 const _batchKeys: ListsAllKeys<BatchRecord, typeof BATCH_KEYS> = true;
 /** The batch keys sent only when the request asked for top_n > 0. */
 export const BATCH_TOP_N_KEYS = ["top_ids", "top_probs"] as const satisfies ReadonlyArray<keyof BatchRecord>;
 /** The batch key sent only when the request asked for expert_norms. */
 export const BATCH_EXPERT_NORMS_KEYS = ["expert_norms"] as const satisfies ReadonlyArray<keyof BatchRecord>;
+/** The batch key sent only when the request asked for probs. */
+export const BATCH_PROBS_KEYS = ["probs"] as const satisfies ReadonlyArray<keyof BatchRecord>;
 
 /** The stream's last record (without its `type`). */
 export interface TraceSummary {

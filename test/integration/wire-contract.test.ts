@@ -12,7 +12,7 @@ import { fitAntPredictor } from "../../extension/core/ant";
 import type { ServerProcess } from "../../extension/core/server-process";
 import { AMG_KEYS, ANT_KEYS, BETA_KEYS, PI_KEYS, POLICY_KEYS, type Policy } from "../../shared/policy";
 import {
-  BATCH_EXPERT_NORMS_KEYS, BATCH_KEYS, BATCH_TOP_N_KEYS, CALIBRATE_KEYS, ERROR_BODY_KEYS, ERROR_KEYS, HEALTH_KEYS, MODEL_INFO_KEYS, PERPLEXITY_KEYS,
+  BATCH_EXPERT_NORMS_KEYS, BATCH_KEYS, BATCH_PROBS_KEYS, BATCH_TOP_N_KEYS, CALIBRATE_KEYS, ERROR_BODY_KEYS, ERROR_KEYS, HEALTH_KEYS, MODEL_INFO_KEYS, PERPLEXITY_KEYS,
   PREDICTOR_KEYS, SERVER_MODEL_INFO_KEYS, SPEED_KEYS, SUMMARY_KEYS, TOKENIZE_KEYS, TRACE_HEADER_KEYS, TRACE_WINDOW_KEYS,
 } from "../../shared/wire";
 import { DEMO_MODEL, rawRequest, ROOT, startServer } from "../helpers";
@@ -79,12 +79,17 @@ async function stream(route: string, body: unknown): Promise<Map<string, Array<R
 }
 
 /** The batch keys sent without the optional columns, plus those asked for. */
-function batchKeys(asked: { topN?: boolean; norms?: boolean }): string[] {
-  const optional: string[] = [...BATCH_TOP_N_KEYS, ...BATCH_EXPERT_NORMS_KEYS];
-  return [...BATCH_KEYS.filter((k) => !optional.includes(k)), ...(asked.topN ? BATCH_TOP_N_KEYS : []), ...(asked.norms ? BATCH_EXPERT_NORMS_KEYS : [])];
+function batchKeys(asked: { topN?: boolean; norms?: boolean; probs?: boolean }): string[] {
+  const optional: string[] = [...BATCH_TOP_N_KEYS, ...BATCH_EXPERT_NORMS_KEYS, ...BATCH_PROBS_KEYS];
+  return [
+    ...BATCH_KEYS.filter((k) => !optional.includes(k)),
+    ...(asked.topN ? BATCH_TOP_N_KEYS : []),
+    ...(asked.norms ? BATCH_EXPERT_NORMS_KEYS : []),
+    ...(asked.probs ? BATCH_PROBS_KEYS : []),
+  ];
 }
 
-function assertTraceRecords(records: Map<string, Array<Record<string, unknown>>>, asked: { topN?: boolean; norms?: boolean }, what: string): void {
+function assertTraceRecords(records: Map<string, Array<Record<string, unknown>>>, asked: { topN?: boolean; norms?: boolean; probs?: boolean }, what: string): void {
   assert.deepEqual([...records.keys()].sort(), ["batch", "header", "summary"], `${what}: record types`);
   const [header] = records.get("header")!;
   assertKeys(header, TRACE_HEADER_KEYS, `${what} header`);
@@ -115,6 +120,7 @@ describe("wire contract: what the server sends, key by key", () => {
     assertPolicyEcho(plain.get("header")![0].policy, "/v1/trace header");
     assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, top_n: 4 }), { topN: true }, "/v1/trace with top_n");
     assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, expert_norms: true }), { norms: true }, "/v1/trace with expert_norms");
+    assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, probs: true }), { probs: true }, "/v1/trace with probs");
     // Text longer than the context: several windows, each with the same keys.
     const windowed = await stream("/v1/trace", { tokens: Array.from({ length: 600 }, (_, i) => 10 + (i % 50)) });
     assert.ok((windowed.get("header")![0].windows as unknown[]).length > 1, "the 600 tokens span several windows");

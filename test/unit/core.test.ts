@@ -18,7 +18,7 @@ import type { Trace } from "../../shared/trace";
 function smallTrace(): Trace {
   const model = { moe_layers: [5], n_expert: 4, architecture: "qwen3moe" } as unknown as ModelInfo;
   return {
-    header: { model, policy: {}, n_moe_layers: 1, k: 2, top_n: 0, n_tokens: 3, windows: [] },
+    header: { model, policy: {}, n_moe_layers: 1, k: 2, top_n: 0, n_tokens: 3, windows: [], kv_shift: 0, probs: false },
     columns: {
       start: 0, count: 3,
       tokenIds: Int32Array.from([1, 2, 3]),

@@ -15,7 +15,7 @@ function header(n: number): TraceHeader {
       n_ctx: 2048, n_ctx_train: 256, n_vocab: 3000, add_bos: true, description: "test", bos: 1, vocab_type: "bpe", size_bytes: 0, n_params: 0,
       capabilities: [], skip_supported: true,
     },
-    policy: {}, n_moe_layers: L, k: K, top_n: 0, n_tokens: n, windows: [{ start: 0, end: n, scored_from: 0, recorded_end: n }],
+    policy: {}, n_moe_layers: L, k: K, top_n: 0, n_tokens: n, windows: [{ start: 0, end: n, scored_from: 0, recorded_end: n }], kv_shift: 0, probs: false,
   };
 }
 

@@ -44,7 +44,7 @@ function buildTrace(E: number, K: number, toks: Tok[]): Trace {
   }));
   const model = { moe_layers: Array.from({ length: L }, (_, m) => 2 * m), n_expert: E, architecture: "qwen3moe" } as unknown as ModelInfo;
   return {
-    header: { model, policy: {}, n_moe_layers: L, k: K, top_n: N, n_tokens: T, windows: [] },
+    header: { model, policy: {}, n_moe_layers: L, k: K, top_n: N, n_tokens: T, windows: [], kv_shift: 0, probs: false },
     columns: {
       start: 0, count: T,
       tokenIds: Int32Array.from(toks.map((_, i) => i)),

@@ -47,7 +47,7 @@ function lineTrace(text: string, E: number, L: number, expertOf: (line: string) 
   });
   const model = { moe_layers: Array.from({ length: L }, (_, m) => m), n_expert: E, architecture: "qwen3moe" } as unknown as ModelInfo;
   return {
-    header: { model, policy: {}, n_moe_layers: L, k: K, top_n: N, n_tokens: T, windows: [] },
+    header: { model, policy: {}, n_moe_layers: L, k: K, top_n: N, n_tokens: T, windows: [], kv_shift: 0, probs: false },
     columns: {
       start: 0, count: T, tokenIds: Int32Array.from(lines.map((_, i) => i)), byteStart, byteEnd, pieces: lines,
       nll: Float32Array.from(lines.map((_, i) => (i === T - 1 ? NaN : 1 + i / 100))),
