@@ -8,7 +8,10 @@
 // incremental while a cold machine builds from scratch with the same command.
 //
 // Environment: MOE_LENS_GPU=cuda|vulkan|metal selects a GPU backend (default: CPU);
-// MOE_LENS_CACHE_DIR overrides the cache root; MOE_LENS_JOBS the parallel build jobs.
+// MOE_LENS_CACHE_DIR overrides the cache root; MOE_LENS_JOBS the parallel build jobs;
+// MOE_LENS_SANITIZE=address (ASan + UBSan) or thread (TSan) builds the server and the C++
+// tests instrumented, in their own cache directory, into out/bin-asan/ or out/bin-tsan/
+// (the fuzzer takes them with --server; see native/API.md, "Hardening").
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -20,7 +23,6 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 const nodeLlamaDir = path.join(repoRoot, "node_modules", "node-llama-cpp", "llama");
 const bundlePath = path.join(nodeLlamaDir, "gitRelease.bundle");
 const patchesDir = path.join(repoRoot, "native", "patches");
-const outBinDir = path.join(repoRoot, "out", "bin");
 
 const BACKEND_FLAGS = {
   cpu: [],
@@ -29,6 +31,7 @@ const BACKEND_FLAGS = {
   metal: ["-DGGML_METAL=ON"],
 };
 const TARGETS = ["moe-lens-server", "moe-lens-native-tests", "moe-lens-bench", "llama-perplexity", "test-llama-archs"];
+const SANITIZERS = { address: "asan", thread: "tsan" };
 
 function fail(message) {
   console.error(`build:native: ${message}`);
@@ -42,6 +45,8 @@ function run(cmd, args, opts = {}) {
 
 const backend = (process.env.MOE_LENS_GPU || "cpu").toLowerCase();
 if (!(backend in BACKEND_FLAGS)) fail(`unknown MOE_LENS_GPU=${backend}; use one of ${Object.keys(BACKEND_FLAGS).join(", ")}`);
+const sanitize = (process.env.MOE_LENS_SANITIZE || "").toLowerCase();
+if (sanitize && !(sanitize in SANITIZERS)) fail(`unknown MOE_LENS_SANITIZE=${sanitize}; use one of ${Object.keys(SANITIZERS).join(", ")}`);
 if (!fs.existsSync(bundlePath)) fail(`${bundlePath} is missing; run \`npm ci\` first`);
 
 const llamaTag = JSON.parse(fs.readFileSync(path.join(nodeLlamaDir, "llama.cpp.info.json"), "utf8")).tag;
@@ -52,7 +57,8 @@ for (const f of patchFiles) patchHash.update(f).update(fs.readFileSync(path.join
 // MOE_LENS_PORTABLE=1 builds for any CPU of the architecture (no -march=native), for a .vsix
 // meant for other machines.
 const portable = process.env.MOE_LENS_PORTABLE === "1";
-const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-p${patchHash.digest("hex").slice(0, 10)}-${backend}${portable ? "-portable" : ""}`;
+const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-p${patchHash.digest("hex").slice(0, 10)}-${backend}${portable ? "-portable" : ""}${sanitize ? `-${SANITIZERS[sanitize]}` : ""}`;
+const outBinDir = path.join(repoRoot, "out", sanitize ? `bin-${SANITIZERS[sanitize]}` : "bin");
 
 const cacheRoot = process.env.MOE_LENS_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "moe-lens");
 const cacheDir = path.join(cacheRoot, "native", key);
@@ -87,10 +93,12 @@ console.log(`build:native: native/ mirrored to ${nativeMirror} (compiler message
 
 const jobs = process.env.MOE_LENS_JOBS || String(Math.max(1, os.availableParallelism()));
 if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
-  run("cmake", ["-S", nativeMirror, "-B", buildDir, "-DCMAKE_BUILD_TYPE=Release",
-    `-DLLAMA_SOURCE_DIR=${srcDir}`, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : [])]);
+  // Sanitizer builds keep optimisation (the fuzz must run at a useful speed) and add debug info.
+  run("cmake", ["-S", nativeMirror, "-B", buildDir, `-DCMAKE_BUILD_TYPE=${sanitize ? "RelWithDebInfo" : "Release"}`,
+    `-DLLAMA_SOURCE_DIR=${srcDir}`, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : []),
+    ...(sanitize ? [`-DMOE_LENS_SANITIZE=${sanitize}`] : [])]);
 }
-const targets = process.argv.includes("--llama-only") ? TARGETS.slice(3) : TARGETS;
+const targets = sanitize ? TARGETS.slice(0, 2) : process.argv.includes("--llama-only") ? TARGETS.slice(3) : TARGETS;
 run("cmake", ["--build", buildDir, "--config", "Release", "-j", jobs, "--target", ...targets]);
 
 fs.mkdirSync(outBinDir, { recursive: true });
@@ -102,5 +110,5 @@ for (const t of targets) {
   fs.chmodSync(`${dest}.tmp`, 0o755);
   fs.renameSync(`${dest}.tmp`, dest);
 }
-fs.writeFileSync(path.join(outBinDir, "build-info.json"), JSON.stringify({ llamaTag, nodeLlamaVersion, backend, portable, key }, null, 2) + "\n");
+fs.writeFileSync(path.join(outBinDir, "build-info.json"), JSON.stringify({ llamaTag, nodeLlamaVersion, backend, portable, sanitize, key }, null, 2) + "\n");
 console.log(`build:native: ${targets.join(", ")} -> ${path.relative(repoRoot, outBinDir)}/ (cache ${cacheDir})`);

@@ -2,13 +2,14 @@
 // layout found at load time by evaluating one token (see RoutingTap, Mode::Discover).
 #pragma once
 
+#include "errors.h"
 #include "routing_tap.h"
 
+#include "llama-cpp.h"
 #include "llama.h"
 #include <nlohmann/json.hpp>
 
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -22,11 +23,6 @@ struct LoadOptions {
     std::vector<std::string> override_kv;  // KEY=TYPE:VALUE, as llama.cpp's tools take them
 };
 
-// An error whose message is meant for the user as it is.
-struct UserError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
 struct TokenizedText {
     std::vector<llama_token> tokens;
     std::vector<std::string> pieces;
@@ -35,9 +31,9 @@ struct TokenizedText {
 
 class ModelSession {
 public:
-    // Throws UserError with a clear message for missing, corrupt, non-GGUF or dense models.
+    // Throws UserError with a clear message naming the path for missing, unreadable,
+    // non-GGUF, truncated or corrupt files and for dense models.
     static std::unique_ptr<ModelSession> load(const LoadOptions & options);
-    ~ModelSession();
     ModelSession(const ModelSession &) = delete;
     ModelSession & operator=(const ModelSession &) = delete;
 
@@ -52,22 +48,23 @@ public:
     std::string piece(llama_token token) const;
 
     // A context for single-sequence evaluation (trace, generate, calibrate) with the tap.
-    llama_context * ctx() const { return ctx_; }
+    llama_context * ctx() const { return ctx_.get(); }
     int n_ctx() const { return n_ctx_; }
     int n_batch() const { return n_batch_; }
 
     // A separate context with llama-perplexity's shape; `with_tap` installs the callback.
-    llama_context * make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap);
+    llama_context_ptr make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap);
 
     std::string model_sha256() const;  // computed on first use, cached
 
+    // Non-owning views of the model this session owns (model_ below).
     llama_model * model = nullptr;
     const llama_vocab * vocab = nullptr;
     RoutingTap tap;
     std::string architecture;
     int n_expert_used_trained = 0;
     int n_expert_shared = 0;
-    // Set by the HTTP layer while a streamed request runs: llama_decode aborts when true.
+    // Set by the HTTP layer (an AbortGuard) while a request evaluates: llama_decode aborts when true.
     std::function<bool()> should_abort;
 
 private:
@@ -76,7 +73,9 @@ private:
     std::string meta(const std::string & key) const;
 
     LoadOptions options_;
-    llama_context * ctx_ = nullptr;
+    // Declared in this order so that the context is freed before its model.
+    llama_model_ptr model_;
+    llama_context_ptr ctx_;
     int n_ctx_ = 0;
     int n_batch_ = 0;
     mutable std::string sha256_;

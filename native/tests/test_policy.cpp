@@ -1,5 +1,7 @@
 // Unit tests of the policy math (native/src/policy.*, policy_json.*, base64.*), each
-// against a hand-computed answer. Prints "N passed, M failed" and exits non-zero on failure.
+// against a hand-computed answer.
+#include "harness.h"
+
 #include "base64.h"
 #include "policy.h"
 #include "policy_json.h"
@@ -11,32 +13,9 @@
 #include <vector>
 
 using namespace moelens;
+using moelens_tests::run;
 
-static int g_passed = 0, g_failed = 0;
-static std::string g_current;
-
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            std::printf("  FAIL %s: %s (line %d)\n", g_current.c_str(), #cond, __LINE__); \
-            throw 0;                                                                      \
-        }                                                                                 \
-    } while (0)
-#define NEAR(a, b) CHECK(std::fabs(double(a) - double(b)) < 1e-5)
-
-static void run(const char * name, const std::function<void()> & body) {
-    g_current = name;
-    try {
-        body();
-        ++g_passed;
-        std::printf("ok %s\n", name);
-    } catch (...) {
-        ++g_failed;
-        std::printf("not ok %s\n", name);
-    }
-}
-
-int main() {
+void moelens_tests::policy_tests() {
     run("amg keeps the shortest prefix reaching the threshold and renormalises", [] {
         // Normalised weights (sum 1): 0.5, 0.3, 0.15, 0.05. τ = 0.75 → keep 0.5 + 0.3 = 0.8.
         float w[4] = {0.5f, 0.3f, 0.15f, 0.05f};
@@ -202,6 +181,4 @@ int main() {
         CHECK(rejects(R"({"nonsense":1})"));
         CHECK(!policy_from_json(nlohmann::json(), 8, 4).any(2));
     });
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
 }
