@@ -20,7 +20,8 @@
 //   node tools/fuzz/fuzz-server.mjs --requests N [--seed S] [--server BIN] [--model M]
 //        [--concurrency C] [--time-limit SECONDS] [--gguf N] [--json]
 //
-// Prints a report and exits 1 on any failure. --json adds one JSON line with the counts.
+// Prints a report and exits 1 on any failure. --json adds one JSON line with the counts;
+// FUZZ_DEBUG=1 prints every case with its time and status on stderr.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import fs from "node:fs";
@@ -33,7 +34,7 @@ import { fileURLToPath } from "node:url";
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const HOST = "127.0.0.1";
 const REQUEST_TIMEOUT_S = 3; // the server's --request-timeout during the fuzz (slow-client cases)
-const RESPONSE_WAIT_MS = 60_000; // a request we wait for gets its response within this, or counts as unanswered
+const RESPONSE_WAIT_MS = 120_000; // a request we wait for gets its response within this, or counts as unanswered
 
 // ---- options ------------------------------------------------------------------------------
 
@@ -306,16 +307,18 @@ function sampleText(rng, ctx, minBytes, maxBytes) {
 /** A body that is valid for `route`; the mutators below break it in one way. */
 function validBody(rng, ctx, route, { long = false } = {}) {
   const m = ctx.model;
-  const text = long ? sampleText(rng, ctx, 8_000, 40_000) : sampleText(rng, ctx, 1, 600);
+  const text = long ? sampleText(rng, ctx, 2_000, 8_000) : sampleText(rng, ctx, 1, 600);
   switch (route) {
     case "/v1/tokenize": return { text, ...(rng.chance(0.3) ? { add_bos: rng.chance(0.5) } : {}) };
     case "/v1/trace": return rng.chance(0.15)
       ? { tokens: Array.from({ length: rng.int(1, 200) }, () => rng.int(0, m.nVocab - 1)), policy: validPolicy(rng, m) }
       : { text, policy: validPolicy(rng, m), ...(rng.chance(0.3) ? { top_n: rng.int(0, m.nExpert) } : {}), ...(rng.chance(0.2) ? { add_bos: rng.chance(0.5) } : {}) };
-    case "/v1/generate": return { prompt: sampleText(rng, ctx, 1, 200), n_predict: rng.int(0, 24), temperature: rng.pick([0, 0.8, 2]), top_k: rng.int(0, 50), top_p: rng.pick([0, 0.5, 1]), seed: rng.int(0, 1000), policy: validPolicy(rng, m) };
+    case "/v1/generate": return { prompt: sampleText(rng, ctx, 1, 200), n_predict: rng.int(0, 12), temperature: rng.pick([0, 0.8, 2]), top_k: rng.int(0, 50), top_p: rng.pick([0, 0.5, 1]), seed: rng.int(0, 1000), policy: validPolicy(rng, m) };
     case "/v1/perplexity": {
+      // About 2 to 16 chunks (a byte is about a third of a token): one decode per chunk, and
+      // a stateful policy decodes chunk by chunk.
       const n_ctx = rng.pick([8, 16, 32, 64]);
-      return { text: long ? text : sampleText(rng, ctx, 2_000, 8_000), n_ctx, ...(rng.chance(0.3) ? { n_batch: rng.pick([n_ctx, 2 * n_ctx, 4 * n_ctx, 2048]) } : {}), policy: validPolicy(rng, m) };
+      return { text: long ? text : sampleText(rng, ctx, 6 * n_ctx, 48 * n_ctx), n_ctx, ...(rng.chance(0.3) ? { n_batch: rng.pick([n_ctx, 2 * n_ctx, 4 * n_ctx, 2048]) } : {}), policy: validPolicy(rng, m) };
     }
     case "/v1/calibrate": return { text };
     case "/v1/predictor": return { path: rng.pick([null, ctx.predictorFiles[rng.int(0, ctx.predictorFiles.length - 1)], "/nonexistent.json", "/dev/null", os.tmpdir()]) };
@@ -466,7 +469,7 @@ function makeCase(seed, index, ctx) {
     }
     case "long": {
       const lr = rng.pick(EVALUATING);
-      return { kind, ...post(lr, JSON.stringify(validBody(rng, ctx, lr, { long: true }))), abortAfterMs: rng.chance(0.5) ? 0 : rng.int(1000, 10_000) };
+      return { kind, ...post(lr, JSON.stringify(validBody(rng, ctx, lr, { long: true }))), abortAfterMs: rng.chance(0.5) ? 0 : rng.int(500, 4000) };
     }
   }
   throw new Error(`unknown case kind ${kind}`);
@@ -484,7 +487,7 @@ function checkResponse(c, res, report) {
   if (res.disconnected && !res.responded) { report.disconnects++; return; }
   if (res.disconnected) report.disconnects++;
   if (!res.responded) {
-    report.noResponse.push(`${c.kind} ${c.route}${res.timedOut ? " (no answer in 60 s)" : " (closed without a response)"}`);
+    report.noResponse.push(`${c.kind} ${c.route}${res.timedOut ? ` (no answer in ${RESPONSE_WAIT_MS / 1000} s)` : " (closed without a response)"}`);
     return;
   }
   report.byStatus[res.status] = (report.byStatus[res.status] ?? 0) + 1;
@@ -510,7 +513,7 @@ function checkResponse(c, res, report) {
 async function fixedOutputs(server, ctx) {
   const text = ctx.corpus.subarray(0, 3000).toString("utf8").replace(/\uFFFD/g, "");
   const trace = await exchange(server.port, requestBytes("POST", "/v1/trace", { token: server.token, body: JSON.stringify({ text, top_n: 2, policy: { amg: { threshold: 0.6 } } }) }));
-  const ppl = await exchange(server.port, requestBytes("POST", "/v1/perplexity", { token: server.token, body: JSON.stringify({ text: ctx.corpus.subarray(0, 20_000).toString("utf8").replace(/\uFFFD/g, ""), n_ctx: 64 }) }));
+  const ppl = await exchange(server.port, requestBytes("POST", "/v1/perplexity", { token: server.token, body: JSON.stringify({ text: ctx.corpus.subarray(0, 6_000).toString("utf8").replace(/\uFFFD/g, ""), n_ctx: 64 }) }));
   if (trace.status !== 200 || ppl.status !== 200) throw new Error(`the fixed requests failed: trace ${trace.status}, perplexity ${ppl.status}: ${ppl.body.toString().slice(0, 200)}`);
   const traceText = trace.body.toString("utf8").replace(/,"elapsed_ms":[0-9.e+-]+/, "");
   return { trace: traceText, perplexity: ppl.body.toString("utf8") };
@@ -619,7 +622,7 @@ async function main() {
   if (!fs.existsSync(opts.model)) usage(`no model at ${opts.model}`);
   const token = randomBytes(32).toString("hex");
   const t0 = Date.now();
-  const report = { byStatus: {}, noResponse: [], fiveXX: [], badErrorBody: [], streamErrors: [], crashes: [], noRetryAfter: 0, disconnects: 0, sent: 0 };
+  const report = { byStatus: {}, noResponse: [], fiveXX: [], badErrorBody: [], streamErrors: [], crashes: [], noRetryAfter: 0, disconnects: 0, sent: 0, secondsByKind: {} };
 
   let server = await Server.start(opts.server, opts.model, token);
   const info = JSON.parse((await exchange(server.port, requestBytes("GET", "/v1/model", { token }))).body.toString());
@@ -634,6 +637,7 @@ async function main() {
   const before = await fixedOutputs(server, ctx);
   await waitIdle(server);
   const rssBefore = server.rssBytes();
+  const tFuzz = Date.now();
 
   let next = 0;
   let stoppedAtTimeLimit = false;
@@ -645,8 +649,11 @@ async function main() {
       const c = makeCase(opts.seed, i, ctx);
       c.method = c.parts[0].subarray(0, 8).toString("latin1").split(" ")[0];
       if (!server.running) return;
+      const tCase = Date.now();
       const res = await exchange(server.port, c.parts, c);
       report.sent++;
+      report.secondsByKind[c.kind] = (report.secondsByKind[c.kind] ?? 0) + (Date.now() - tCase) / 1000;
+      if (process.env.FUZZ_DEBUG) console.error(`${i} ${c.kind} ${c.route} ${Date.now() - tCase} ms ${res.status} ${Buffer.concat(c.parts).toString("utf8").split("\r\n\r\n")[1]?.replace(/"(text|prompt)":"([^"\\]|\\.)*"/g, "T").slice(0, 300)}`);
       if (!server.running) {
         const e = server.exit;
         report.crashes.push(`case ${i} (${c.kind} ${c.route}) in flight when the server died (${e.signal ?? `status ${e.code}`}):\n    ${server.stderrTail.slice(-25).join("\n    ")}`);
@@ -657,6 +664,7 @@ async function main() {
   };
   // A crash ends the run: the workers stop, the server is started again for the checks below.
   await Promise.all(Array.from({ length: opts.concurrency }, worker));
+  const fuzzSeconds = (Date.now() - tFuzz) / 1000;
   if (!server.running) server = await Server.start(opts.server, opts.model, token);
 
   await waitIdle(server);
@@ -665,7 +673,9 @@ async function main() {
   const rssAfter = server.rssBytes();
   const exitAtEnd = await server.stop();
   fs.rmSync(predictorDir, { recursive: true, force: true });
+  const tGguf = Date.now();
   const gguf = opts.gguf > 0 ? await fuzzGguf(opts, opts.gguf, token) : null;
+  const ggufSeconds = (Date.now() - tGguf) / 1000;
 
   // ---- the report ----
   const seconds = ((Date.now() - t0) / 1000).toFixed(1);
@@ -679,8 +689,9 @@ async function main() {
     if (Array.isArray(list)) for (const x of list.slice(0, limit)) console.log(`      ${x}`);
     if (n > 0) failures.push(label);
   };
-  console.log(`fuzz: ${report.sent} requests (seed ${opts.seed}, ${opts.concurrency} clients) against ${path.relative(ROOT, opts.server) || opts.server} on ${path.relative(ROOT, opts.model)} in ${seconds} s${stoppedAtTimeLimit ? ` (stopped at the ${opts.timeLimit} s time limit)` : ""}`);
+  console.log(`fuzz: ${report.sent} requests (seed ${opts.seed}, ${opts.concurrency} clients) against ${path.relative(ROOT, opts.server) || opts.server} on ${path.relative(ROOT, opts.model)} in ${seconds} s (requests ${fuzzSeconds.toFixed(1)} s, GGUF files ${ggufSeconds.toFixed(1)} s)${stoppedAtTimeLimit ? ` (stopped at the ${opts.timeLimit} s time limit)` : ""}`);
   console.log(`  responses by status: ${Object.entries(report.byStatus).map(([s, n]) => `${s}: ${n}`).join(", ")}; deliberate client disconnects: ${report.disconnects}`);
+  console.log(`  client seconds by kind: ${Object.entries(report.secondsByKind).sort((a, b) => b[1] - a[1]).map(([k, t]) => `${k} ${t.toFixed(0)}`).join(", ")}`);
   line("crashes", report.crashes);
   line("requests without a response", report.noResponse);
   line("5xx responses", report.fiveXX);
