@@ -231,26 +231,31 @@ void ApiServer::stream(httplib::Response & res, std::shared_ptr<ModelLock> lock,
     res.set_header("Cache-Control", "no-store");
     res.set_chunked_content_provider(
         "application/x-ndjson",
-        [this, work = std::move(work)](size_t, httplib::DataSink & sink) {
-            const AbortGuard abort(session_->should_abort, abort_check([&sink] { return !sink.is_writable(); }));
+        [this, lock, work = std::move(work)](size_t, httplib::DataSink & sink) {
             const Emit emit = [&sink](const json & record) {
                 const std::string line = record.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
                 return sink.is_writable() && sink.write(line.data(), line.size());
             };
-            try {
-                work(emit);
-            } catch (const Cancelled &) {
-                // the client is gone (or the server stops): nobody to tell
-            } catch (const HttpError & e) {
-                emit({{"type", "error"}, {"code", e.code}, {"message", e.what()}});
-            } catch (const UserError & e) {
-                emit({{"type", "error"}, {"code", "bad_request"}, {"message", e.what()}});
-            } catch (const std::exception & e) {
-                emit({{"type", "error"}, {"code", "failed"}, {"message", e.what()}});
+            {
+                const AbortGuard abort(session_->should_abort, abort_check([&sink] { return !sink.is_writable(); }));
+                try {
+                    work(emit);
+                } catch (const Cancelled &) {
+                    // the client is gone (or the server stops): nobody to tell
+                } catch (const HttpError & e) {
+                    emit({{"type", "error"}, {"code", e.code}, {"message", e.what()}});
+                } catch (const UserError & e) {
+                    emit({{"type", "error"}, {"code", "bad_request"}, {"message", e.what()}});
+                } catch (const std::exception & e) {
+                    emit({{"type", "error"}, {"code", "failed"}, {"message", e.what()}});
+                }
             }
+            // The model is free before the client can see the end of the stream.
+            if (lock->owns_lock()) lock->unlock();
             sink.done();
             return true;
         },
+        // Also runs when the provider never did (the client left before the response began).
         [lock](bool) mutable { lock.reset(); });
 }
 

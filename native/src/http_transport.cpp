@@ -43,8 +43,9 @@ std::string error_body(const std::string & code, const std::string & message) {
 
 namespace {
 
-// Waits for `events` on the socket for at most `ms` (0: just asks); true when ready.
-bool poll_socket(socket_t sock, short events, long long ms) {
+// Waits for `events` on the socket for at most `ms` (0: just asks): 1 ready, 0 timed out,
+// -1 error.
+int poll_wait(socket_t sock, short events, long long ms) {
     pollfd pfd{};
     pfd.fd = sock;
     pfd.events = events;
@@ -53,9 +54,11 @@ bool poll_socket(socket_t sock, short events, long long ms) {
 #ifndef _WIN32
         if (rc < 0 && errno == EINTR) continue;
 #endif
-        return rc > 0;
+        return rc > 0 ? 1 : rc;
     }
 }
+
+bool poll_socket(socket_t sock, short events, long long ms) { return poll_wait(sock, events, ms) > 0; }
 
 void address_of(socket_t sock, bool peer, std::string & ip, int & port) {
     sockaddr_storage addr{};
@@ -91,11 +94,11 @@ public:
         address_of(sock, false, local_ip_, local_port_);
     }
 
-    // Waits up to the idle timeout for the next request's first byte; false when none came,
-    // the peer closed, or the server is stopping (its listening socket is closed).
-    bool wait_for_request(const std::atomic<socket_t> & listening) {
+    // Waits up to `seconds` for the next request's first byte; false when none came, the
+    // peer closed, or the server is stopping (its listening socket is closed).
+    bool wait_for_request(const std::atomic<socket_t> & listening, int seconds) {
         if (buffered() > 0) return true;
-        const auto until = Clock::now() + std::chrono::seconds(limits_.idle_timeout_s);
+        const auto until = Clock::now() + std::chrono::seconds(seconds);
         while (listening != INVALID_SOCKET) {
             if (poll_socket(sock_, POLLIN, 100)) return true;
             if (Clock::now() >= until) return false;
@@ -159,10 +162,15 @@ public:
 
     bool wait_readable() const override {
         if (t_read_failure != ReadFailure::None) return false;
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()).count();
-        if (left > 0 && poll_socket(sock_, POLLIN, left)) return true;
-        if (Clock::now() >= deadline_) t_read_failure = ReadFailure::Deadline;
-        return false;
+        for (;;) {
+            const auto left_us = std::chrono::duration_cast<std::chrono::microseconds>(deadline_ - Clock::now()).count();
+            if (left_us <= 0) {
+                t_read_failure = ReadFailure::Deadline;
+                return false;
+            }
+            const int rc = poll_wait(sock_, POLLIN, (left_us + 999) / 1000);
+            if (rc != 0) return rc > 0;
+        }
     }
 
     bool wait_writable() const override { return poll_socket(sock_, POLLOUT, write_timeout_ms_); }
@@ -352,7 +360,7 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
     {
         ConnectionStream strm(sock, limits_, write_timeout_sec_);
         for (size_t served = 0; served < keep_alive_max_count_; ++served) {
-            if (!strm.wait_for_request(svr_sock_)) break;
+            if (!strm.wait_for_request(svr_sock_, served == 0 ? limits_.first_request_s : limits_.idle_timeout_s)) break;
             strm.begin_request();
             bool connection_closed = false;
             const bool last = served + 1 == keep_alive_max_count_;

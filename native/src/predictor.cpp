@@ -14,7 +14,7 @@ using nlohmann::json;
 
 AntPredictor load_predictor(const std::string & path, ModelSession & s) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) throw UserError("the predictor file " + path + " does not exist or is not a regular file");
+    if (!std::filesystem::is_regular_file(path, ec)) throw UserError("cannot read the predictor file " + path + ": it does not exist or is not a regular file");
     std::ifstream f(path);
     if (!f) throw UserError("cannot read the predictor file " + path);
     const json j = json::parse(f, nullptr, false);
