@@ -98,6 +98,9 @@ int main(int argc, char ** argv) {
     // are mapped and unmapped, not carved from the heap: glibc otherwise raises this threshold
     // after the first large free, and the memory of every later large request stays resident.
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    // Each connection runs on a new thread, and glibc would give the threads up to 8 arenas
+    // per core, each keeping its own freed memory; two are enough for request handling.
+    mallopt(M_ARENA_MAX, 2);
 #endif
     ServerConfig cfg;
     bool exit_with_stdin = false;

@@ -143,10 +143,12 @@ class Server {
   get pid() { return this.child.pid; }
   get running() { return this.exit === null; }
 
-  rssBytes() {
+  /** Resident bytes from /proc (Linux): all, anonymous (heap, stacks) and file-backed (the mapped model). */
+  rss() {
     try {
-      const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${this.pid}/status`, "utf8"));
-      return m ? Number(m[1]) * 1024 : null;
+      const status = fs.readFileSync(`/proc/${this.pid}/status`, "utf8");
+      const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
+      return { total: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
     } catch { return null; }
   }
 
@@ -519,6 +521,11 @@ async function fixedOutputs(server, ctx) {
   return { trace: traceText, perplexity: ppl.body.toString("utf8") };
 }
 
+async function serverBusy(server) {
+  const h = await exchange(server.port, requestBytes("GET", "/health", { token: server.token }), { waitMs: 10_000 });
+  try { return h.status === 200 && JSON.parse(h.body.toString()).busy === true; } catch { return false; }
+}
+
 async function waitIdle(server) {
   for (let i = 0; i < 600; i++) {
     const h = await exchange(server.port, requestBytes("GET", "/health", { token: server.token }), { waitMs: 10_000 });
@@ -622,7 +629,7 @@ async function main() {
   if (!fs.existsSync(opts.model)) usage(`no model at ${opts.model}`);
   const token = randomBytes(32).toString("hex");
   const t0 = Date.now();
-  const report = { byStatus: {}, noResponse: [], fiveXX: [], badErrorBody: [], streamErrors: [], crashes: [], noRetryAfter: 0, disconnects: 0, sent: 0, secondsByKind: {} };
+  const report = { byStatus: {}, noResponse: [], fiveXX: [], badErrorBody: [], streamErrors: [], crashes: [], noRetryAfter: 0, disconnects: 0, sent: 0, secondsByKind: {}, slowEvaluations: [] };
 
   let server = await Server.start(opts.server, opts.model, token);
   const info = JSON.parse((await exchange(server.port, requestBytes("GET", "/v1/model", { token }))).body.toString());
@@ -636,7 +643,7 @@ async function main() {
 
   const before = await fixedOutputs(server, ctx);
   await waitIdle(server);
-  const rssBefore = server.rssBytes();
+  const rssBefore = server.rss();
   const tFuzz = Date.now();
 
   let next = 0;
@@ -659,7 +666,11 @@ async function main() {
         report.crashes.push(`case ${i} (${c.kind} ${c.route}) in flight when the server died (${e.signal ?? `status ${e.code}`}):\n    ${server.stderrTail.slice(-25).join("\n    ")}`);
         return;
       }
-      checkResponse(c, res, report);
+      // A request still unanswered after RESPONSE_WAIT_MS while the server reports itself busy
+      // is a long evaluation (a stateful policy over many tiny perplexity chunks on a loaded
+      // machine can take minutes), not a silent server: counted apart, not a failure.
+      if (res.timedOut && !res.responded && (await serverBusy(server))) report.slowEvaluations.push(`${c.kind} ${c.route}`);
+      else checkResponse(c, res, report);
     }
   };
   // A crash ends the run: the workers stop, the server is started again for the checks below.
@@ -670,7 +681,7 @@ async function main() {
   await waitIdle(server);
   const after = await fixedOutputs(server, ctx);
   await waitIdle(server);
-  const rssAfter = server.rssBytes();
+  const rssAfter = server.rss();
   const exitAtEnd = await server.stop();
   fs.rmSync(predictorDir, { recursive: true, force: true });
   const tGguf = Date.now();
@@ -680,7 +691,7 @@ async function main() {
   // ---- the report ----
   const seconds = ((Date.now() - t0) / 1000).toFixed(1);
   const mb = (b) => (b == null ? "n/a" : `${(b / 1048576).toFixed(1)} MB`);
-  const rssGrowth = rssBefore && rssAfter ? (rssAfter - rssBefore) / rssBefore : null;
+  const rssGrowth = rssBefore && rssAfter ? (rssAfter.total - rssBefore.total) / rssBefore.total : null;
   const traceSame = before.trace === after.trace, pplSame = before.perplexity === after.perplexity;
   const failures = [];
   const line = (label, list, limit = 5) => {
@@ -693,13 +704,15 @@ async function main() {
   console.log(`  responses by status: ${Object.entries(report.byStatus).map(([s, n]) => `${s}: ${n}`).join(", ")}; deliberate client disconnects: ${report.disconnects}`);
   console.log(`  client seconds by kind: ${Object.entries(report.secondsByKind).sort((a, b) => b[1] - a[1]).map(([k, t]) => `${k} ${t.toFixed(0)}`).join(", ")}`);
   line("crashes", report.crashes);
+  if (report.slowEvaluations.length) console.log(`  evaluations the client gave up on after ${RESPONSE_WAIT_MS / 1000} s, the server still busy with them (not failures): ${report.slowEvaluations.length} (${report.slowEvaluations.slice(0, 3).join("; ")})`);
   line("requests without a response", report.noResponse);
   line("5xx responses", report.fiveXX);
   line("4xx without a JSON error body", report.badErrorBody);
   line("429 without Retry-After: 1", report.noRetryAfter);
   line("error records inside 200 streams", report.streamErrors);
   const rssOk = rssGrowth === null || rssGrowth <= 0.2;
-  console.log(`  RSS: before ${mb(rssBefore)}, after ${mb(rssAfter)}${rssGrowth === null ? "" : ` (${rssGrowth >= 0 ? "+" : ""}${(rssGrowth * 100).toFixed(1)} %)`}${rssOk ? "" : " — more than 20 % above"}`);
+  const rssText = (r) => (r ? `${mb(r.total)} (anonymous ${mb(r.anon)}, file ${mb(r.file)})` : "n/a");
+  console.log(`  RSS: before ${rssText(rssBefore)}, after ${rssText(rssAfter)}${rssGrowth === null ? "" : `: ${rssGrowth >= 0 ? "+" : ""}${(rssGrowth * 100).toFixed(1)} %`}${rssOk ? "" : " — more than 20 % above"}`);
   if (!rssOk) failures.push("RSS");
   console.log(`  fixed trace after the fuzz: ${traceSame ? "identical" : "DIFFERENT"} (${before.trace.length} bytes, elapsed_ms aside); fixed perplexity: ${pplSame ? "identical" : "DIFFERENT"}`);
   if (!traceSame) failures.push("trace");
@@ -715,8 +728,8 @@ async function main() {
   if (opts.json) {
     console.log(JSON.stringify({
       requests: report.sent, seconds: Number(seconds), byStatus: report.byStatus, crashes: report.crashes.length, noResponse: report.noResponse.length,
-      fiveXX: report.fiveXX.length, badErrorBody: report.badErrorBody.length, noRetryAfter: report.noRetryAfter, streamErrors: report.streamErrors.length,
-      rssBefore, rssAfter, traceIdentical: traceSame, perplexityIdentical: pplSame,
+      slowEvaluations: report.slowEvaluations.length, fiveXX: report.fiveXX.length, badErrorBody: report.badErrorBody.length, noRetryAfter: report.noRetryAfter, streamErrors: report.streamErrors.length,
+      rssBefore: rssBefore?.total ?? null, rssAfter: rssAfter?.total ?? null, traceIdentical: traceSame, perplexityIdentical: pplSame,
       gguf: gguf && { refused: gguf.refused, loaded: gguf.loaded, crashed: gguf.crashed.length }, pass: failures.length === 0,
     }));
   }
