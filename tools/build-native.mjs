@@ -15,6 +15,9 @@
 // MOE_LENS_CACHE_DIR overrides the cache root; MOE_LENS_JOBS the parallel build jobs;
 // MOE_LENS_LLAMA_SRC=DIR builds against a llama.cpp tree you are editing (patches are not
 // applied to it; see native/patches/README.md for the round trip).
+// MOE_LENS_SANITIZE=address (ASan + UBSan) or thread (TSan) builds the server and the C++
+// tests instrumented, in their own cache directory, into out/bin-asan/ or out/bin-tsan/
+// (the fuzzer takes them with --server; see native/API.md, "Hardening").
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import fs from "node:fs";
@@ -26,7 +29,6 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 const nodeLlamaDir = path.join(repoRoot, "node_modules", "node-llama-cpp", "llama");
 const bundlePath = path.join(nodeLlamaDir, "gitRelease.bundle");
 const patchesDir = path.join(repoRoot, "native", "patches");
-const outBinDir = path.join(repoRoot, "out", "bin");
 
 const BACKEND_FLAGS = {
   cpu: [],
@@ -38,6 +40,7 @@ const BACKEND_FLAGS = {
 // other machines) besides its local one.
 const COMMON_FLAGS = ["-DGGML_RPC=ON"];
 const TARGETS = ["moe-lens-server", "moe-lens-native-tests", "moe-lens-bench", "ggml-rpc-server", "llama-perplexity", "test-llama-archs"];
+const SANITIZERS = { address: "asan", thread: "tsan" };
 
 function fail(message) {
   console.error(`build:native: ${message}`);
@@ -51,6 +54,8 @@ function run(cmd, args, opts = {}) {
 
 const backend = (process.env.MOE_LENS_GPU || "cpu").toLowerCase();
 if (!(backend in BACKEND_FLAGS)) fail(`unknown MOE_LENS_GPU=${backend}; use one of ${Object.keys(BACKEND_FLAGS).join(", ")}`);
+const sanitize = (process.env.MOE_LENS_SANITIZE || "").toLowerCase();
+if (sanitize && !(sanitize in SANITIZERS)) fail(`unknown MOE_LENS_SANITIZE=${sanitize}; use one of ${Object.keys(SANITIZERS).join(", ")}`);
 if (!fs.existsSync(bundlePath)) fail(`${bundlePath} is missing; run \`npm ci\` first`);
 
 const llamaTag = JSON.parse(fs.readFileSync(path.join(nodeLlamaDir, "llama.cpp.info.json"), "utf8")).tag;
@@ -61,12 +66,13 @@ for (const f of patchFiles) patchHash.update(f).update(fs.readFileSync(path.join
 // MOE_LENS_PORTABLE=1 builds for any CPU of the architecture (no -march=native), for a .vsix
 // meant for other machines.
 const portable = process.env.MOE_LENS_PORTABLE === "1";
-const configureFlags = [...COMMON_FLAGS, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : [])];
+const configureFlags = [...COMMON_FLAGS, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : []), ...(sanitize ? [`-DMOE_LENS_SANITIZE=${sanitize}`] : [])];
 const flagsHash = createHash("sha256").update(configureFlags.join(" ")).digest("hex").slice(0, 6);
 const devSrc = process.env.MOE_LENS_LLAMA_SRC ? path.resolve(process.env.MOE_LENS_LLAMA_SRC) : null;
 if (devSrc && !fs.existsSync(path.join(devSrc, "include", "llama.h"))) fail(`MOE_LENS_LLAMA_SRC=${devSrc} is not a llama.cpp tree`);
 const source = devSrc ? `dev-${createHash("sha256").update(devSrc).digest("hex").slice(0, 8)}` : `p${patchHash.digest("hex").slice(0, 10)}`;
-const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-${source}-${backend}${portable ? "-portable" : ""}-f${flagsHash}`;
+const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-${source}-${backend}${portable ? "-portable" : ""}${sanitize ? `-${SANITIZERS[sanitize]}` : ""}-f${flagsHash}`;
+const outBinDir = path.join(repoRoot, "out", sanitize ? `bin-${SANITIZERS[sanitize]}` : "bin");
 
 const cacheRoot = process.env.MOE_LENS_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "moe-lens");
 const cacheDir = path.join(cacheRoot, "native", key);
@@ -114,11 +120,12 @@ console.log(`build:native: native/ mirrored to ${nativeMirror} (compiler message
 
 const jobs = process.env.MOE_LENS_JOBS || String(Math.max(1, os.availableParallelism()));
 if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
-  run("cmake", ["-S", nativeMirror, "-B", buildDir, "-DCMAKE_BUILD_TYPE=Release",
+  // Sanitizer builds keep optimisation (the fuzz must run at a useful speed) and add debug info.
+  run("cmake", ["-S", nativeMirror, "-B", buildDir, `-DCMAKE_BUILD_TYPE=${sanitize ? "RelWithDebInfo" : "Release"}`,
     `-DLLAMA_SOURCE_DIR=${srcDir}`, ...configureFlags]);
 }
 // --llama-only: just llama.cpp's own tools (rpc-server and the reference tools)
-const targets = process.argv.includes("--llama-only") ? TARGETS.filter((t) => !t.startsWith("moe-lens-")) : TARGETS;
+const targets = sanitize ? TARGETS.slice(0, 2) : process.argv.includes("--llama-only") ? TARGETS.filter((t) => !t.startsWith("moe-lens-")) : TARGETS;
 run("cmake", ["--build", buildDir, "--config", "Release", "-j", jobs, "--target", ...targets]);
 
 fs.mkdirSync(outBinDir, { recursive: true });
@@ -130,5 +137,5 @@ for (const t of targets) {
   fs.chmodSync(`${dest}.tmp`, 0o755);
   fs.renameSync(`${dest}.tmp`, dest);
 }
-fs.writeFileSync(path.join(outBinDir, "build-info.json"), JSON.stringify({ llamaTag, nodeLlamaVersion, backend, portable, key }, null, 2) + "\n");
+fs.writeFileSync(path.join(outBinDir, "build-info.json"), JSON.stringify({ llamaTag, nodeLlamaVersion, backend, portable, sanitize, key }, null, 2) + "\n");
 console.log(`build:native: ${targets.join(", ")} -> ${path.relative(repoRoot, outBinDir)}/ (cache ${cacheDir})`);

@@ -49,7 +49,9 @@ export class ServerProcess {
       return Promise.reject(new Error(`moe-lens-server not found at ${opts.binary}; build it with \`npm run build:native\``));
     }
     const token = randomBytes(32).toString("hex");
-    const args = ["-m", opts.model, "--host", "127.0.0.1", "--port", "0"];
+    // --exit-with-stdin: the server stops when the pipe below closes, which happens whenever
+    // this process ends, even by SIGKILL, so a killed CLI or extension host never leaks one.
+    const args = ["-m", opts.model, "--host", "127.0.0.1", "--port", "0", "--exit-with-stdin"];
     if (opts.ctx) args.push("-c", String(opts.ctx));
     if (opts.threads) args.push("-t", String(opts.threads));
     if (opts.gpuLayers) args.push("-ngl", String(opts.gpuLayers));
@@ -61,8 +63,10 @@ export class ServerProcess {
     log(`starting ${opts.binary} ${args.join(" ")}`);
     const child = spawn(opts.binary, args, {
       env: { ...process.env, MOE_LENS_TOKEN: token },
-      stdio: ["ignore", "pipe", "pipe"],
+      stdio: ["pipe", "pipe", "pipe"],
     });
+    // Never written; an error on it (EPIPE once the server is gone) is not ours to report.
+    child.stdin!.on("error", () => undefined);
     const exited = new Promise<ServerExit>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
     const stderrTail: string[] = [];
     readline.createInterface({ input: child.stderr! }).on("line", (line) => {

@@ -62,7 +62,8 @@ static int overhead(int argc, char ** argv) {
     TraceRequest req;
     req.text = s->describe_tokens(tokens);
 
-    llama_context * plain = s->make_context(n_ctx, s->n_batch(), s->n_batch(), 1, false);
+    const llama_context_ptr plain_owner = s->make_context(n_ctx, s->n_batch(), s->n_batch(), 1, false);
+    llama_context * plain = plain_owner.get();
     size_t bytes = 0;
     // Encode as the server does (invalid UTF-8 in pieces of random ids is replaced).
     const Emit count_bytes = [&](const nlohmann::json & r) { bytes += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size(); return true; };
@@ -98,7 +99,6 @@ static int overhead(int argc, char ** argv) {
         traced.push_back(time_trace());
         baseline.push_back(time_plain());
     }
-    llama_free(plain);
     const double a = median(traced), b = median(baseline);
     std::printf("{\"model\":\"%s\",\"n_layer\":%d,\"n_moe_layers\":%zu,\"n_expert\":%d,\"k\":%d,\"tokens\":%d,\"threads\":%d,\"reps\":%d,"
                 "\"trace_ms\":%.2f,\"plain_ms\":%.2f,\"ratio\":%.3f,\"record_bytes_per_token\":%.1f}\n",

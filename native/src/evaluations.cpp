@@ -151,7 +151,7 @@ static json header_record(ModelSession & s, const Policy & policy, int top_n, in
 
 static void check_decode(int rc, ModelSession & s) {
     if (rc == 0) return;
-    if (rc == 2 && s.should_abort && s.should_abort()) throw std::runtime_error("cancelled");
+    if (rc == 2 && s.should_abort && s.should_abort()) throw Cancelled();
     throw std::runtime_error("llama_decode failed with status " + std::to_string(rc));
 }
 
@@ -344,7 +344,7 @@ json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens_in
     n_batch = ordered ? n_ctx : std::min(n_batch, n_ctx_all);
     if (!(n_batch < n_ctx || n_batch % n_ctx == 0)) throw BadRequest("n_batch must be below n_ctx or a multiple of it");
 
-    std::unique_ptr<llama_context, decltype(&llama_free)> ctx(s.make_context(n_ctx_all, n_batch, std::min(512, n_batch), n_seq, host_policy), llama_free);
+    const llama_context_ptr ctx = s.make_context(n_ctx_all, n_batch, std::min(512, n_batch), n_seq, host_policy);
     const bool add_bos = llama_vocab_get_add_bos(s.vocab);
     const int n_vocab = llama_vocab_n_tokens(s.vocab);
     const int n_chunk = int(tokens.size()) / n_ctx;

@@ -3,6 +3,7 @@
 #include "ggml-backend.h"
 #include "ggml-rpc.h"
 #include "ggml.h"
+#include "gguf.h"
 extern "C" {
 #include "sha256/sha256.h"
 }
@@ -11,6 +12,7 @@ extern "C" {
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 
@@ -29,13 +31,34 @@ static void log_to_stderr(ggml_log_level level, const char * text, void *) {
     if (level >= GGML_LOG_LEVEL_WARN || std::getenv("MOE_LENS_VERBOSE")) std::fputs(text, stderr);
 }
 
+// The cause among the error lines logged since the last call: llama.cpp ends a failed load
+// with a generic "failed to load model" line after the line that says why, so the line that
+// says "error loading model: …" is preferred, then the last line; "func: " prefixes go.
 static std::string take_last_errors() {
-    std::lock_guard<std::mutex> lock(g_log_mutex);
     std::string s;
-    std::swap(s, g_last_errors);
-    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-    const size_t nl = s.rfind('\n');
-    return nl == std::string::npos ? s : s.substr(nl + 1);
+    {
+        std::lock_guard<std::mutex> lock(g_log_mutex);
+        std::swap(s, g_last_errors);
+    }
+    std::vector<std::string> lines;
+    size_t at = 0;
+    while (at < s.size()) {
+        size_t nl = s.find('\n', at);
+        if (nl == std::string::npos) nl = s.size();
+        std::string line = s.substr(at, nl - at);
+        while (!line.empty() && (line.back() == ' ' || line.back() == '\r')) line.pop_back();
+        if (!line.empty()) lines.push_back(line);
+        at = nl + 1;
+    }
+    if (lines.empty()) return "";
+    static const std::string cause = "error loading model: ";
+    for (const std::string & line : lines) {
+        const size_t found = line.find(cause);
+        if (found != std::string::npos) return line.substr(found + cause.size());
+    }
+    const std::string & last = lines.back();
+    const size_t colon = last.find(": ");
+    return colon != std::string::npos && last.find(' ') > colon ? last.substr(colon + 2) : last;
 }
 
 llama_model_kv_override parse_kv_override(const std::string & spec) {
@@ -87,13 +110,50 @@ static void add_rpc_servers(const std::vector<std::string> & servers) {
     }
 }
 
+// Checks that `path` is a readable GGUF whose metadata, tensor table and tensor data are all
+// there, so a damaged file is named as such, with the path and the cause, before llama.cpp
+// tries it (its own message for a truncated file is one log line among many).
 static void check_model_file(const std::string & path) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::file_status st = fs::status(path, ec);
+    if (ec || !fs::exists(st)) throw UserError("model file not found: " + path);
+    if (fs::is_directory(st)) throw UserError(path + " is a directory, not a GGUF model file");
+    if (!fs::is_regular_file(st)) throw UserError(path + " is not a regular file, so not a GGUF model file");
+    const uintmax_t file_size = fs::file_size(path, ec);
     std::ifstream f(path, std::ios::binary);
-    if (!f) throw UserError("model file not found or unreadable: " + path);
+    if (!f || ec) throw UserError("cannot read the model file " + path);
     char magic[4] = {0};
     f.read(magic, 4);
     if (f.gcount() < 4 || std::memcmp(magic, "GGUF", 4) != 0)
         throw UserError("not a GGUF file (bad magic): " + path);
+
+    // The header, metadata and tensor table, parsed and checked by ggml's GGUF reader.
+    take_last_errors();
+    gguf_init_params params{};
+    params.no_alloc = true;
+    params.ctx = nullptr;
+    std::unique_ptr<gguf_context, decltype(&gguf_free)> gguf(gguf_init_from_file(path.c_str(), params), gguf_free);
+    if (!gguf) {
+        const std::string why = take_last_errors();
+        throw UserError("the model file " + path + " is corrupt or truncated (" + std::to_string(file_size) +
+                        " bytes): its GGUF header, metadata or tensor table cannot be read" + (why.empty() ? "" : ": " + why));
+    }
+    // The tensor data must lie inside the file.
+    const size_t data_offset = gguf_get_data_offset(gguf.get());
+    uintmax_t needed = data_offset;
+    std::string last_tensor;
+    for (int64_t i = 0; i < gguf_get_n_tensors(gguf.get()); ++i) {
+        const uintmax_t end = uintmax_t(data_offset) + gguf_get_tensor_offset(gguf.get(), i) + gguf_get_tensor_size(gguf.get(), i);
+        if (end > needed) {
+            needed = end;
+            last_tensor = gguf_get_tensor_name(gguf.get(), i);
+        }
+    }
+    if (needed > file_size)
+        throw UserError("the model file " + path + " is truncated: it has " + std::to_string(file_size) + " bytes, but its tensors need " +
+                        std::to_string(needed) + (last_tensor.empty() ? "" : " (tensor '" + last_tensor + "' ends there)") +
+                        "; download or copy it again");
 }
 
 std::unique_ptr<ModelSession> ModelSession::load(const LoadOptions & options) {
@@ -115,11 +175,12 @@ std::unique_ptr<ModelSession> ModelSession::load(const LoadOptions & options) {
     mp.n_gpu_layers = options.n_gpu_layers;
     mp.kv_overrides = overrides.size() > 1 ? overrides.data() : nullptr;
     take_last_errors();
-    s->model = llama_model_load_from_file(options.model_path.c_str(), mp);
-    if (!s->model) {
+    s->model_.reset(llama_model_load_from_file(options.model_path.c_str(), mp));
+    if (!s->model_) {
         const std::string why = take_last_errors();
         throw UserError("failed to load model " + options.model_path + (why.empty() ? "" : ": " + why));
     }
+    s->model = s->model_.get();
     s->vocab = llama_model_get_vocab(s->model);
 
     char buf[256];
@@ -137,11 +198,6 @@ std::unique_ptr<ModelSession> ModelSession::load(const LoadOptions & options) {
     return s;
 }
 
-ModelSession::~ModelSession() {
-    if (ctx_) llama_free(ctx_);
-    if (model) llama_model_free(model);
-}
-
 std::string ModelSession::meta(const std::string & key) const {
     char buf[512];
     const int n = llama_model_meta_val_str(model, key.c_str(), buf, sizeof(buf));
@@ -153,7 +209,7 @@ static bool abort_trampoline(void * data) {
     return s->should_abort && s->should_abort();
 }
 
-llama_context * ModelSession::make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap) {
+llama_context_ptr ModelSession::make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap) {
     llama_context_params cp = llama_context_default_params();
     cp.n_ctx = n_ctx;
     cp.n_batch = n_batch;
@@ -169,7 +225,7 @@ llama_context * ModelSession::make_context(int n_ctx, int n_batch, int n_ubatch,
     }
     cp.abort_callback = abort_trampoline;
     cp.abort_callback_data = this;
-    llama_context * ctx = llama_init_from_model(model, cp);
+    llama_context_ptr ctx(llama_init_from_model(model, cp));
     if (!ctx) throw UserError("failed to create a llama.cpp context: " + take_last_errors());
     return ctx;
 }
@@ -179,9 +235,9 @@ void ModelSession::discover_layout() {
     if (first < 0) first = 0;
     llama_batch batch = llama_batch_get_one(&first, 1);
     tap.begin_discovery();
-    const int rc = llama_decode(ctx_, batch);
+    const int rc = llama_decode(ctx(), batch);
     MoeLayout L = tap.end_discovery(llama_model_n_layer(model));
-    llama_memory_clear(llama_get_memory(ctx_), true);
+    llama_memory_clear(llama_get_memory(ctx()), true);
     if (rc != 0) throw UserError("the model failed to evaluate a token (llama_decode returned " + std::to_string(rc) + ")");
     if (L.moe_layers.empty())
         throw UserError("this model has no experts: " + (architecture.empty() ? std::string("its") : architecture) +
@@ -219,8 +275,13 @@ nlohmann::json ModelSession::info() const {
         {"size_bytes", llama_model_size(model)},
         {"n_params", llama_model_n_params(model)},
         // what this server can do beyond the basic routes (see native/API.md)
-        {"capabilities", {"in_graph_routing", "expert_norms"}},
-        {"skip_supported", llama_moe_routing_can_skip(ctx_)},
+        {"capabilities", {"in_graph_routing", "expert_norms", "router_packs"}},
+        {"skip_supported", llama_moe_routing_can_skip(ctx())},
+        {"router_pack", router_pack ? nlohmann::json{{"path", router_pack->path},
+                                                       {"name", router_pack->name},
+                                                       {"description", router_pack->description},
+                                                       {"mechanisms", router_pack->mechanisms()}}
+                                    : nlohmann::json(nullptr)},
     };
 }
 

@@ -3,14 +3,15 @@
 #pragma once
 
 #include "router_pack.h"
+#include "errors.h"
 #include "routing_tap.h"
 
+#include "llama-cpp.h"
 #include "llama.h"
 #include <nlohmann/json.hpp>
 
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -25,11 +26,6 @@ struct LoadOptions {
     std::vector<std::string> rpc_servers;  // HOST:PORT of ggml-rpc-server workers the layers are spread over
 };
 
-// An error whose message is meant for the user as it is.
-struct UserError : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
-
 struct TokenizedText {
     std::vector<llama_token> tokens;
     std::vector<std::string> pieces;
@@ -38,9 +34,9 @@ struct TokenizedText {
 
 class ModelSession {
 public:
-    // Throws UserError with a clear message for missing, corrupt, non-GGUF or dense models.
+    // Throws UserError with a clear message naming the path for missing, unreadable,
+    // non-GGUF, truncated or corrupt files and for dense models.
     static std::unique_ptr<ModelSession> load(const LoadOptions & options);
-    ~ModelSession();
     ModelSession(const ModelSession &) = delete;
     ModelSession & operator=(const ModelSession &) = delete;
 
@@ -55,16 +51,17 @@ public:
     std::string piece(llama_token token) const;
 
     // A context for single-sequence evaluation (trace, generate, calibrate) with the tap.
-    llama_context * ctx() const { return ctx_; }
+    llama_context * ctx() const { return ctx_.get(); }
     int n_ctx() const { return n_ctx_; }
     int n_batch() const { return n_batch_; }
 
     // A separate context with llama-perplexity's shape; `with_tap` installs the tap's eval
     // callback (needed by the stateful policies; the in-graph routing works on any context).
-    llama_context * make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap);
+    llama_context_ptr make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap);
 
     std::string model_sha256() const;  // computed on first use, cached
 
+    // Non-owning views of the model this session owns (model_ below).
     llama_model * model = nullptr;
     const llama_vocab * vocab = nullptr;
     RoutingTap tap;
@@ -73,7 +70,7 @@ public:
     int n_expert_shared = 0;
     // The router pack in use (docs/router-packs.md), if any: every evaluation routes with it.
     std::optional<RouterPack> router_pack;
-    // Set by the HTTP layer while a streamed request runs: llama_decode aborts when true.
+    // Set by the HTTP layer (an AbortGuard) while a request evaluates: llama_decode aborts when true.
     std::function<bool()> should_abort;
 
 private:
@@ -82,7 +79,9 @@ private:
     std::string meta(const std::string & key) const;
 
     LoadOptions options_;
-    llama_context * ctx_ = nullptr;
+    // Declared in this order so that the context is freed before its model.
+    llama_model_ptr model_;
+    llama_context_ptr ctx_;
     int n_ctx_ = 0;
     int n_batch_ = 0;
     mutable std::string sha256_;

@@ -1,16 +1,12 @@
 // The policy object of native/API.md <-> moelens::Policy, with range checks.
 #pragma once
 
+#include "errors.h"
 #include "policy.h"
 
 #include <nlohmann/json.hpp>
-#include <stdexcept>
 
 namespace moelens {
-
-struct BadRequest : std::runtime_error {
-    using std::runtime_error::runtime_error;
-};
 
 // Throws BadRequest naming the offending field. `n_expert` and `n_layer` bound indices.
 Policy policy_from_json(const nlohmann::json & j, int n_expert, int n_layer);

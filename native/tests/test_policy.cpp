@@ -2,6 +2,8 @@
 // against a hand-computed answer. Prints "N passed, M failed" and exits non-zero on failure.
 // The in-graph policies (AMG, k cap, disable/boost, skip) are tested on real models by
 // test/integration/routing-graph.test.ts.
+#include "harness.h"
+
 #include "base64.h"
 #include "policy.h"
 #include "policy_json.h"
@@ -13,32 +15,9 @@
 #include <vector>
 
 using namespace moelens;
+using moelens_tests::run;
 
-static int g_passed = 0, g_failed = 0;
-static std::string g_current;
-
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            std::printf("  FAIL %s: %s (line %d)\n", g_current.c_str(), #cond, __LINE__); \
-            throw 0;                                                                      \
-        }                                                                                 \
-    } while (0)
-#define NEAR(a, b) CHECK(std::fabs(double(a) - double(b)) < 1e-5)
-
-static void run(const char * name, const std::function<void()> & body) {
-    g_current = name;
-    try {
-        body();
-        ++g_passed;
-        std::printf("ok %s\n", name);
-    } catch (...) {
-        ++g_failed;
-        std::printf("not ok %s\n", name);
-    }
-}
-
-int main() {
+void moelens_tests::policy_tests() {
     run("beta raw membrane accumulates U = βU + z", [] {
         Policy p;
         p.beta = BetaParams{0.5f, std::nullopt, BetaForm::Raw, 1.0f};
@@ -140,6 +119,4 @@ int main() {
         CHECK(rejects(R"({"skip":1})"));
         CHECK(!policy_from_json(nlohmann::json(), 8, 4).any(2));
     });
-    std::printf("%d passed, %d failed\n", g_passed, g_failed);
-    return g_failed == 0 ? 0 : 1;
 }

@@ -50,7 +50,7 @@ describe("process", () => {
     const cases: Array<[string, RegExp]> = [
       ["/nonexistent/model.gguf", /not found/],
       [tempFile("notes.gguf", "this is not a model"), /not a GGUF file/],
-      [tempFile("truncated.gguf", fs.readFileSync(MODEL).subarray(0, 4096)), /failed to load model/],
+      [tempFile("truncated.gguf", fs.readFileSync(MODEL).subarray(0, 4096)), /is corrupt or truncated/],
       [tinyModel("llama-dense"), /has no experts/],
     ];
     for (const [file, why] of cases) {
