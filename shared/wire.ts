@@ -47,11 +47,23 @@ export interface ModelInfo {
   capabilities: string[];
   /** Whether dropped experts can skip their computation on this build and model (CPU only; see policy.skip). */
   skip_supported: boolean;
+  /** The router pack every evaluation routes with (docs/router-packs.md), or null for the model's own routers. */
+  router_pack: RouterPackInfo | null;
 }
+/** A loaded router pack as the server describes it. */
+export interface RouterPackInfo {
+  path: string;
+  name: string;
+  description: string;
+  /** Trained mechanisms the pack carries, "+"-joined ("beta+ant"); "" for routers only. */
+  mechanisms: string;
+}
+export const ROUTER_PACK_INFO_KEYS = ["path", "name", "description", "mechanisms"] as const satisfies ReadonlyArray<keyof RouterPackInfo>;
+const _routerPackInfoKeys: ListsAllKeys<RouterPackInfo, typeof ROUTER_PACK_INFO_KEYS> = true;
 export const MODEL_INFO_KEYS = [
   "path", "architecture", "description", "n_layer", "moe_layers", "n_expert", "n_expert_used", "n_expert_used_trained", "n_expert_shared",
   "gating", "weights_norm", "weights_scale", "n_ctx", "n_ctx_train", "n_vocab", "add_bos", "bos", "vocab_type", "size_bytes", "n_params",
-  "capabilities", "skip_supported",
+  "capabilities", "skip_supported", "router_pack",
 ] as const satisfies ReadonlyArray<keyof ModelInfo>;
 const _modelInfoKeys: ListsAllKeys<ModelInfo, typeof MODEL_INFO_KEYS> = true;
 
@@ -291,6 +303,13 @@ export const CALIBRATE_KEYS = ["n_tokens", "n_expert", "moe_layers", "logits"] a
 const _calibrateKeys: ListsAllKeys<CalibrateResponse, typeof CALIBRATE_KEYS> = true;
 
 /** `POST /v1/predictor` (`{"path": …}` or `{"path": null}` to unload). */
+/** `POST /v1/router-pack`. */
+export interface RouterPackResponse {
+  router_pack: RouterPackInfo | null;
+}
+export const ROUTER_PACK_KEYS = ["router_pack"] as const satisfies ReadonlyArray<keyof RouterPackResponse>;
+const _routerPackKeys: ListsAllKeys<RouterPackResponse, typeof ROUTER_PACK_KEYS> = true;
+
 export interface PredictorResponse {
   predictor_loaded: boolean;
 }

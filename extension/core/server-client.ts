@@ -12,7 +12,7 @@ import { StringDecoder } from "node:string_decoder";
 import { b64ToFloat32, b64ToInt32, b64ToUint8 } from "./b64";
 import { concatBatches, type Trace, type TraceBatch } from "../../shared/trace";
 import type {
-  BatchRecord, CalibrateResponse, ErrorBody, GenerateRequest, HeaderRecord, HealthResponse, PerplexityRequest, PerplexityResult, PredictorResponse,
+  BatchRecord, CalibrateResponse, ErrorBody, GenerateRequest, HeaderRecord, HealthResponse, PerplexityRequest, PerplexityResult, PredictorResponse, RouterPackInfo, RouterPackResponse,
   ServerModelInfo, SpeedRequest, SpeedResult, StreamErrorRecord, SummaryRecord, TokenizeResponse, TraceHeader, TraceRequest, TraceSummary,
 } from "../../shared/wire";
 
@@ -198,6 +198,11 @@ export class ServerClient {
 
   async loadPredictor(path: string | null, signal?: AbortSignal): Promise<void> {
     await this.json<PredictorResponse>("POST", "/v1/predictor", { path }, signal, this.quickTimeoutMs);
+  }
+
+  /** Routes every later evaluation with a router pack (docs/router-packs.md), or the model's own routers for null. */
+  async loadRouterPack(path: string | null, signal?: AbortSignal): Promise<RouterPackInfo | null> {
+    return (await this.json<RouterPackResponse>("POST", "/v1/router-pack", { path }, signal, this.quickTimeoutMs)).router_pack;
   }
 
   /** A streamed trace with every batch kept and concatenated. */
