@@ -33,9 +33,8 @@ export function rpcServerList(value: string | undefined): string[] | undefined {
   return list;
 }
 
-/** Starts the server on --model (default: the demo model), runs `body`, always stops it. */
-export async function withServer<T>(args: ParsedArgs, body: (server: ServerProcess) => Promise<T>): Promise<T> {
-  const model = modelPath(args);
+/** Starts the server on `model` (default: --model, else the demo model), runs `body`, always stops it. */
+export async function withServer<T>(args: ParsedArgs, body: (server: ServerProcess) => Promise<T>, model = modelPath(args)): Promise<T> {
   await requireMoeModel(model);
   const verbose = args.flags.get("verbose") === true;
   const server = await ServerProcess.start({

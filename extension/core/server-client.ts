@@ -88,6 +88,7 @@ interface BatchRecord {
   active: string;
   top_ids?: string;
   top_probs?: string;
+  expert_norms?: string;
 }
 
 export function decodeBatch(r: BatchRecord): TraceBatch {
@@ -112,6 +113,7 @@ export function decodeBatch(r: BatchRecord): TraceBatch {
     active: b64ToUint8(r.active),
     topIds: r.top_ids ? b64ToInt32(r.top_ids) : undefined,
     topProbs: r.top_probs ? b64ToFloat32(r.top_probs) : undefined,
+    expertNorms: r.expert_norms ? b64ToFloat32(r.expert_norms) : undefined,
   };
 }
 
@@ -167,6 +169,17 @@ export class ServerClient {
     return this.streamTrace("/v1/trace", req, handlers, signal);
   }
 
+  /**
+   * Streams a trace to the handlers without keeping its batches, so memory stays flat however
+   * long the text; `expert_norms` asks for each selected expert's output norm (servers with the
+   * "expert_norms" capability).
+   */
+  async traceStream(req: { text: string; policy?: Policy; top_n?: number; expert_norms?: boolean }, handlers: TraceHandlers,
+                    signal?: AbortSignal): Promise<{ header: TraceHeader; summary: TraceSummary }> {
+    const { header, summary } = await this.stream("/v1/trace", req, handlers, signal, false);
+    return { header, summary };
+  }
+
   generate(req: GenerateRequest, handlers: TraceHandlers = {}, signal?: AbortSignal): Promise<Trace> {
     return this.streamTrace("/v1/generate", req, handlers, signal);
   }
@@ -190,6 +203,12 @@ export class ServerClient {
   }
 
   private async streamTrace(route: string, body: unknown, handlers: TraceHandlers, signal?: AbortSignal): Promise<Trace> {
+    const { header, summary, batches } = await this.stream(route, body, handlers, signal, true);
+    return { header, columns: concatBatches(header, batches), summary };
+  }
+
+  private async stream(route: string, body: unknown, handlers: TraceHandlers, signal: AbortSignal | undefined, retain: boolean):
+      Promise<{ header: TraceHeader; summary: TraceSummary; batches: TraceBatch[] }> {
     const res = await this.request("POST", route, body, signal);
     let header: TraceHeader | undefined;
     let summary: TraceSummary | undefined;
@@ -204,7 +223,7 @@ export class ServerClient {
           break;
         case "batch": {
           const b = decodeBatch(rec as unknown as BatchRecord);
-          batches.push(b);
+          if (retain) batches.push(b);
           handlers.onBatch?.(b);
           break;
         }
@@ -240,6 +259,6 @@ export class ServerClient {
     }
     if (!header) throw new ServerError("the server sent no trace header", 0, "protocol");
     if (!summary) throw new ServerError("the trace ended before its summary (did the server stop?)", 0, "stream_broken");
-    return { header, columns: concatBatches(header, batches), summary };
+    return { header, summary, batches };
   }
 }
