@@ -147,7 +147,7 @@ async function cmdPruneEval(args: ParsedArgs): Promise<void> {
     const share = Number(shareFlag);
     if (!(share > 0 && share < 1)) throw new UsageError(`--calibration-share must be in (0, 1), got "${shareFlag}"`);
     const split = splitInterleaved(heldout, share);
-    sources.push(textSource(`${path.basename(heldoutFile)} (calibration share ${share}: every ${Math.round(1 / share)}th block of 40 lines)`, split.calibration));
+    sources.push(textSource(`${path.basename(heldoutFile)} (calibration share ${share}, interleaved blocks of 40 lines)`, split.calibration));
     heldout = split.heldout;
   }
   if (!sources.length) throw new UsageError("give --calibration FILE|DIR and/or --calibration-share F (a share of the held-out file, interleaved, used for calibration only)");
