@@ -28,6 +28,8 @@ export interface TraceBatch {
   /** Top-N router ids and probabilities, [count][n_moe_layers][top_n], when asked for. */
   topIds?: Int32Array;
   topProbs?: Float32Array;
+  /** ‖output‖₂ of each selected slot's expert before gate weighting, [count][n_moe_layers][k], when asked for (not kept by concatBatches). */
+  expertNorms?: Float32Array;
 }
 
 /** A complete trace with all batches concatenated. */

@@ -76,3 +76,15 @@ export async function rawRequest(port: number, route: string, opts: { token?: st
   }
   return { status: res.status, json, text, headers: res.headers };
 }
+
+/** Deterministic, varied words (a repeated phrase gives random models a zero-variance NLL). */
+export function variedText(words: number): string {
+  const vocab = ["river", "mill", "code", "the", "data", "flows", "{", "}", "x", "=", "42", "und", "der", "fluss", "alpha", "beta", ";", "\n"];
+  let s = 7;
+  const out: string[] = [];
+  for (let i = 0; i < words; i++) {
+    s = (s * 1103515245 + 12345) % 2147483648;
+    out.push(vocab[s % vocab.length]);
+  }
+  return out.join(" ");
+}

@@ -7,6 +7,7 @@ import { COMMON_FLAGS, policyFromFlags, POLICY_FLAGS, readTextFile, withServer }
 import { checkKnownFlags, flagInt, flagString, formatTable, parseArgs, UsageError, type ParsedArgs } from "./args";
 import { EXPERIMENT_HELP, experimentCommands } from "./experiments";
 import { RPC_HELP, rpcCommands } from "./rpc";
+import { PRUNE_HELP, pruneCommands } from "./prune";
 import { SPEED_HELP, speedCommands } from "./speed";
 import { TraceExportWriter, writeExportFile } from "../core/export";
 import { TraceStatsAccumulator, traceStats, type TraceStats } from "../core/metrics";
@@ -30,6 +31,7 @@ Usage:
   moe-lens compare FILE [--model M] --policies SPEC,SPEC,... [--ctx N] [--out F.html] [--json]
 ${SPEED_HELP}
 ${EXPERIMENT_HELP}
+${PRUNE_HELP}
 ${RPC_HELP}
 
 Common options:
@@ -248,7 +250,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo, ...experimentCommands, ...speedCommands, ...rpcCommands };
+  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo, ...experimentCommands, ...speedCommands, ...rpcCommands, ...pruneCommands };
   const run = commands[args.command];
   if (!run) throw new UsageError(`unknown command "${args.command}" (try moe-lens help)`);
   await run(args);

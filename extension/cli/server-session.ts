@@ -46,12 +46,11 @@ export function rpcServerList(value: string | undefined): string[] | undefined {
 const CONNECTION_FAILURES = new Set(["connection_lost", "unreachable", "stream_broken"]);
 
 /**
- * Starts the server on --model (default: the demo model), runs `body`, always stops it.
+ * Starts the server on `model` (default: --model, else the demo model), runs `body`, always stops it.
  * When a request fails because the server process ended (killed, crashed), the error says
  * so — "the server stopped (signal SIGKILL)" — instead of naming the lost connection.
  */
-export async function withServer<T>(args: ParsedArgs, body: (server: ServerProcess) => Promise<T>): Promise<T> {
-  const model = modelPath(args);
+export async function withServer<T>(args: ParsedArgs, body: (server: ServerProcess) => Promise<T>, model = modelPath(args)): Promise<T> {
   await requireMoeModel(model);
   const verbose = args.flags.get("verbose") === true;
   const logTail: string[] = [];

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, test } from "node:test";
-import { DEMO_MODEL, llamaPerplexity, ROOT, startServer, tempFile, tinyModel } from "../helpers";
+import { DEMO_MODEL, llamaPerplexity, ROOT, startServer, tempFile, tinyModel, variedText } from "../helpers";
 
 const MODEL = process.env.MOE_LENS_TEST_MODEL ?? DEMO_MODEL;
 
@@ -38,18 +38,6 @@ describe("perplexity", () => {
     }
   });
 });
-
-/** Deterministic, varied words (a repeated phrase gives random models a zero-variance NLL). */
-function variedText(words: number): string {
-  const vocab = ["river", "mill", "code", "the", "data", "flows", "{", "}", "x", "=", "42", "und", "der", "fluss", "alpha", "beta", ";", "\n"];
-  let s = 7;
-  const out: string[] = [];
-  for (let i = 0; i < words; i++) {
-    s = (s * 1103515245 + 12345) % 2147483648;
-    out.push(vocab[s % vocab.length]);
-  }
-  return out.join(" ");
-}
 
 // Tiny random models of MoE architectures that go through build_moe_ffn.
 const ARCHS: Array<{ file: string; gating: string }> = [
