@@ -8,6 +8,7 @@ import { checkKnownFlags, flagInt, flagString, formatTable, parseArgs, UsageErro
 import { EXPERIMENT_HELP, experimentCommands } from "./experiments";
 import { RPC_HELP, rpcCommands } from "./rpc";
 import { PRUNE_HELP, pruneCommands } from "./prune";
+import { PACKS_HELP, packsCommands } from "./packs";
 import { SPEED_HELP, speedCommands } from "./speed";
 import { TraceExportWriter, writeExportFile } from "../core/export";
 import { TraceStatsAccumulator, traceStats, type TraceStats } from "../core/metrics";
@@ -32,12 +33,14 @@ Usage:
 ${SPEED_HELP}
 ${EXPERIMENT_HELP}
 ${PRUNE_HELP}
+${PACKS_HELP}
 ${RPC_HELP}
 
 Common options:
   --model M        GGUF MoE model (default: the bundled demo model)
   --threads N      CPU threads     --ngl N   GPU layers (GPU builds)    --server BIN  server binary
   --context N      server context window for traces (default 2048, capped at the model's)
+  --router-pack P  route with a router pack: a file, or the name of one of the model's packs (moe-lens packs list)
   --rpc H:P,...    spread the offloaded layers (--ngl) over ggml-rpc-server workers (moe-lens rpc-server)
   --json           machine-readable output on stdout
 
@@ -250,7 +253,7 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo, ...experimentCommands, ...speedCommands, ...rpcCommands, ...pruneCommands };
+  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo, ...experimentCommands, ...speedCommands, ...rpcCommands, ...pruneCommands, ...packsCommands };
   const run = commands[args.command];
   if (!run) throw new UsageError(`unknown command "${args.command}" (try moe-lens help)`);
   await run(args);

@@ -7,11 +7,12 @@ import { requireMoeModel } from "../core/gguf";
 import { defaultServerBinary, demoModelPath, repoRootFromHere } from "../core/paths";
 import type { Policy } from "../../shared/policy";
 import { parseExpertList, parsePolicySpec, validatePolicy } from "../core/policy-parse";
+import { packsForModel, routerPackDir } from "../core/router-pack";
 import { ServerError } from "../core/server-client";
 import { ServerProcess } from "../core/server-process";
 import { NotTextError, readTextFile as readCheckedText } from "../core/text-input";
 
-export const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor", "rpc"];
+export const COMMON_FLAGS = ["model", "threads", "ngl", "server", "context", "json", "verbose", "predictor", "rpc", "router-pack"];
 export const POLICY_FLAGS = ["amg", "min-k", "max-k", "beta", "pi", "ant", "disable", "boost", "policy", "no-skip"];
 
 /** The text of FILE, refused (a usage error) when missing, empty, or not UTF-8 text (core/text-input.ts). */
@@ -42,6 +43,17 @@ export function rpcServerList(value: string | undefined): string[] | undefined {
   return list;
 }
 
+/** --router-pack: a pack file, or the name of one of the model's packs (core/router-pack.ts). */
+export function routerPackFlag(args: ParsedArgs, model: string): string | undefined {
+  const value = flagString(args, "router-pack");
+  if (value === undefined || fs.existsSync(value)) return value;
+  const packs = packsForModel(model);
+  const byName = packs.find((p) => p.name === value);
+  if (byName) return byName.path;
+  throw new UsageError(`--router-pack ${value}: no such file, and no pack of that name in ${routerPackDir(model)}` +
+    (packs.length ? ` (it has: ${packs.map((p) => p.name).join(", ")})` : ""));
+}
+
 /** Transport failures that mean the server may have gone away (server-client.ts codes). */
 const CONNECTION_FAILURES = new Set(["connection_lost", "unreachable", "stream_broken"]);
 
@@ -61,6 +73,7 @@ export async function withServer<T>(args: ParsedArgs, body: (server: ServerProce
     threads: flagInt(args, "threads", 1, 1024),
     gpuLayers: flagInt(args, "ngl", 0, 100000),
     predictor: flagString(args, "predictor"),
+    routerPack: routerPackFlag(args, model),
     rpcServers: rpcServerList(flagString(args, "rpc")),
     log: (line) => {
       if (line.trim() && logTail.push(line.trim()) > 10) logTail.shift();

@@ -18,6 +18,11 @@ export function b64ToFloat32(b64: string): Float32Array {
   return new Float32Array(b.buffer, 0, b.length >> 2);
 }
 
+export function b64ToUint16(b64: string): Uint16Array {
+  const b = bytesOf(b64);
+  return new Uint16Array(b.buffer, 0, b.length >> 1);
+}
+
 export function b64ToUint8(b64: string): Uint8Array {
   return bytesOf(b64);
 }

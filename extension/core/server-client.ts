@@ -9,7 +9,7 @@
 // AbortSignal — and only the quick requests (health, model info, predictor) have a limit.
 import http from "node:http";
 import { StringDecoder } from "node:string_decoder";
-import { b64ToFloat32, b64ToInt32, b64ToUint8 } from "./b64";
+import { b64ToFloat32, b64ToInt32, b64ToUint16, b64ToUint8 } from "./b64";
 import { concatBatches, type Trace, type TraceBatch } from "../../shared/trace";
 import type {
   BatchRecord, CalibrateResponse, ErrorBody, GenerateRequest, HeaderRecord, HealthResponse, PerplexityRequest, PerplexityResult, PredictorResponse, RouterPackInfo, RouterPackResponse,
@@ -75,6 +75,8 @@ export function decodeBatch(r: BatchRecord): TraceBatch {
     active: b64ToUint8(r.active),
     topIds: r.top_ids ? b64ToInt32(r.top_ids) : undefined,
     topProbs: r.top_probs ? b64ToFloat32(r.top_probs) : undefined,
+    expertNorms: r.expert_norms ? b64ToFloat32(r.expert_norms) : undefined,
+    routerProbs: r.probs ? b64ToUint16(r.probs) : undefined,
   };
 }
 

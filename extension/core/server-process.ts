@@ -14,6 +14,8 @@ export interface ServerStartOptions {
   gpuLayers?: number;
   overrideKv?: string[];
   predictor?: string;
+  /** A router pack (docs/router-packs.md) every evaluation routes with. */
+  routerPack?: string;
   /** ggml-rpc-server workers (HOST:PORT) the offloaded layers are spread over (with gpuLayers). */
   rpcServers?: string[];
   /** Receives every stderr line (llama.cpp's log) and lifecycle notes. */
@@ -57,6 +59,7 @@ export class ServerProcess {
     if (opts.gpuLayers) args.push("-ngl", String(opts.gpuLayers));
     for (const kv of opts.overrideKv ?? []) args.push("--override-kv", kv);
     if (opts.predictor) args.push("--predictor", opts.predictor);
+    if (opts.routerPack) args.push("--router-pack", opts.routerPack);
     if (opts.rpcServers?.length) args.push("--rpc", opts.rpcServers.join(","));
 
     const log = opts.log ?? (() => undefined);

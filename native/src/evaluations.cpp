@@ -140,13 +140,14 @@ struct SummaryBuilder {
     }
 };
 
-static json header_record(ModelSession & s, const Policy & policy, int top_n, int n_tokens, const std::vector<Window> & ws) {
+static json header_record(ModelSession & s, const Policy & policy, int top_n, int n_tokens, const std::vector<Window> & ws,
+                          int kv_shift = 0, bool probs = false) {
     json windows = json::array();
     for (const Window & w : ws)
         windows.push_back({{"start", w.start}, {"end", w.end}, {"scored_from", w.scored_from}, {"recorded_end", w.recorded_end}});
     return {{"type", "header"}, {"model", s.info()}, {"policy", policy_to_json(policy)},
             {"n_moe_layers", s.layout().moe_layers.size()}, {"k", s.layout().k}, {"top_n", top_n},
-            {"n_tokens", n_tokens}, {"windows", windows}};
+            {"n_tokens", n_tokens}, {"windows", windows}, {"kv_shift", kv_shift}, {"probs", probs}};
 }
 
 static void check_decode(int rc, ModelSession & s) {
@@ -210,9 +211,7 @@ bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * 
     // token is evaluated once; otherwise overlapping windows (native/API.md, "Windows").
     const int kv_shift = T > n_ctx && llama_memory_can_shift(mem) ? n_ctx / 2 : 0;
     const std::vector<Window> windows = kv_shift ? std::vector<Window>{{0, T, 0, T}} : plan_windows(T, n_ctx);
-    json header = header_record(s, req.policy, req.top_n, T, windows);
-    header["kv_shift"] = kv_shift;
-    header["probs"] = req.full_probs;
+    json header = header_record(s, req.policy, req.top_n, T, windows, kv_shift, req.full_probs);
     if (!emit(header)) return false;
 
     TapRun run;

@@ -6,6 +6,7 @@ import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { type ServerError } from "../../extension/core/server-client";
 import type { ServerProcess } from "../../extension/core/server-process";
+import { halfToFloat, type TraceBatch } from "../../shared/trace";
 import { DEMO_MODEL, rawRequest, requireFile, SERVER_BIN, startServer, tempFile, tinyModel } from "../helpers";
 
 const MODEL = process.env.MOE_LENS_TEST_MODEL ?? DEMO_MODEL;
@@ -135,6 +136,26 @@ describe("model info and trace", () => {
       }
     assert.ok(below > 0, "threshold 0.6 must drop some experts");
     assert.ok(amg.summary!.avg_active < K);
+  });
+
+  test("probs: every expert's router probability in f16, summing to 1, agreeing with the top-N record", async () => {
+    const batches: TraceBatch[] = [];
+    const t = await server.client.traceStream({ text: SAMPLE, top_n: 2, probs: true }, { onBatch: (b) => void batches.push(b) });
+    assert.equal(t.header.probs, true);
+    const L = t.header.n_moe_layers, E = t.header.model.n_expert, N = t.header.top_n;
+    for (const b of batches) {
+      assert.equal(b.routerProbs?.length, b.count * L * E);
+      for (let row = 0; row < b.count * L; row++) {
+        const p = Array.from(b.routerProbs!.subarray(row * E, (row + 1) * E), halfToFloat);
+        assert.ok(Math.abs(p.reduce((a, x) => a + x, 0) - 1) < 5e-3, `row ${row} sums to 1`);
+        for (let n = 0; n < N; n++) {
+          const id = b.topIds![row * N + n];
+          assert.ok(Math.abs(p[id] - b.topProbs![row * N + n]) < 1e-3, `top ${n} of row ${row} agrees`);
+        }
+      }
+    }
+    const plain = await server.client.trace({ text: SAMPLE });
+    assert.equal(plain.header.probs, false);
   });
 
   test("text longer than the context streams through a shifted context: every token once, a small first batch", async () => {

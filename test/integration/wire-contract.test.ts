@@ -34,7 +34,7 @@ let server: ServerProcess;
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-wire-"));
 
 before(async () => {
-  server = await startServer(DEMO_MODEL, { ctx: 256 }); // a small context, so a 600-token trace spans several windows
+  server = await startServer(DEMO_MODEL, { ctx: 256 }); // a small context, so a 600-token trace shifts it
   await fitAntPredictor(server.client, SAMPLE, DEMO_MODEL, { outPath: path.join(dir, "demo.moe-ant.json") });
 });
 after(async () => {
@@ -121,9 +121,9 @@ describe("wire contract: what the server sends, key by key", () => {
     assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, top_n: 4 }), { topN: true }, "/v1/trace with top_n");
     assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, expert_norms: true }), { norms: true }, "/v1/trace with expert_norms");
     assertTraceRecords(await stream("/v1/trace", { text: SAMPLE, probs: true }), { probs: true }, "/v1/trace with probs");
-    // Text longer than the context: several windows, each with the same keys.
+    // Text longer than the context: the context shifts, and the records keep their keys.
     const windowed = await stream("/v1/trace", { tokens: Array.from({ length: 600 }, (_, i) => 10 + (i % 50)) });
-    assert.ok((windowed.get("header")![0].windows as unknown[]).length > 1, "the 600 tokens span several windows");
+    assert.equal(windowed.get("header")![0].kv_shift, 128, "the 600 tokens shift the 256-token context by half");
     assertTraceRecords(windowed, {}, "/v1/trace of 600 tokens");
   });
 
