@@ -1,5 +1,7 @@
 #include "routing_tap.h"
 
+#include "parallel.h"
+
 #include "ggml-backend.h"
 #include "ggml.h"
 
@@ -219,49 +221,61 @@ void RoutingTap::routing_callback(const llama_moe_routing_ubatch * ub, void * us
     static_cast<RoutingTap *>(user_data)->on_routing(*ub);
 }
 
+// One MoE layer's rows of a ubatch into `routing_` (cells of this layer only).
+void RoutingTap::record_layer(const llama_moe_routing_ubatch & ub, int m, double & layer_active_sum, double & layer_active_count) {
+    const int L = int(layout_.moe_layers.size()), K = layout_.k, E = layout_.n_expert, N = run_.top_n;
+    const int il = layout_.moe_layers[m];
+    if (il >= ub.n_layer || !ub.weights[il] || ub.n_expert_used != K) return;
+    const int32_t * ids = ub.experts[il];
+    const float * w = ub.weights[il];
+    const float * probs = ub.probs[il];
+    const float * norms = ub.norms[il];
+    const int n_rows = ub.n_rows[il];
+    const bool every_row = n_rows == ub.n_tokens;
+    for (int r = 0; r < n_rows; ++r) {
+        int active = 0;
+        for (int i = 0; i < K; ++i) active += w[size_t(r) * K + i] != 0.0f;
+        if (run_.count_active) {
+            layer_active_sum += active;
+            layer_active_count += 1;
+        }
+        const int row = rows_seen_ + r;
+        if (!run_.record || !every_row || row >= routing_.n_rows) continue;
+        const size_t at = (size_t(row) * L + m) * K;
+        std::memcpy(&routing_.experts[at], ids + size_t(r) * K, K * sizeof(int32_t));
+        std::memcpy(&routing_.weights[at], w + size_t(r) * K, K * sizeof(float));
+        if (norms && !routing_.norms.empty()) std::memcpy(&routing_.norms[at], norms + size_t(r) * K, K * sizeof(float));
+        routing_.active[size_t(row) * L + m] = uint8_t(active);
+        if (probs) {
+            const float * p = probs + size_t(r) * E;
+            routing_.entropy[size_t(row) * L + m] = entropy_nats(p, E);
+            if (!routing_.probs.empty()) {
+                uint16_t * h = &routing_.probs[(size_t(row) * L + m) * E];
+                for (int e = 0; e < E; ++e) h[e] = ggml_fp32_to_fp16(p[e]);
+            }
+            if (N > 0) {
+                const size_t tn = (size_t(row) * L + m) * N;
+                top_n(p, E, N, &routing_.top_ids[tn], &routing_.top_probs[tn]);
+            }
+        }
+    }
+}
+
 // One ubatch of captured routing. Rows arrive in batch order (one sequence per decode, or
 // several for perplexity, which only counts), continuing where the previous ubatch stopped.
 // llama.cpp evaluates its last layer for the output rows only: traces ask for every output, so
 // such a layer has fewer rows only where nothing is recorded (perplexity), and is counted as is.
 void RoutingTap::on_routing(const llama_moe_routing_ubatch & ub) {
     if (mode_ != Mode::Evaluate) return;
-    const int L = int(layout_.moe_layers.size()), K = layout_.k, E = layout_.n_expert, N = run_.top_n;
+    const int L = int(layout_.moe_layers.size());
+    // Layers are independent: each thread fills its own layers' cells and counts its own actives.
+    std::vector<double> active_sums(L, 0.0), active_counts(L, 0.0);
+    parallel_ranges(run_.host_threads, 0, L, 4, [&](int m0, int m1) {
+        for (int m = m0; m < m1; ++m) record_layer(ub, m, active_sums[m], active_counts[m]);
+    });
     for (int m = 0; m < L; ++m) {
-        const int il = layout_.moe_layers[m];
-        if (il >= ub.n_layer || !ub.weights[il] || ub.n_expert_used != K) continue;
-        const int32_t * ids = ub.experts[il];
-        const float * w = ub.weights[il];
-        const float * probs = ub.probs[il];
-        const float * norms = ub.norms[il];
-        const int n_rows = ub.n_rows[il];
-        const bool every_row = n_rows == ub.n_tokens;
-        for (int r = 0; r < n_rows; ++r) {
-            int active = 0;
-            for (int i = 0; i < K; ++i) active += w[size_t(r) * K + i] != 0.0f;
-            if (run_.count_active) {
-                active_sum += active;
-                active_count += 1;
-            }
-            const int row = rows_seen_ + r;
-            if (!run_.record || !every_row || row >= routing_.n_rows) continue;
-            const size_t at = (size_t(row) * L + m) * K;
-            std::memcpy(&routing_.experts[at], ids + size_t(r) * K, K * sizeof(int32_t));
-            std::memcpy(&routing_.weights[at], w + size_t(r) * K, K * sizeof(float));
-            if (norms && !routing_.norms.empty()) std::memcpy(&routing_.norms[at], norms + size_t(r) * K, K * sizeof(float));
-            routing_.active[size_t(row) * L + m] = uint8_t(active);
-            if (probs) {
-                const float * p = probs + size_t(r) * E;
-                routing_.entropy[size_t(row) * L + m] = entropy_nats(p, E);
-                if (!routing_.probs.empty()) {
-                    uint16_t * h = &routing_.probs[(size_t(row) * L + m) * E];
-                    for (int e = 0; e < E; ++e) h[e] = ggml_fp32_to_fp16(p[e]);
-                }
-                if (N > 0) {
-                    const size_t tn = (size_t(row) * L + m) * N;
-                    top_n(p, E, N, &routing_.top_ids[tn], &routing_.top_probs[tn]);
-                }
-            }
-        }
+        active_sum += active_sums[m];
+        active_count += active_counts[m];
     }
     rows_seen_ += ub.n_tokens;
 }

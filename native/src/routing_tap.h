@@ -70,6 +70,7 @@ struct TapRun {
     bool full_probs = false;       // with record: every expert's router probability (f16)
     bool capture_logits = false;   // fill `routing.logits` (calibration)
     bool count_active = false;     // active_sum / active_count over every evaluated row
+    int host_threads = 1;          // threads for the per-ubatch records (the context's own count)
 };
 
 class RoutingTap {
@@ -104,6 +105,7 @@ private:
 
     static void routing_callback(const llama_moe_routing_ubatch * ub, void * user_data);
     void on_routing(const llama_moe_routing_ubatch & ub);
+    void record_layer(const llama_moe_routing_ubatch & ub, int m, double & layer_active_sum, double & layer_active_count);
     bool wants(MoeNode kind) const;
     void on_scores(ggml_tensor * t, int m);
     void discover(ggml_tensor * t, MoeNode kind, int layer);
