@@ -36,6 +36,8 @@ export type HostMessage =
   | { type: "segments"; traceId: string; segments: DomainSegment[]; transitions: TransitionMetrics[] }
   /** Show two finished traces side by side (same text, two policies). */
   | { type: "compare"; leftTraceId: string; rightTraceId: string }
+  /** Measured speed of the compared policies (right against left), shown under the compare table. */
+  | { type: "compareSpeed"; leftTraceId: string; rightTraceId: string; text: string }
   /** The policy new traces use, after every change (the panel's controls show it); the model's trained k and expert count (0 before a model is loaded). */
   | { type: "policy"; policy: Policy; trainedK: number; maxK: number; antAvailable: boolean }
   | { type: "highlightToken"; traceId: string; token: number }

@@ -49,6 +49,8 @@ export interface ModelInfo {
   skip_supported: boolean;
   /** The router pack every evaluation routes with (docs/router-packs.md), or null for the model's own routers. */
   router_pack: RouterPackInfo | null;
+  /** Per MoE layer, the backend buffer its router ran in at load time ("CPU", "Vulkan0", "RPC0[host:port]", …). */
+  router_devices: string[];
 }
 /** A loaded router pack as the server describes it. */
 export interface RouterPackInfo {
@@ -63,7 +65,7 @@ const _routerPackInfoKeys: ListsAllKeys<RouterPackInfo, typeof ROUTER_PACK_INFO_
 export const MODEL_INFO_KEYS = [
   "path", "architecture", "description", "n_layer", "moe_layers", "n_expert", "n_expert_used", "n_expert_used_trained", "n_expert_shared",
   "gating", "weights_norm", "weights_scale", "n_ctx", "n_ctx_train", "n_vocab", "add_bos", "bos", "vocab_type", "size_bytes", "n_params",
-  "capabilities", "skip_supported", "router_pack",
+  "capabilities", "skip_supported", "router_pack", "router_devices",
 ] as const satisfies ReadonlyArray<keyof ModelInfo>;
 const _modelInfoKeys: ListsAllKeys<ModelInfo, typeof MODEL_INFO_KEYS> = true;
 

@@ -4,7 +4,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { defaultServerBinary, demoModelPath, llamaToolBinary } from "../extension/core/paths";
+import { defaultServerBinary, demoModelPath, llamaToolBinary, type NativeBackend } from "../extension/core/paths";
 import { ServerProcess } from "../extension/core/server-process";
 
 export const ROOT = process.env.MOE_LENS_ROOT ?? path.resolve(__dirname, "..", "..", "..");
@@ -16,9 +16,11 @@ export function requireFile(file: string, hint: string): string {
   return file;
 }
 
-export function startServer(model: string, extra: { ctx?: number; overrideKv?: string[]; predictor?: string; gpuLayers?: number; rpcServers?: string[] } = {}): Promise<ServerProcess> {
-  requireFile(SERVER_BIN, "run `npm run build:native`");
-  return ServerProcess.start({ binary: SERVER_BIN, model, threads: 2, ...extra });
+/** Starts out/bin/moe-lens-server, or with `binary` another build's (e.g. out/bin-vulkan/). */
+export function startServer(model: string, extra: { ctx?: number; overrideKv?: string[]; predictor?: string; gpuLayers?: number; rpcServers?: string[]; binary?: string } = {}): Promise<ServerProcess> {
+  const binary = extra.binary ?? SERVER_BIN;
+  requireFile(binary, "run `npm run build:native`");
+  return ServerProcess.start({ model, threads: 2, ...extra, binary });
 }
 
 let tinyDir: string | undefined;
@@ -40,12 +42,13 @@ export function tinyModel(name: string): string {
  * the log also goes to a file (written on the same worker, flushed on close), and one
  * rerun is allowed when neither holds the final line.
  */
-export function llamaPerplexity(model: string, textFile: string, nCtx: number): { ppl: string; err: string; chunks: string } {
-  const bin = requireFile(llamaToolBinary(ROOT, "llama-perplexity"), "run `npm run build:native`");
+export function llamaPerplexity(model: string, textFile: string, nCtx: number, opts: { backend?: NativeBackend; gpuLayers?: number } = {}): { ppl: string; err: string; chunks: string } {
+  const bin = requireFile(llamaToolBinary(ROOT, "llama-perplexity", opts.backend), `run \`${opts.backend && opts.backend !== "cpu" ? `MOE_LENS_GPU=${opts.backend} ` : ""}npm run build:native\``);
+  const args = ["-m", model, "-f", textFile, "-c", String(nCtx), "-t", "2", ...(opts.gpuLayers ? ["-ngl", String(opts.gpuLayers)] : [])];
   let all = "";
   for (let attempt = 0; attempt < 2; attempt++) {
     const logFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-ppl-")), "log.txt");
-    const r = spawnSync(bin, ["-m", model, "-f", textFile, "-c", String(nCtx), "-t", "2", "--log-file", logFile], { encoding: "utf8" });
+    const r = spawnSync(bin, [...args, "--log-file", logFile], { encoding: "utf8" });
     all = `${r.stdout}\n${r.stderr}\n${fs.existsSync(logFile) ? fs.readFileSync(logFile, "utf8") : ""}`;
     const m = /Final estimate: PPL = ([\d.]+) \+\/- ([\d.]+)/.exec(all);
     if (m) return { ppl: m[1], err: m[2], chunks: /(\[1\][^\n]*)/.exec(all)?.[1] ?? "" };

@@ -11,7 +11,8 @@
 // tree (native/patches/README.md says what each changes and why). A patch that does not apply
 // stops the build with the file's name and git's reason.
 //
-// Environment: MOE_LENS_GPU=cuda|vulkan|metal selects a GPU backend (default: CPU);
+// Environment: MOE_LENS_GPU=cuda|vulkan|metal selects a GPU backend (default: CPU; a GPU
+// build's binaries go to out/bin-<backend>/ instead of out/bin/);
 // MOE_LENS_CACHE_DIR overrides the cache root; MOE_LENS_JOBS the parallel build jobs;
 // MOE_LENS_LLAMA_SRC=DIR builds against a llama.cpp tree you are editing (patches are not
 // applied to it; see native/patches/README.md for the round trip).
@@ -72,7 +73,10 @@ const devSrc = process.env.MOE_LENS_LLAMA_SRC ? path.resolve(process.env.MOE_LEN
 if (devSrc && !fs.existsSync(path.join(devSrc, "include", "llama.h"))) fail(`MOE_LENS_LLAMA_SRC=${devSrc} is not a llama.cpp tree`);
 const source = devSrc ? `dev-${createHash("sha256").update(devSrc).digest("hex").slice(0, 8)}` : `p${patchHash.digest("hex").slice(0, 10)}`;
 const key = `llama-${llamaTag}-nlc${nodeLlamaVersion}-${source}-${backend}${portable ? "-portable" : ""}${sanitize ? `-${SANITIZERS[sanitize]}` : ""}-f${flagsHash}`;
-const outBinDir = path.join(repoRoot, "out", sanitize ? `bin-${SANITIZERS[sanitize]}` : "bin");
+// The CPU build goes to out/bin/ (what the extension bundles and the tests use); a GPU or
+// sanitizer build goes beside it, to out/bin-<backend>/ or out/bin-asan|tsan/, so builds can be
+// compared and the CPU one is never overwritten.
+const outBinDir = path.join(repoRoot, "out", sanitize ? `bin-${SANITIZERS[sanitize]}` : backend === "cpu" ? "bin" : `bin-${backend}`);
 
 const cacheRoot = process.env.MOE_LENS_CACHE_DIR || path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), ".cache"), "moe-lens");
 const cacheDir = path.join(cacheRoot, "native", key);

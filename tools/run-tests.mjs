@@ -4,7 +4,9 @@
 //   2. build (esbuild bundles)
 //   3. native C++ unit tests (out/bin/moe-lens-native-tests; skipped with one line when the
 //      native build is missing, so `npm test -- unit` runs without llama.cpp)
-//   4. node:test suites: test/unit, test/webview, test/integration, test/e2e (bundled by esbuild)
+//   4. node:test suites: test/unit, test/webview, test/integration, test/vulkan, test/e2e
+//      (bundled by esbuild); test/vulkan compares the Vulkan build (out/bin-vulkan/) with the
+//      CPU build and skips, test by test, where there is no Vulkan build
 // Exits non-zero on any failure. `npm test -- unit integration` runs only those suites.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
@@ -13,7 +15,7 @@ import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const SUITES = ["unit", "webview", "integration", "e2e"];
+const SUITES = ["unit", "webview", "integration", "vulkan", "e2e"];
 const only = process.argv.slice(2).filter((a) => SUITES.includes(a));
 const suites = only.length ? only : SUITES;
 const results = { passed: 0, failed: 0, skipped: 0 };

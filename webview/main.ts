@@ -151,8 +151,19 @@ function renderSummary(tr: PanelTrace): void {
     el("span", "", ` · trace ppl ${fmt(s?.ppl ?? Math.exp(tr.meanNll()), 3)}`),
     el("span", "policy", ` · policy ${policy}`),
     ...(tr.error ? [el("span", "error", ` · ${tr.error}`)] : []),
-    ...(tr.K > tr.header.model.n_expert_used_trained || tr.header.policy.amg ? [el("span", "note", " · zero-gating computes every selected expert: no arithmetic is saved")] : []),
+    ...dropNote(tr),
   );
+}
+
+/** What dropping experts costs under this trace's policy: skipped (no arithmetic) or zero-gated (computed, multiplied by 0). */
+function dropNote(tr: PanelTrace): HTMLElement[] {
+  const p = tr.header.policy;
+  const drops = p.amg !== undefined || (p.max_k !== undefined && p.max_k < tr.header.model.n_expert_used_trained);
+  if (!drops) return [];
+  const skipped = tr.header.model.skip_supported && p.skip !== false;
+  return [el("span", "note", skipped
+    ? " · dropped experts are skipped (not computed); Compare Policies measures the speed"
+    : " · zero-gating: dropped experts are still computed, so no time is saved")];
 }
 
 function showDetails(tr: PanelTrace, t: number, m: number): void {
@@ -343,6 +354,13 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
     case "compare": {
       const a = traces.get(m.leftTraceId), b = traces.get(m.rightTraceId);
       if (a && b) renderCompare(a, b);
+      break;
+    }
+    case "compareSpeed": {
+      compareHost.querySelector("#compare-speed")?.remove();
+      const line = el("p", "note", m.text);
+      line.id = "compare-speed";
+      compareHost.querySelector("#compare-summary")?.after(line);
       break;
     }
     case "policy":

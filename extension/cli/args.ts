@@ -9,7 +9,7 @@ export interface ParsedArgs {
 }
 
 /** Flags that take no value. Every other `--flag` takes the next argument (or `--flag=value`). */
-const BOOLEAN_FLAGS = new Set(["json", "pi", "help", "verbose", "no-ppl", "no-skip", "force", "keep-files"]);
+const BOOLEAN_FLAGS = new Set(["json", "pi", "help", "verbose", "no-ppl", "no-skip", "no-speed", "force", "keep-files"]);
 
 export function parseArgs(argv: string[]): ParsedArgs {
   const [command = "help", ...rest] = argv;

@@ -16,8 +16,9 @@ import { analyzeTransitions, labelText, segmentsFor, type ChangePointOptions } f
 
 const OUT_EXTS = [".html", ".csv", ".json", ".md"];
 
-export const EXPERIMENT_HELP = `  moe-lens sweep FILE [--model M] [--thresholds 0.5,0.75,0.9,1.0] [--max-k K1,K2] [--ctx N] [--min-k N] [--out F.html|F.csv|F.json|F.md]
-                                                     AMG sweep: PPL ± σ and average active experts (the AMG table)
+export const EXPERIMENT_HELP = `  moe-lens sweep FILE [--model M] [--thresholds 0.5,0.75,0.9,1.0] [--max-k K1,K2] [--ctx N] [--min-k N] [--out F.html|F.csv|F.json|F.md] [--no-speed]
+                                                     AMG sweep: PPL ± σ and average active experts (the AMG table), each row's
+                                                     measured speed beside them
   moe-lens ablation [DIR|FILES...] [--model M] [--calibration FILE] [--beta 0.9] [--beta-form raw|sp] [--gamma 0.5]
                     [--pi-momentum M] [--limit N] [--out F.html|F.csv|F.json|F.md]
                                                      2³ ablation of {β, Π, Ant} at labelled domain transitions
@@ -64,7 +65,7 @@ function writeOut(out: string, kind: "amg-sweep" | "ablation", r: SweepResult | 
 const progress = (args: ParsedArgs) => (args.flags.get("json") ? undefined : (m: string) => process.stderr.write(`  ${m}\n`));
 
 async function cmdSweep(args: ParsedArgs): Promise<void> {
-  checkKnownFlags(args, [...COMMON_FLAGS, "thresholds", "max-k", "ctx", "min-k", "batch", "out"]);
+  checkKnownFlags(args, [...COMMON_FLAGS, "thresholds", "max-k", "ctx", "min-k", "batch", "out", "no-speed"]);
   const file = args.positional[0];
   const text = readTextFile(file);
   const thresholds = numberList(args, "thresholds", 0, 1, false);
@@ -74,6 +75,7 @@ async function cmdSweep(args: ParsedArgs): Promise<void> {
   await withServer(args, async (server) => {
     const r = await runAmgSweep(server.client, text, {
       thresholds, maxK, nCtx: flagInt(args, "ctx", 8, 1 << 22), minK: flagInt(args, "min-k", 1, 4096), nBatch: flagInt(args, "batch", 1, 1 << 22), onProgress: progress(args),
+      ...(args.flags.get("no-speed") === true ? { speed: false as const } : {}),
     });
     const subtitle = `${path.basename(file)} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, trained k=${r.trainedK})`;
     if (out) writeOut(out, "amg-sweep", r, subtitle);

@@ -10,6 +10,7 @@ import { RPC_HELP, rpcCommands } from "./rpc";
 import { PRUNE_HELP, pruneCommands } from "./prune";
 import { PACKS_HELP, packsCommands } from "./packs";
 import { SPEED_HELP, speedCommands } from "./speed";
+import { describeSpeed, measurePolicySpeed, QUICK_SPEED_OPTIONS, skipNote, type SpeedRow } from "../core/speed";
 import { TraceExportWriter, writeExportFile } from "../core/export";
 import { TraceStatsAccumulator, traceStats, type TraceStats } from "../core/metrics";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
@@ -29,7 +30,8 @@ Usage:
   moe-lens info [--model M]                          model architecture, layers, experts, k, gating
   moe-lens trace FILE [--model M] [--out F.json|F.csv|F.html] [--top-n N] [policy flags]
   moe-lens ppl FILE [--model M] --ctx N [--json] [policy flags]
-  moe-lens compare FILE [--model M] --policies SPEC,SPEC,... [--ctx N] [--out F.html] [--json]
+  moe-lens compare FILE [--model M] --policies SPEC,SPEC,... [--ctx N] [--out F.html] [--json] [--no-speed]
+                                                     each policy's quality beside its measured speed against the first
 ${SPEED_HELP}
 ${EXPERIMENT_HELP}
 ${PRUNE_HELP}
@@ -161,9 +163,11 @@ interface ComparedPolicy {
   trace: Trace;
   ppl?: PerplexityResult;
   pplError?: string;
+  /** Measured beside the others (core/speed.ts), against the first policy. */
+  speed?: SpeedRow;
 }
 
-async function comparePolicies(server: ServerProcess, text: string, specs: string[], nCtx: number | undefined): Promise<ComparedPolicy[]> {
+async function comparePolicies(server: ServerProcess, text: string, specs: string[], nCtx: number | undefined, withSpeed: boolean): Promise<ComparedPolicy[]> {
   const results: ComparedPolicy[] = [];
   for (const spec of specs) {
     const policy = validatePolicy(parsePolicySpec(spec));
@@ -178,15 +182,23 @@ async function comparePolicies(server: ServerProcess, text: string, specs: strin
     }
     results.push(r);
   }
+  if (withSpeed && results.length) {
+    // The first policy is the reference of every ratio (side by side, alternating; core/speed.ts).
+    const rows = await measurePolicySpeed(server.client, text, results.map((r) => ({ spec: r.spec, policy: r.policy })), QUICK_SPEED_OPTIONS);
+    results.forEach((r, i) => (r.speed = rows[i]));
+  }
   return results;
 }
 
 function compareRows(results: ComparedPolicy[]): { header: string[]; rows: string[][]; report: ReportRow[] } {
-  const header = ["policy", "avg active", "trace ppl", "PPL (llama-perplexity method)", "mean entropy", "mean shift"];
+  const withSpeed = results.some((r) => r.speed);
+  const header = ["policy", "avg active", "trace ppl", "PPL (llama-perplexity method)", "mean entropy", "mean shift", ...(withSpeed ? ["speed and quality vs " + describePolicy(results[0].policy)] : [])];
   const rows: string[][] = [];
   const report: ReportRow[] = [];
+  const basePpl = results[0]?.ppl?.ppl ?? traceStats(results[0].trace).tracePpl ?? undefined;
   for (const r of results) {
     const s = traceStats(r.trace);
+    const ppl = r.ppl?.ppl ?? s.tracePpl ?? undefined;
     const cells = [
       describePolicy(r.policy),
       `${fmt(s.avgActive, 2)}/${s.k}`,
@@ -194,6 +206,7 @@ function compareRows(results: ComparedPolicy[]): { header: string[]; rows: strin
       r.ppl ? `${fmt(r.ppl.ppl)} ± ${fmt(r.ppl.ppl_err, 4)}` : r.pplError ? "n/a" : "–",
       fmt(s.meanEntropy, 3),
       fmt(s.meanShift, 3),
+      ...(withSpeed ? [r.speed ? describeSpeed(r.speed, ppl !== undefined && basePpl !== undefined ? { value: ppl, baseline: basePpl } : undefined) : "–"] : []),
     ];
     rows.push(cells);
     report.push({ label: cells[0], cells: Object.fromEntries(header.slice(1).map((h, i) => [h, cells[i + 1]])) });
@@ -204,19 +217,19 @@ function compareRows(results: ComparedPolicy[]): { header: string[]; rows: strin
 async function runComparison(args: ParsedArgs, file: string, text: string, specs: string[], nCtx: number | undefined, out: string | undefined, title: string): Promise<void> {
   await withServer(args, async (server) => {
     const info = await server.client.modelInfo();
-    const results = await comparePolicies(server, text, specs, nCtx);
+    const results = await comparePolicies(server, text, specs, nCtx, args.flags.get("no-speed") !== true);
     const { header, rows, report } = compareRows(results);
     if (out) {
       fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
       fs.writeFileSync(out, renderReport({
         title,
         subtitle: `${path.basename(file)} on ${path.basename(info.path)} (${info.architecture}, ${info.moe_layers.length} MoE layers, ${info.n_expert} experts, k=${info.n_expert_used_trained}, ${info.gating} gating)`,
-        sections: [{ title: "Policies", note: `trace ppl = exp(mean NLL) over the whole text in one pass; PPL = llama-perplexity's method with n_ctx=${nCtx ?? "–"}. Zero-gating (AMG) computes every selected expert and discards some outputs: it saves no arithmetic.`, columns: header.slice(1), rows: report }],
+        sections: [{ title: "Policies", note: `trace ppl = exp(mean NLL) over the whole text in one pass; PPL = llama-perplexity's method with n_ctx=${nCtx ?? "–"}. ${skipNote(info.skip_supported)} Speed: prefill of up to 512 tokens and 32 decoded tokens timed by the server, medians of ${QUICK_SPEED_OPTIONS.reps} alternating rounds, ratios to the first policy (moe-lens speed measures at length).`, columns: header.slice(1), rows: report }],
         traces: results.map((r) => ({ label: describePolicy(r.policy), trace: r.trace })),
       }));
     }
     if (args.flags.get("json")) {
-      return void console.log(JSON.stringify(results.map((r) => ({ spec: r.spec, policy: r.policy, stats: traceStats(r.trace), ppl: r.ppl, ppl_error: r.pplError })), null, 1));
+      return void console.log(JSON.stringify(results.map((r) => ({ spec: r.spec, policy: r.policy, stats: traceStats(r.trace), ppl: r.ppl, ppl_error: r.pplError, speed: r.speed })), null, 1));
     }
     console.log(`${path.basename(file)}: ${results[0]?.trace.columns.count ?? 0} tokens on ${path.basename(info.path)} (${info.architecture}, ${info.n_expert} experts, k=${info.n_expert_used_trained})\n`);
     console.log(formatTable(header, rows));
@@ -226,7 +239,7 @@ async function runComparison(args: ParsedArgs, file: string, text: string, specs
 }
 
 async function cmdCompare(args: ParsedArgs): Promise<void> {
-  checkKnownFlags(args, [...COMMON_FLAGS, "policies", "ctx", "out"]);
+  checkKnownFlags(args, [...COMMON_FLAGS, "policies", "ctx", "out", "no-speed"]);
   const file = args.positional[0];
   const text = readTextFile(file);
   const specs = (flagString(args, "policies") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
@@ -237,7 +250,7 @@ async function cmdCompare(args: ParsedArgs): Promise<void> {
 }
 
 async function cmdDemo(args: ParsedArgs): Promise<void> {
-  checkKnownFlags(args, [...COMMON_FLAGS, "out"]);
+  checkKnownFlags(args, [...COMMON_FLAGS, "out", "no-speed"]);
   const root = repoRootFromHere();
   const file = demoSamplePath(root);
   const text = readTextFile(file);

@@ -15,6 +15,7 @@ import { describePolicy, type Policy } from "../../shared/policy";
 import { escapeHtml, renderReport, type ReportSection } from "./report";
 import type { ModelInfo, PerplexityResult } from "../../shared/wire";
 import type { ServerClient } from "./server-client";
+import { describeSpeed, measurePolicySpeed, QUICK_SPEED_OPTIONS, skipNote, type SpeedOptions, type SpeedRow } from "./speed";
 import type { Trace } from "../../shared/trace";
 import {
   analyzeTransitions, changePointSegments, detectChangePoints, domainExperts, kCoverage, spansToSegments,
@@ -35,6 +36,8 @@ export interface SweepOptions {
   nCtx?: number;
   minK?: number;
   nBatch?: number;
+  /** Measure each row's speed against the baseline row (core/speed.ts); default: quick settings. false: skip. */
+  speed?: SpeedOptions | false;
   signal?: AbortSignal;
   onProgress?: Progress;
 }
@@ -53,6 +56,8 @@ export interface SweepRow {
   nCtx: number;
   /** llama-perplexity's final line. */
   printed: string;
+  /** Measured against the sweep's first row, when asked. */
+  speed?: SpeedRow;
 }
 
 export interface SweepResult {
@@ -100,14 +105,22 @@ export async function runAmgSweep(client: ServerClient, text: string, opts: Swee
     const r: PerplexityResult = await client.perplexity({ text, n_ctx: nCtx, policy: p.policy, ...(opts.nBatch ? { n_batch: opts.nBatch } : {}) }, opts.signal);
     rows.push({ config: p.config, policy: p.policy, k: r.k, threshold: p.threshold, ppl: r.ppl, pplErr: r.ppl_err, avgActive: r.avg_active_experts, nChunks: r.n_chunks, nCtx: r.n_ctx, printed: r.printed });
   }
+  if (opts.speed !== false) {
+    const speed = await measurePolicySpeed(client, text, rows.map((r) => ({ spec: r.config, policy: r.policy })), opts.speed ?? QUICK_SPEED_OPTIONS,
+      (done, total) => opts.onProgress?.(`speed ${done}/${total}`), opts.signal);
+    rows.forEach((r, i) => (r.speed = speed[i]));
+  }
   return { model, trainedK, nCtx, tokens, rows };
 }
 
 /** The table of “Adaptive Mixture of Experts Gate (AMG)”: Config | PPL | ±σ | Avg experts active. */
 export function sweepTable(r: SweepResult): { header: string[]; rows: string[][] } {
+  const withSpeed = r.rows.some((x) => x.speed);
+  const base = r.rows[0];
   return {
-    header: ["Config", "PPL", "±σ", "Avg experts active"],
-    rows: r.rows.map((x) => [x.config, x.ppl.toFixed(4), `±${x.pplErr.toFixed(3)}`, `${x.avgActive.toFixed(2)}/${x.k}`]),
+    header: ["Config", "PPL", "±σ", "Avg experts active", ...(withSpeed ? [`Speed and quality vs ${base.config}`] : [])],
+    rows: r.rows.map((x) => [x.config, x.ppl.toFixed(4), `±${x.pplErr.toFixed(3)}`, `${x.avgActive.toFixed(2)}/${x.k}`,
+      ...(withSpeed ? [x.speed ? describeSpeed(x.speed, { value: x.ppl, baseline: base.ppl }) : "–"] : [])]),
   };
 }
 
@@ -351,8 +364,9 @@ const csvCell = (v: unknown) => {
 const csv = (header: string[], rows: unknown[][]) => [header, ...rows].map((r) => r.map(csvCell).join(",")).join("\n") + "\n";
 
 export function sweepToCsv(r: SweepResult): string {
-  return csv(["config", "max_k", "k", "threshold", "ppl", "ppl_err", "avg_active", "n_chunks", "n_ctx", "policy"],
-    r.rows.map((x) => [x.config, x.policy.max_k ?? r.trainedK, x.k, x.threshold, x.ppl, x.pplErr, x.avgActive, x.nChunks, x.nCtx, describePolicy(x.policy)]));
+  return csv(["config", "max_k", "k", "threshold", "ppl", "ppl_err", "avg_active", "n_chunks", "n_ctx", "policy", "prefill_tps", "decode_tps", "prefill_ratio", "decode_ratio"],
+    r.rows.map((x) => [x.config, x.policy.max_k ?? r.trainedK, x.k, x.threshold, x.ppl, x.pplErr, x.avgActive, x.nChunks, x.nCtx, describePolicy(x.policy),
+      x.speed?.prefill_tps ?? null, x.speed?.decode_tps ?? null, x.speed?.prefill_ratio ?? null, x.speed?.decode_ratio ?? null]));
 }
 
 export function ablationToCsv(r: AblationResult): string {
@@ -398,7 +412,7 @@ function section(title: string, note: string, t: { header: string[]; rows: strin
 }
 
 export function sweepNote(r: SweepResult): string {
-  return `PPL by llama-perplexity's method (n_ctx = ${r.nCtx}, ${r.rows[0]?.nChunks ?? 0} chunks, ${r.tokens} tokens), ± its standard error. AMG keeps the shortest prefix of the selected experts whose cumulative weight share reaches the threshold; rows with k above the trained k (${r.trainedK}) reload the model with ${r.model.architecture}.expert_used_count overridden. Zero-gating computes every selected expert and discards some outputs: it saves no arithmetic.`;
+  return `PPL by llama-perplexity's method (n_ctx = ${r.nCtx}, ${r.rows[0]?.nChunks ?? 0} chunks, ${r.tokens} tokens), ± its standard error. AMG keeps the shortest prefix of the selected experts whose cumulative weight share reaches the threshold; rows with k above the trained k (${r.trainedK}) reload the model with ${r.model.architecture}.expert_used_count overridden. ${skipNote(r.model.skip_supported)}${r.rows.some((x) => x.speed) ? ` Speed: prefill and batch-1 decode timed by the server, medians of ${r.rows[0].speed?.reps ?? 0} alternating rounds, ratios to the first row (moe-lens speed measures at length).` : ""}`;
 }
 
 export function ablationNote(r: AblationResult): string {

@@ -22,12 +22,20 @@ export function repoRootFromHere(start: string = __dirname): string {
 
 const exe = (name: string) => (process.platform === "win32" ? `${name}.exe` : name);
 
-export function defaultServerBinary(root: string): string {
-  return path.join(root, "out", "bin", exe("moe-lens-server"));
+/** The llama.cpp backend a native build was made for (`MOE_LENS_GPU`, tools/build-native.mjs). */
+export type NativeBackend = "cpu" | "cuda" | "vulkan" | "metal";
+
+/** Where a build's binaries are: out/bin/ for the CPU build, out/bin-<backend>/ for a GPU build. */
+export function nativeBinDir(root: string, backend: NativeBackend = "cpu"): string {
+  return path.join(root, "out", backend === "cpu" ? "bin" : `bin-${backend}`);
 }
 
-export function llamaToolBinary(root: string, tool: "llama-perplexity" | "test-llama-archs" | "ggml-rpc-server"): string {
-  return path.join(root, "out", "bin", exe(tool));
+export function defaultServerBinary(root: string, backend: NativeBackend = "cpu"): string {
+  return path.join(nativeBinDir(root, backend), exe("moe-lens-server"));
+}
+
+export function llamaToolBinary(root: string, tool: "llama-perplexity" | "test-llama-archs" | "ggml-rpc-server", backend: NativeBackend = "cpu"): string {
+  return path.join(nativeBinDir(root, backend), exe(tool));
 }
 
 export function demoModelPath(root: string): string {

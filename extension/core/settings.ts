@@ -15,6 +15,10 @@ export interface MoeLensSettings {
   /** moe-lens-server binary override; "" = the bundled one. */
   serverPath: string;
   defaultPolicy: Policy;
+  /** ggml-rpc-server workers (HOST:PORT) the offloaded layers (gpuLayers) are spread over; [] = none. */
+  rpcServers: string[];
+  /** A router pack (docs/router-packs.md) every evaluation routes with; "" = the model's own routers. Applied without a restart. */
+  routerPack: string;
 }
 
 export const SETTINGS_SECTION = "moeLens";
@@ -32,10 +36,15 @@ export const DEFAULT_SETTINGS: MoeLensSettings = {
   gpuLayers: SETTING_LIMITS.gpuLayers.default,
   serverPath: "",
   defaultPolicy: {},
+  rpcServers: [],
+  routerPack: "",
 };
 
 /** Settings whose change needs a server restart. */
-export const RESTART_KEYS: ReadonlyArray<keyof MoeLensSettings> = ["modelPath", "threads", "contextSize", "gpuLayers", "serverPath"];
+export const RESTART_KEYS: ReadonlyArray<keyof MoeLensSettings> = ["modelPath", "threads", "contextSize", "gpuLayers", "serverPath", "rpcServers"];
+
+/** HOST:PORT, HOST a name, an IPv4 address or a bracketed IPv6 address. */
+export const RPC_ENDPOINT = /^(\[[0-9a-fA-F:]+\]|[^\s:[\]]+):\d{1,5}$/;
 
 export interface ReadResult {
   settings: MoeLensSettings;
@@ -50,7 +59,7 @@ export interface ReadResult {
  */
 export function readSettings(get: (key: string) => unknown, validatePolicy?: (p: unknown) => Policy): ReadResult {
   const problems: string[] = [];
-  const str = (key: "modelPath" | "serverPath"): string => {
+  const str = (key: "modelPath" | "serverPath" | "routerPack"): string => {
     const v = get(key);
     if (v === undefined || v === null) return "";
     if (typeof v !== "string") {
@@ -84,6 +93,15 @@ export function readSettings(get: (key: string) => unknown, validatePolicy?: (p:
       defaultPolicy = rawPolicy as Policy;
     }
   }
+  let rpcServers: string[] = [];
+  const rawRpc = get("rpcServers");
+  if (rawRpc !== undefined && rawRpc !== null) {
+    if (!Array.isArray(rawRpc) || rawRpc.some((e) => typeof e !== "string" || !RPC_ENDPOINT.test(e.trim()))) {
+      problems.push("moeLens.rpcServers must be a list of HOST:PORT strings; ignored");
+    } else {
+      rpcServers = (rawRpc as string[]).map((e) => e.trim());
+    }
+  }
   return {
     settings: {
       modelPath: str("modelPath"),
@@ -92,6 +110,8 @@ export function readSettings(get: (key: string) => unknown, validatePolicy?: (p:
       gpuLayers: int("gpuLayers"),
       serverPath: str("serverPath"),
       defaultPolicy,
+      rpcServers,
+      routerPack: str("routerPack"),
     },
     problems,
   };
@@ -99,7 +119,7 @@ export function readSettings(get: (key: string) => unknown, validatePolicy?: (p:
 
 /** True when going from `a` to `b` needs the server restarted. */
 export function needsRestart(a: MoeLensSettings, b: MoeLensSettings): boolean {
-  return RESTART_KEYS.some((k) => a[k] !== b[k]);
+  return RESTART_KEYS.some((k) => JSON.stringify(a[k]) !== JSON.stringify(b[k]));
 }
 
 /** Expands a leading "~" and "${workspaceFolder}" in a path setting. */

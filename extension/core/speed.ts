@@ -47,6 +47,9 @@ export function speedSpecs(specs: string[]): Array<{ spec: string; policy: Polic
   return parsed;
 }
 
+/** Quick settings for a speed column beside other results (compare, sweep): 2 timed rounds, a 512-token prefill, 32 decoded tokens. */
+export const QUICK_SPEED_OPTIONS: SpeedOptions = { reps: 2, nDecode: 32, nPrompt: 32, nPrefill: 512 };
+
 export async function measureSpeed(
   client: ServerClient,
   text: string,
@@ -55,7 +58,18 @@ export async function measureSpeed(
   onProgress?: (done: number, total: number) => void,
   signal?: AbortSignal,
 ): Promise<SpeedRow[]> {
-  const runs = speedSpecs(specs);
+  return measurePolicySpeed(client, text, speedSpecs(specs), options, onProgress, signal);
+}
+
+/** measureSpeed over policies given as objects; the first is the baseline of the ratios. */
+export async function measurePolicySpeed(
+  client: ServerClient,
+  text: string,
+  runs: Array<{ spec: string; policy: Policy }>,
+  options: SpeedOptions = DEFAULT_SPEED_OPTIONS,
+  onProgress?: (done: number, total: number) => void,
+  signal?: AbortSignal,
+): Promise<SpeedRow[]> {
   const samples: SpeedResult[][] = runs.map(() => []);
   const total = (options.reps + 1) * runs.length;
   let done = 0;
@@ -90,7 +104,25 @@ export async function measureSpeed(
   return rows;
 }
 
-/** "1.42× decode, 1.30× prefill at 4.10/8 active": speed read together with the expert count. */
-export function describeSpeed(row: Pick<SpeedRow, "decode_ratio" | "prefill_ratio" | "avg_active_experts" | "k">): string {
-  return `${row.decode_ratio.toFixed(2)}× decode, ${row.prefill_ratio.toFixed(2)}× prefill at ${row.avg_active_experts.toFixed(2)}/${row.k} active`;
+/**
+ * "1.42× decode, 1.30× prefill at 4.10/8 active, +0.8 % PPL": speed read together with the
+ * expert count and, when given, the perplexity change against the baseline's.
+ */
+export function describeSpeed(row: Pick<SpeedRow, "decode_ratio" | "prefill_ratio" | "avg_active_experts" | "k">, ppl?: { value: number; baseline: number }): string {
+  const quality = ppl && ppl.baseline > 0 ? `, ${pplChange(ppl.value, ppl.baseline)} PPL` : "";
+  return `${row.decode_ratio.toFixed(2)}× decode, ${row.prefill_ratio.toFixed(2)}× prefill at ${row.avg_active_experts.toFixed(2)}/${row.k} active${quality}`;
+}
+
+/** "+0.8 %", "−2.1 %", "±0 %": a perplexity relative to the baseline's. */
+export function pplChange(value: number, baseline: number): string {
+  const pct = (value / baseline - 1) * 100;
+  if (Math.abs(pct) < 0.05) return "±0 %";
+  return `${pct > 0 ? "+" : "−"}${Math.abs(pct).toFixed(1)} %`;
+}
+
+/** What a report says about the cost of dropped experts on this server. */
+export function skipNote(skipSupported: boolean): string {
+  return skipSupported
+    ? "Dropped experts (AMG, a k cap) are skipped: their gate/up/down rows are not computed (policy term noskip zero-gates them instead, for comparison)."
+    : "This model runs on a backend without expert skipping: dropped experts are zero-gated (computed, then multiplied by 0), so they save no arithmetic.";
 }

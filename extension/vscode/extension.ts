@@ -100,6 +100,10 @@ export function activate(context: vscode.ExtensionContext): { services: Services
       } else if (needsRestart({ ...prev, modelPath: settings.modelPath }, settings) && running) {
         output.info("settings changed: restarting the server");
         void server.restart().catch((err) => output.error(String(err)));
+      } else if (settings.routerPack !== prev.routerPack && state === "ready") {
+        server.applyRouterPack().then(() => undefined, (err: unknown) => {
+          void vscode.window.showErrorMessage(`MoE Lens: router pack not applied: ${(err as Error).message}`);
+        });
       }
     }),
     traceSelection.register(svc),

@@ -11,7 +11,7 @@ import * as vscode from "vscode";
 import { defaultServerBinary, demoModelPath } from "../core/paths";
 import { ServerProcess } from "../core/server-process";
 import type { ServerClient } from "../core/server-client";
-import type { ServerModelInfo } from "../../shared/wire";
+import type { RouterPackInfo, ServerModelInfo } from "../../shared/wire";
 import { expandPath, type MoeLensSettings } from "../core/settings";
 import { modelLabel } from "./format";
 
@@ -101,6 +101,20 @@ export class ServerManager implements vscode.Disposable {
   }
 
   /** Settings changed: remember them; the caller decides whether to restart. */
+  private resolvedRouterPack(): string | undefined {
+    const p = this.settings.routerPack;
+    return p ? expandPath(p, os.homedir(), this.workspaceFolder()) : undefined;
+  }
+
+  /** Applies moeLens.routerPack to the running server without reloading the model (POST /v1/router-pack). */
+  async applyRouterPack(): Promise<RouterPackInfo | null | undefined> {
+    const client = this.client;
+    if (!client) return undefined;
+    const pack = await client.loadRouterPack(this.resolvedRouterPack() ?? null);
+    this.output.info(pack ? `router pack: ${pack.name} (${pack.path})` : "router pack: none (the model's own routers)");
+    return pack;
+  }
+
   updateSettings(s: MoeLensSettings): void {
     this.settings = s;
   }
@@ -182,6 +196,8 @@ export class ServerManager implements vscode.Disposable {
         threads: this.settings.threads || undefined,
         gpuLayers: this.settings.gpuLayers || undefined,
         predictor: this.predictorPath,
+        routerPack: this.resolvedRouterPack(),
+        rpcServers: this.settings.rpcServers.length ? this.settings.rpcServers : undefined,
         log: (line) => this.output.trace(`[server] ${line}`),
         signal: ac.signal,
       });

@@ -282,6 +282,7 @@ nlohmann::json ModelSession::info() const {
                                                        {"description", router_pack->description},
                                                        {"mechanisms", router_pack->mechanisms()}}
                                     : nlohmann::json(nullptr)},
+        {"router_devices", L.router_devices},
     };
 }
 

@@ -60,6 +60,7 @@ void RoutingTap::begin_discovery() {
     disc_weights_.clear();
     disc_k_.clear();
     disc_e_.clear();
+    disc_device_.clear();
 }
 
 void RoutingTap::discover(ggml_tensor * t, MoeNode kind, int layer) {
@@ -70,6 +71,7 @@ void RoutingTap::discover(ggml_tensor * t, MoeNode kind, int layer) {
         disc_weights_.resize(layer + 1);
         disc_k_.resize(layer + 1, 0);
         disc_e_.resize(layer + 1, 0);
+        disc_device_.resize(layer + 1);
     }
     disc_kinds_[layer].push_back(kind);
     if (kind == MoeNode::TopK) {
@@ -82,6 +84,8 @@ void RoutingTap::discover(ggml_tensor * t, MoeNode kind, int layer) {
         disc_logits_[layer].assign(v.begin(), v.begin() + t->ne[0]);
     } else if (kind == MoeNode::Probs) {
         disc_e_[layer] = int(t->ne[0]);
+        const ggml_backend_buffer_t buf = t->view_src ? t->view_src->buffer : t->buffer;
+        disc_device_[layer] = buf ? ggml_backend_buffer_name(buf) : "";
         disc_probs_[layer].assign(v.begin(), v.begin() + t->ne[0]);
     } else if (is_weights_kind(kind)) {
         disc_weights_[layer].push_back(v.empty() ? 0.0f : v[0]);
@@ -115,6 +119,7 @@ MoeLayout RoutingTap::end_discovery(int n_layer) {
         if (!has(MoeNode::TopK)) continue;
         L.moe_index_of[layer] = int(L.moe_layers.size());
         L.moe_layers.push_back(int(layer));
+        L.router_devices.push_back(disc_device_[layer]);
         if (L.k != 0) continue;  // the first MoE layer describes them all
         L.k = disc_k_[layer];
         L.n_expert = disc_e_[layer];

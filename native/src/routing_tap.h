@@ -39,6 +39,9 @@ struct MoeLayout {
     std::string gating = "softmax";    // softmax | sigmoid | softmax_weight | other
     bool weights_norm = false;
     float weights_scale = 1.0f;
+    // Per MoE layer: the backend buffer its router probabilities were computed in at discovery
+    // ("CPU", "Vulkan0", "RPC0[host:port]", …), i.e. where that layer's routing runs.
+    std::vector<std::string> router_devices;
 
     int moe_index(int layer) const {
         return layer >= 0 && layer < int(moe_index_of.size()) ? moe_index_of[layer] : -1;
@@ -127,6 +130,7 @@ private:
     std::vector<std::vector<float>> disc_logits_, disc_probs_, disc_weights_;
     std::vector<std::vector<MoeNode>> disc_kinds_;
     std::vector<int> disc_k_, disc_e_;
+    std::vector<std::string> disc_device_;
 };
 
 }  // namespace moelens

@@ -48,13 +48,23 @@ describe("AMG sweep", () => {
       `k${k} baseline`, `k${k} + threshold 0.50`, `k${k} + threshold 1.00`, `k${k2} no gating`, `k${k2} + threshold 0.50`, `k${k2} + threshold 1.00`,
     ]);
     const t = sweepTable(r);
-    assert.deepEqual(t.header, ["Config", "PPL", "±σ", "Avg experts active"]);
+    assert.deepEqual(t.header, ["Config", "PPL", "±σ", "Avg experts active", `Speed and quality vs k${k} baseline`]);
     for (const [i, row] of t.rows.entries()) {
-      assert.equal(row.length, 4);
+      assert.equal(row.length, 5);
       assert.match(row[2], /^±\d+\.\d{3}$/);
       assert.match(row[3], new RegExp(`^\\d+\\.\\d\\d/${r.rows[i].k}$`));
+      assert.match(row[4], /^\d+\.\d\d× decode, \d+\.\d\d× prefill at \d+\.\d\d\/\d+ active, (±0|[+−]\d+\.\d) % PPL$/, row[4]);
     }
     assert.equal(sweepToCsv(r).trim().split("\n").length, 7);
+  });
+
+  test("each row's speed is measured against the baseline row, with the experts it kept", () => {
+    const [base, half, one] = r.rows;
+    assert.equal(base.speed?.decode_ratio, 1);
+    assert.equal(base.speed?.prefill_ratio, 1);
+    for (const x of r.rows) assert.ok(x.speed && x.speed.decode_tps > 0 && x.speed.prefill_tps > 0 && x.speed.reps === 2, x.config);
+    assert.ok(half.speed!.avg_active_experts < one.speed!.avg_active_experts, "threshold 0.5 keeps fewer experts in the timed runs too");
+    assert.equal(one.speed!.avg_active_experts, info.n_expert_used_trained);
   });
 
   test("at least four chunks; the baseline row is llama-perplexity's number", () => {

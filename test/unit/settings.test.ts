@@ -38,6 +38,9 @@ test("restart is needed for server settings, not for the policy", () => {
   assert.equal(needsRestart(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, threads: 4 }), true);
   assert.equal(needsRestart(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, modelPath: "/x.gguf" }), true);
   assert.equal(needsRestart(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, defaultPolicy: { amg: { threshold: 0.5 } } }), false);
+  assert.equal(needsRestart(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, rpcServers: ["10.0.0.2:50052"] }), true, "workers are chosen at load");
+  assert.equal(needsRestart({ ...DEFAULT_SETTINGS, rpcServers: ["a:1"] }, { ...DEFAULT_SETTINGS, rpcServers: ["a:1"] }), false, "equal lists are no change");
+  assert.equal(needsRestart(DEFAULT_SETTINGS, { ...DEFAULT_SETTINGS, routerPack: "/p.gguf" }), false, "a router pack is applied live");
 });
 
 test("paths expand ~ and ${workspaceFolder}", () => {
@@ -78,4 +81,15 @@ test("manifest: every contributed command is registered by extension/vscode, laz
   assert.deepEqual(pkg.extensionKind, ["workspace"]);
   assert.equal(pkg.main, "./out/extension.js");
   assert.ok(pkg.contributes.views.moeLens.some((v: { id: string; type: string }) => v.id === "moeLens.routingPanel" && v.type === "webview"));
+});
+
+test("rpcServers: HOST:PORT strings kept, anything else ignored with a message", () => {
+  const ok = readSettings((k) => (k === "rpcServers" ? ["10.0.0.2:50052", " [::1]:50053 ", "worker-b:1"] : undefined));
+  assert.deepEqual(ok.settings.rpcServers, ["10.0.0.2:50052", "[::1]:50053", "worker-b:1"]);
+  assert.deepEqual(ok.problems, []);
+  for (const bad of ["10.0.0.2", ["10.0.0.2"], ["host:port"], [1234], ["a b:1"]]) {
+    const r = readSettings((k) => (k === "rpcServers" ? bad : undefined));
+    assert.deepEqual(r.settings.rpcServers, [], JSON.stringify(bad));
+    assert.match(r.problems.join(), /moeLens.rpcServers must be a list of HOST:PORT/);
+  }
 });

@@ -13,7 +13,7 @@ function header(n: number): TraceHeader {
       path: "/m.gguf", architecture: "qwen3moe", n_layer: 2, moe_layers: [0, 1], n_expert: 8, n_expert_used: K,
       n_expert_used_trained: K, n_expert_shared: 0, gating: "softmax", weights_norm: true, weights_scale: 1,
       n_ctx: 2048, n_ctx_train: 256, n_vocab: 3000, add_bos: true, description: "test", bos: 1, vocab_type: "bpe", size_bytes: 0, n_params: 0,
-      capabilities: [], skip_supported: true, router_pack: null,
+      capabilities: [], skip_supported: true, router_pack: null, router_devices: ["CPU", "CPU"],
     },
     policy: {}, n_moe_layers: L, k: K, top_n: 0, n_tokens: n, windows: [{ start: 0, end: n, scored_from: 0, recorded_end: n }], kv_shift: 0, probs: false,
   };

@@ -3,6 +3,8 @@ import { describePolicy, type Policy } from "../../../shared/policy";
 import { formatNumber } from "../../../shared/format";
 import type { Services } from "../services";
 import { DEFAULT_AMG } from "../policy-state";
+import { runExperiment } from "../experiment-runner";
+import { describeSpeed, measurePolicySpeed, QUICK_SPEED_OPTIONS } from "../../core/speed";
 
 /**
  * MoE Lens: Compare Policies on Selection — traces the selection (or the whole document
@@ -31,6 +33,15 @@ export function register(svc: Services): vscode.Disposable {
       svc.panel.post({ type: "compare", leftTraceId: a.id, rightTraceId: b.id });
       const fmt = (x: typeof a) => (x.summary ? `ppl ${formatNumber(x.summary.ppl, 3)}, active ${x.summary.avg_active.toFixed(2)}/${x.header?.k}` : "?");
       svc.output.info(`compare: ${describePolicy(l)}: ${fmt(a)} | ${describePolicy(r)}: ${fmt(b)}`);
+      // Quality and speed read together: time both policies side by side on the same text.
+      const text = target.document.getText(target.range);
+      const speed = await runExperiment(svc, "measuring speed", (client, signal) =>
+        measurePolicySpeed(client, text, [{ spec: "A", policy: l }, { spec: "B", policy: r }], QUICK_SPEED_OPTIONS, undefined, signal));
+      if (speed && a.summary?.ppl && b.summary?.ppl) {
+        const line = `B against A: ${describeSpeed(speed[1], { value: b.summary.ppl, baseline: a.summary.ppl })} (trace perplexity; ${QUICK_SPEED_OPTIONS.reps} alternating rounds, server-timed)`;
+        svc.panel.post({ type: "compareSpeed", leftTraceId: a.id, rightTraceId: b.id, text: line });
+        svc.output.info(`compare speed: ${line}`);
+      }
       return { left: a.id, right: b.id };
     } catch (e) {
       void vscode.window.showErrorMessage(`MoE Lens: compare failed: ${(e as Error).message}`);

@@ -1,14 +1,16 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
 import { inspectModel } from "../../core/gguf";
+import { packsForModel, routerPackDir } from "../../core/router-pack";
 import type { Services } from "../services";
 import { errorMessage, isCancellation } from "../server-manager";
 
 /**
  * MoE Lens: Select Model… — picks a .gguf file, reads its metadata first (node-llama-cpp's
  * readGgufFileInfo), and only then switches the server to it. A dense model or a broken
- * file gets a clear message and the running model is left alone. Also callable with a
- * path argument (for scripts and tests).
+ * file gets a clear message and the running model is left alone. Then offers the router
+ * packs found beside the model. Also callable with a path argument (for scripts and tests;
+ * no prompt).
  */
 export function register(svc: Services): vscode.Disposable {
   return vscode.commands.registerCommand("moeLens.selectModel", async (arg?: string | vscode.Uri) => {
@@ -43,6 +45,9 @@ export function register(svc: Services): vscode.Disposable {
     }
     svc.output.info(`select model ${file}: ${info.architecture}, ${info.nExpert} experts, k=${info.nExpertUsed}, ${info.nLayer} layers`);
     svc.tracer.cancel();
+    // A router pack belongs to one model file: the new model starts with its own routers.
+    const config = vscode.workspace.getConfiguration("moeLens");
+    if (config.get<string>("routerPack")) await config.update("routerPack", "", vscode.ConfigurationTarget.Global);
     try {
       await svc.server.switchModel(file);
     } catch (e) {
@@ -53,5 +58,18 @@ export function register(svc: Services): vscode.Disposable {
     // Remember it (the configuration listener sees the running model already matches).
     await vscode.workspace.getConfiguration("moeLens").update("modelPath", file, vscode.ConfigurationTarget.Global);
     void vscode.window.showInformationMessage(`MoE Lens: now using ${name} (${info.architecture}, ${info.nExpert} experts, k=${info.nExpertUsed}).`);
+    if (!arg) await offerRouterPacks(file);
   });
+}
+
+/** Offers the router packs kept beside the model (core/router-pack.ts); the choice goes to moeLens.routerPack, applied live. */
+async function offerRouterPacks(model: string): Promise<void> {
+  const packs = packsForModel(model);
+  if (!packs.length) return;
+  const own = { label: "the model's own routers", description: "", pack: "" };
+  const picked = await vscode.window.showQuickPick(
+    [own, ...packs.map((p) => ({ label: p.name, description: p.mechanisms ? `trained ${p.mechanisms}` : "routers only", detail: p.description, pack: p.path }))],
+    { title: `MoE Lens: router pack for ${path.basename(model)}`, placeHolder: `${packs.length} router pack${packs.length === 1 ? "" : "s"} found in ${routerPackDir(model)}` },
+  );
+  if (picked?.pack) await vscode.workspace.getConfiguration("moeLens").update("routerPack", picked.pack, vscode.ConfigurationTarget.Global);
 }
