@@ -8,7 +8,8 @@ import { defaultServerBinary, demoModelPath, llamaToolBinary, type NativeBackend
 import { ServerProcess } from "../extension/core/server-process";
 
 export const ROOT = process.env.MOE_LENS_ROOT ?? path.resolve(__dirname, "..", "..", "..");
-export const SERVER_BIN = defaultServerBinary(ROOT);
+/** The server the tests start: out/bin/ by default; MOE_LENS_SERVER_BIN=out/bin-asan/moe-lens-server runs them against the sanitizer build. */
+export const SERVER_BIN = process.env.MOE_LENS_SERVER_BIN ? path.resolve(process.env.MOE_LENS_SERVER_BIN) : defaultServerBinary(ROOT);
 export const DEMO_MODEL = demoModelPath(ROOT);
 
 export function requireFile(file: string, hint: string): string {

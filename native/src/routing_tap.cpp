@@ -160,6 +160,9 @@ void RoutingTap::end() {
 }
 
 void RoutingTap::attach(llama_context * ctx) const {
+    // A changed graph key makes llama.cpp reserve its compute buffers again at the next decode:
+    // nothing submitted to a device may still be using them then.
+    llama_synchronize(ctx);
     llama_moe_routing_params p = llama_moe_routing_default_params();
     std::vector<float> bias;
     std::vector<const float *> routers;
