@@ -344,8 +344,10 @@ test("Run AMG Sweep on Document: the sweep table appears in the panel", { skip, 
   await w.page.keyboard.press("Enter");
   const rows = await experimentTable(w, /AMG sweep/, 150_000);
   await screenshot(w, "10-amg-sweep-panel");
-  assert.deepEqual(rows[0], ["Config", "PPL", "±σ", "Avg experts active"]);
+  // Speed is measured beside quality, against the first row (issue 11).
+  assert.deepEqual(rows[0], ["Config", "PPL", "±σ", "Avg experts active", `Speed and quality vs k${k} baseline`]);
   const body = rows.slice(1);
+  for (const r of body) assert.match(r[4], /^\d+\.\d\d× decode, \d+\.\d\d× prefill at \d+\.\d\d\/\d+ active, [+−±][\d.]+ % PPL$/, JSON.stringify(r));
   // Per max_k: no gating, τ = 0.5 and τ = 1.0 (always added).
   assert.equal(body.length, 6, JSON.stringify(body));
   const row = (re: RegExp) => { const r = body.find((x) => re.test(x[0])); assert.ok(r, `a row ${re}: ${JSON.stringify(body)}`); return r; };

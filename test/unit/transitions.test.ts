@@ -282,8 +282,21 @@ describe("experiment tables (pure parts)", () => {
     assert.deepEqual(t.rows[1], ["k12 + threshold 0.90", "11.2925", "±0.143", "10.31/12"]);
     assert.match(markdownTable(t), /^\| Config \| PPL \| ±σ \| Avg experts active \|\n\|---\|---\|---\|---\|\n\| k8 baseline/);
     const csv = sweepToCsv(r).split("\n");
-    assert.equal(csv[0], "config,max_k,k,threshold,ppl,ppl_err,avg_active,n_chunks,n_ctx,policy");
-    assert.equal(csv[2], "k12 + threshold 0.90,12,12,0.9,11.2925,0.143,10.31,9,512,k=12 + AMG τ=0.9");
+    assert.equal(csv[0], "config,max_k,k,threshold,ppl,ppl_err,avg_active,n_chunks,n_ctx,policy,prefill_tps,decode_tps,prefill_ratio,decode_ratio");
+    assert.equal(csv[2], "k12 + threshold 0.90,12,12,0.9,11.2925,0.143,10.31,9,512,k=12 + AMG τ=0.9,,,,");
+  });
+
+  test("with speed measured, the sweep table reads speed and quality together", () => {
+    const speed = (decode: number, prefill: number, active: number) =>
+      ({ decode_ratio: decode, prefill_ratio: prefill, avg_active_experts: active, k: 8, prefill_tps: 100 * prefill, decode_tps: 10 * decode });
+    const r = { trainedK: 8, nCtx: 512, tokens: 5000, model: { architecture: "qwen3moe" }, rows: [
+      { config: "k8 baseline", policy: {}, k: 8, threshold: null, ppl: 10, pplErr: 0.1, avgActive: 8, nChunks: 9, nCtx: 512, printed: "", speed: speed(1, 1, 8) },
+      { config: "k8 + threshold 0.50", policy: { amg: { threshold: 0.5 } }, k: 8, threshold: 0.5, ppl: 10.08, pplErr: 0.1, avgActive: 4.1, nChunks: 9, nCtx: 512, printed: "", speed: speed(1.42, 1.3, 4.1) },
+    ] } as unknown as SweepResult;
+    const t = sweepTable(r);
+    assert.deepEqual(t.header, ["Config", "PPL", "±σ", "Avg experts active", "Speed and quality vs k8 baseline"]);
+    assert.equal(t.rows[1][4], "1.42× decode, 1.30× prefill at 4.10/8 active, +0.8 % PPL");
+    assert.equal(sweepToCsv(r).split("\n")[2].split(",").slice(-4).join(), "130,14.2,1.3,1.42");
   });
 
   test("the ablation has all 2³ subsets, Standard first, and mean ± sample std", () => {
