@@ -19,7 +19,9 @@ const isActive = (c: RoutingColumns, at: number) => c.weights[at] !== 0 && c.exp
  * (the experts with a non-zero weight). 0 when both sets are empty.
  */
 export function rowShift(a: RoutingColumns, atA: number, b: RoutingColumns, atB: number, K: number): number {
-  let na = 0, nb = 0, inter = 0;
+  let na = 0,
+    nb = 0,
+    inter = 0;
   for (let i = 0; i < K; i++) {
     if (isActive(a, atA + i)) na++;
     if (isActive(b, atB + i)) nb++;
@@ -70,7 +72,8 @@ export function expertUsage(c: RoutingColumns, L: number, K: number, E: number, 
 
 /** Mean of the finite values (NaN when there are none). */
 export function finiteMean(xs: ArrayLike<number>): number {
-  let s = 0, n = 0;
+  let s = 0,
+    n = 0;
   for (let i = 0; i < xs.length; i++) {
     if (Number.isFinite(xs[i])) {
       s += xs[i];

@@ -74,8 +74,12 @@ export function describePolicy(p: Policy): string {
   const n = policyNumber;
   const parts: string[] = [];
   if (p.max_k !== undefined) parts.push(`k=${p.max_k}`);
-  if (p.amg) parts.push(`AMG τ=${n(p.amg.threshold)}${p.amg.min_k && p.amg.min_k > 1 ? ` min_k=${p.amg.min_k}` : ""}${p.amg.mode === "full" ? " (top-p)" : ""}`);
-  if (p.beta) parts.push(`β=${n(p.beta.beta)}${p.beta.form === "scale_preserving" ? " (scale-preserving)" : ""}${p.beta.mix !== undefined && p.beta.mix !== 1 ? ` mix=${n(p.beta.mix)}` : ""}`);
+  if (p.amg)
+    parts.push(`AMG τ=${n(p.amg.threshold)}${p.amg.min_k && p.amg.min_k > 1 ? ` min_k=${p.amg.min_k}` : ""}${p.amg.mode === "full" ? " (top-p)" : ""}`);
+  if (p.beta)
+    parts.push(
+      `β=${n(p.beta.beta)}${p.beta.form === "scale_preserving" ? " (scale-preserving)" : ""}${p.beta.mix !== undefined && p.beta.mix !== 1 ? ` mix=${n(p.beta.mix)}` : ""}`,
+    );
   if (p.pi) parts.push("Π");
   if (p.ant) parts.push(`Ant γ=${n(p.ant.gamma)}`);
   if (p.disable?.length) parts.push(`disable ${p.disable.map(([l, e]) => `${l}:${e}`).join(",")}`);

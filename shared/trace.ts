@@ -57,7 +57,9 @@ const FIELDS_PER_SLOT = ["experts", "weights"] as const;
 /** Concatenates batches (in order, contiguous) into one column set. */
 export function concatBatches(header: TraceHeader, batches: TraceBatch[]): TraceBatch {
   const n = batches.reduce((s, b) => s + b.count, 0);
-  const L = header.n_moe_layers, K = header.k, N = header.top_n;
+  const L = header.n_moe_layers,
+    K = header.k,
+    N = header.top_n;
   const out: TraceBatch = {
     start: batches.length ? batches[0].start : 0,
     count: n,

@@ -63,9 +63,30 @@ export interface RouterPackInfo {
 export const ROUTER_PACK_INFO_KEYS = ["path", "name", "description", "mechanisms"] as const satisfies ReadonlyArray<keyof RouterPackInfo>;
 const _routerPackInfoKeys: ListsAllKeys<RouterPackInfo, typeof ROUTER_PACK_INFO_KEYS> = true;
 export const MODEL_INFO_KEYS = [
-  "path", "architecture", "description", "n_layer", "moe_layers", "n_expert", "n_expert_used", "n_expert_used_trained", "n_expert_shared",
-  "gating", "weights_norm", "weights_scale", "n_ctx", "n_ctx_train", "n_vocab", "add_bos", "bos", "vocab_type", "size_bytes", "n_params",
-  "capabilities", "skip_supported", "router_pack", "router_devices",
+  "path",
+  "architecture",
+  "description",
+  "n_layer",
+  "moe_layers",
+  "n_expert",
+  "n_expert_used",
+  "n_expert_used_trained",
+  "n_expert_shared",
+  "gating",
+  "weights_norm",
+  "weights_scale",
+  "n_ctx",
+  "n_ctx_train",
+  "n_vocab",
+  "add_bos",
+  "bos",
+  "vocab_type",
+  "size_bytes",
+  "n_params",
+  "capabilities",
+  "skip_supported",
+  "router_pack",
+  "router_devices",
 ] as const satisfies ReadonlyArray<keyof ModelInfo>;
 const _modelInfoKeys: ListsAllKeys<ModelInfo, typeof MODEL_INFO_KEYS> = true;
 
@@ -143,7 +164,18 @@ export interface TraceHeader {
   /** Whether each batch carries `probs`, every expert's router probability. */
   probs: boolean;
 }
-export const TRACE_HEADER_KEYS = ["type", "model", "policy", "n_moe_layers", "k", "top_n", "n_tokens", "windows", "kv_shift", "probs"] as const satisfies ReadonlyArray<keyof HeaderRecord>;
+export const TRACE_HEADER_KEYS = [
+  "type",
+  "model",
+  "policy",
+  "n_moe_layers",
+  "k",
+  "top_n",
+  "n_tokens",
+  "windows",
+  "kv_shift",
+  "probs",
+] as const satisfies ReadonlyArray<keyof HeaderRecord>;
 const _traceHeaderKeys: ListsAllKeys<HeaderRecord, typeof TRACE_HEADER_KEYS> = true;
 export type HeaderRecord = TraceHeader & { type: "header" };
 
@@ -178,7 +210,21 @@ export interface BatchRecord {
   probs?: string;
 }
 export const BATCH_KEYS = [
-  "type", "start", "count", "token_ids", "byte_spans", "pieces", "nll", "experts", "weights", "entropy", "active", "top_ids", "top_probs", "expert_norms", "probs",
+  "type",
+  "start",
+  "count",
+  "token_ids",
+  "byte_spans",
+  "pieces",
+  "nll",
+  "experts",
+  "weights",
+  "entropy",
+  "active",
+  "top_ids",
+  "top_probs",
+  "expert_norms",
+  "probs",
 ] as const satisfies ReadonlyArray<keyof BatchRecord>;
 const _batchKeys: ListsAllKeys<BatchRecord, typeof BATCH_KEYS> = true;
 /** The batch keys sent only when the request asked for top_n > 0. */
@@ -201,7 +247,16 @@ export interface TraceSummary {
   elapsed_ms: number;
 }
 export type SummaryRecord = TraceSummary & { type: "summary" };
-export const SUMMARY_KEYS = ["type", "n_tokens", "ppl", "mean_nll", "avg_active", "avg_active_per_layer", "usage", "elapsed_ms"] as const satisfies ReadonlyArray<keyof SummaryRecord>;
+export const SUMMARY_KEYS = [
+  "type",
+  "n_tokens",
+  "ppl",
+  "mean_nll",
+  "avg_active",
+  "avg_active_per_layer",
+  "usage",
+  "elapsed_ms",
+] as const satisfies ReadonlyArray<keyof SummaryRecord>;
 const _summaryKeys: ListsAllKeys<SummaryRecord, typeof SUMMARY_KEYS> = true;
 
 /** A failure after a stream has started (its last record). */
@@ -245,7 +300,20 @@ export interface PerplexityResult {
   /** The policy as the server normalised it. */
   policy: Policy;
 }
-export const PERPLEXITY_KEYS = ["ppl", "ppl_err", "n_chunks", "n_ctx", "n_seq", "tokens", "scored", "chunk_ppl", "avg_active_experts", "k", "printed", "policy"] as const satisfies ReadonlyArray<keyof PerplexityResult>;
+export const PERPLEXITY_KEYS = [
+  "ppl",
+  "ppl_err",
+  "n_chunks",
+  "n_ctx",
+  "n_seq",
+  "tokens",
+  "scored",
+  "chunk_ppl",
+  "avg_active_experts",
+  "k",
+  "printed",
+  "policy",
+] as const satisfies ReadonlyArray<keyof PerplexityResult>;
 const _perplexityKeys: ListsAllKeys<PerplexityResult, typeof PERPLEXITY_KEYS> = true;
 
 /**
@@ -289,7 +357,15 @@ export interface SpeedResult {
   policy: Policy;
 }
 export const SPEED_KEYS = [
-  "prefill_tokens", "prefill_ms", "decode_tokens", "decode_ms", "avg_active_experts", "decode_avg_active_experts", "k", "skip", "policy",
+  "prefill_tokens",
+  "prefill_ms",
+  "decode_tokens",
+  "decode_ms",
+  "avg_active_experts",
+  "decode_avg_active_experts",
+  "k",
+  "skip",
+  "policy",
 ] as const satisfies ReadonlyArray<keyof SpeedResult>;
 const _speedKeys: ListsAllKeys<SpeedResult, typeof SPEED_KEYS> = true;
 

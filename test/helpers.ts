@@ -18,7 +18,10 @@ export function requireFile(file: string, hint: string): string {
 }
 
 /** Starts out/bin/moe-lens-server, or with `binary` another build's (e.g. out/bin-vulkan/). */
-export function startServer(model: string, extra: { ctx?: number; overrideKv?: string[]; predictor?: string; gpuLayers?: number; rpcServers?: string[]; binary?: string } = {}): Promise<ServerProcess> {
+export function startServer(
+  model: string,
+  extra: { ctx?: number; overrideKv?: string[]; predictor?: string; gpuLayers?: number; rpcServers?: string[]; binary?: string } = {},
+): Promise<ServerProcess> {
   const binary = extra.binary ?? SERVER_BIN;
   requireFile(binary, "run `npm run build:native`");
   return ServerProcess.start({ model, threads: 2, ...extra, binary });
@@ -43,8 +46,16 @@ export function tinyModel(name: string): string {
  * the log also goes to a file (written on the same worker, flushed on close), and one
  * rerun is allowed when neither holds the final line.
  */
-export function llamaPerplexity(model: string, textFile: string, nCtx: number, opts: { backend?: NativeBackend; gpuLayers?: number } = {}): { ppl: string; err: string; chunks: string } {
-  const bin = requireFile(llamaToolBinary(ROOT, "llama-perplexity", opts.backend), `run \`${opts.backend && opts.backend !== "cpu" ? `MOE_LENS_GPU=${opts.backend} ` : ""}npm run build:native\``);
+export function llamaPerplexity(
+  model: string,
+  textFile: string,
+  nCtx: number,
+  opts: { backend?: NativeBackend; gpuLayers?: number } = {},
+): { ppl: string; err: string; chunks: string } {
+  const bin = requireFile(
+    llamaToolBinary(ROOT, "llama-perplexity", opts.backend),
+    `run \`${opts.backend && opts.backend !== "cpu" ? `MOE_LENS_GPU=${opts.backend} ` : ""}npm run build:native\``,
+  );
   const args = ["-m", model, "-f", textFile, "-c", String(nCtx), "-t", "2", ...(opts.gpuLayers ? ["-ngl", String(opts.gpuLayers)] : [])];
   let all = "";
   for (let attempt = 0; attempt < 2; attempt++) {
@@ -65,7 +76,11 @@ export function tempFile(name: string, content: string | Buffer): string {
 }
 
 /** Raw HTTP with a chosen token, for the auth and bad-input tests. */
-export async function rawRequest(port: number, route: string, opts: { token?: string; body?: string | Buffer; method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; json: unknown; text: string; headers: Headers }> {
+export async function rawRequest(
+  port: number,
+  route: string,
+  opts: { token?: string; body?: string | Buffer; method?: string; headers?: Record<string, string> } = {},
+): Promise<{ status: number; json: unknown; text: string; headers: Headers }> {
   const res = await fetch(`http://127.0.0.1:${port}${route}`, {
     method: opts.method ?? (opts.body === undefined ? "GET" : "POST"),
     headers: { ...(opts.token ? { Authorization: `Bearer ${opts.token}` } : {}), ...(opts.headers ?? {}) },

@@ -55,22 +55,33 @@ export function assertPrunedFrom(source: string, pruned: string): Map<number, nu
     }
     assert.deepEqual(o.dims, [...t.dims.slice(0, -1), n], `${t.name}: last dimension is the kept count`);
     const ids = kept.get(Number(/^blk\.(\d+)\./.exec(t.name)![1]))!;
-    assert.deepEqual([...ids].sort((x, y) => x - y), ids, "kept experts in their original order");
+    assert.deepEqual(
+      [...ids].sort((x, y) => x - y),
+      ids,
+      "kept experts in their original order",
+    );
     const slice = t.nbytes / s.nExpert;
-    ids.forEach((e, i) => assert.ok(b.subarray(i * slice, (i + 1) * slice).equals(a.subarray(e * slice, (e + 1) * slice)), `${t.name}: slot ${i} holds expert ${e} byte for byte`));
+    ids.forEach((e, i) =>
+      assert.ok(b.subarray(i * slice, (i + 1) * slice).equals(a.subarray(e * slice, (e + 1) * slice)), `${t.name}: slot ${i} holds expert ${e} byte for byte`),
+    );
   }
   return kept;
 }
 
 /** Writes `source` with `nExpert` experts per MoE layer (see the file comment); F32 expert tensors only. */
-export async function widenExperts(source: string, out: string, nExpert: number, opts: { seed?: number; groups?: { count: number; used: number } } = {}): Promise<string> {
+export async function widenExperts(
+  source: string,
+  out: string,
+  nExpert: number,
+  opts: { seed?: number; groups?: { count: number; used: number } } = {},
+): Promise<string> {
   const layout = readGgufLayout(source);
   const s = analyzeMoe(layout);
   const perExpert = new Set([...s.expertTensors.values()].flat());
   let state = (opts.seed ?? 1) >>> 0;
   const uniform = () => {
     state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
-    return state / 4294967296 * 2 - 1;
+    return (state / 4294967296) * 2 - 1;
   };
   const tensors: OutputTensor[] = layout.tensors.map((t) => {
     if (!perExpert.has(t)) return { name: t.name, dims: t.dims, type: t.type, pieces: [{ offset: t.offset, length: t.nbytes }] };

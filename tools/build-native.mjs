@@ -61,13 +61,23 @@ if (!fs.existsSync(bundlePath)) fail(`${bundlePath} is missing; run \`npm ci\` f
 
 const llamaTag = JSON.parse(fs.readFileSync(path.join(nodeLlamaDir, "llama.cpp.info.json"), "utf8")).tag;
 const nodeLlamaVersion = JSON.parse(fs.readFileSync(path.join(repoRoot, "node_modules", "node-llama-cpp", "package.json"), "utf8")).version;
-const patchFiles = fs.existsSync(patchesDir) ? fs.readdirSync(patchesDir).filter((f) => f.endsWith(".patch")).sort() : [];
+const patchFiles = fs.existsSync(patchesDir)
+  ? fs
+      .readdirSync(patchesDir)
+      .filter((f) => f.endsWith(".patch"))
+      .sort()
+  : [];
 const patchHash = createHash("sha256");
 for (const f of patchFiles) patchHash.update(f).update(fs.readFileSync(path.join(patchesDir, f)));
 // MOE_LENS_PORTABLE=1 builds for any CPU of the architecture (no -march=native), for a .vsix
 // meant for other machines.
 const portable = process.env.MOE_LENS_PORTABLE === "1";
-const configureFlags = [...COMMON_FLAGS, ...BACKEND_FLAGS[backend], ...(portable ? ["-DGGML_NATIVE=OFF"] : []), ...(sanitize ? [`-DMOE_LENS_SANITIZE=${sanitize}`] : [])];
+const configureFlags = [
+  ...COMMON_FLAGS,
+  ...BACKEND_FLAGS[backend],
+  ...(portable ? ["-DGGML_NATIVE=OFF"] : []),
+  ...(sanitize ? [`-DMOE_LENS_SANITIZE=${sanitize}`] : []),
+];
 const flagsHash = createHash("sha256").update(configureFlags.join(" ")).digest("hex").slice(0, 6);
 const devSrc = process.env.MOE_LENS_LLAMA_SRC ? path.resolve(process.env.MOE_LENS_LLAMA_SRC) : null;
 if (devSrc && !fs.existsSync(path.join(devSrc, "include", "llama.h"))) fail(`MOE_LENS_LLAMA_SRC=${devSrc} is not a llama.cpp tree`);
@@ -95,9 +105,11 @@ if (!devSrc && !fs.existsSync(patchedMarker)) {
     try {
       execFileSync("git", ["-C", srcDir, "apply", "--check", patch], { stdio: "pipe" });
     } catch (e) {
-      fail(`native/patches/${f} does not apply to llama.cpp ${llamaTag} (node-llama-cpp ${nodeLlamaVersion}):\n` +
-        `${String(e.stderr || e.message).trim()}\n` +
-        "Rebase the patch on the new tree (native/patches/README.md) or pin the previous node-llama-cpp.");
+      fail(
+        `native/patches/${f} does not apply to llama.cpp ${llamaTag} (node-llama-cpp ${nodeLlamaVersion}):\n` +
+          `${String(e.stderr || e.message).trim()}\n` +
+          "Rebase the patch on the new tree (native/patches/README.md) or pin the previous node-llama-cpp.",
+      );
     }
     run("git", ["-C", srcDir, "apply", patch]);
   }
@@ -114,7 +126,8 @@ function mirror(from, to) {
   const wanted = new Set(fs.readdirSync(from).filter((n) => n !== "patches"));
   for (const name of fs.readdirSync(to)) if (!wanted.has(name)) fs.rmSync(path.join(to, name), { recursive: true, force: true });
   for (const name of wanted) {
-    const src = path.join(from, name), dst = path.join(to, name);
+    const src = path.join(from, name),
+      dst = path.join(to, name);
     if (fs.statSync(src).isDirectory()) mirror(src, dst);
     else if (!fs.existsSync(dst) || !fs.readFileSync(src).equals(fs.readFileSync(dst))) fs.copyFileSync(src, dst);
   }
@@ -125,8 +138,15 @@ console.log(`build:native: native/ mirrored to ${nativeMirror} (compiler message
 const jobs = process.env.MOE_LENS_JOBS || String(Math.max(1, os.availableParallelism()));
 if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
   // Sanitizer builds keep optimisation (the fuzz must run at a useful speed) and add debug info.
-  run("cmake", ["-S", nativeMirror, "-B", buildDir, `-DCMAKE_BUILD_TYPE=${sanitize ? "RelWithDebInfo" : "Release"}`,
-    `-DLLAMA_SOURCE_DIR=${srcDir}`, ...configureFlags]);
+  run("cmake", [
+    "-S",
+    nativeMirror,
+    "-B",
+    buildDir,
+    `-DCMAKE_BUILD_TYPE=${sanitize ? "RelWithDebInfo" : "Release"}`,
+    `-DLLAMA_SOURCE_DIR=${srcDir}`,
+    ...configureFlags,
+  ]);
 }
 // --llama-only: just llama.cpp's own tools (rpc-server and the reference tools)
 const targets = sanitize ? TARGETS.slice(0, 2) : process.argv.includes("--llama-only") ? TARGETS.filter((t) => !t.startsWith("moe-lens-")) : TARGETS;

@@ -20,7 +20,10 @@ export const boundaries = [
     files: ["shared/**/*.ts"],
     rules: {
       "no-restricted-imports": rule("shared/ holds the contracts both sides import: it imports nothing outside shared/.", "^\\.\\.(/|$)", "^vscode$", NODE),
-      "no-restricted-globals": ["error", ...["Buffer", "process", "require", "__dirname"].map((name) => ({ name, message: "shared/ also runs in the webview (a browser)." }))],
+      "no-restricted-globals": [
+        "error",
+        ...["Buffer", "process", "require", "__dirname"].map((name) => ({ name, message: "shared/ also runs in the webview (a browser)." })),
+      ],
     },
   },
   {
@@ -32,14 +35,29 @@ export const boundaries = [
   },
   {
     files: ["extension/core/**/*.ts"],
-    rules: { "no-restricted-imports": rule("extension/core imports only shared/ and Node: never vscode, webview/, extension/vscode or extension/cli.", folder("webview", "vscode", "cli", "test", "tools")) },
+    rules: {
+      "no-restricted-imports": rule(
+        "extension/core imports only shared/ and Node: never vscode, webview/, extension/vscode or extension/cli.",
+        folder("webview", "vscode", "cli", "test", "tools"),
+      ),
+    },
   },
   {
     files: ["extension/vscode/**/*.ts"],
-    rules: { "no-restricted-imports": rule("extension/vscode imports extension/core, shared/ and vscode: never webview/ or extension/cli.", folder("webview", "cli", "test", "tools")) },
+    rules: {
+      "no-restricted-imports": rule(
+        "extension/vscode imports extension/core, shared/ and vscode: never webview/ or extension/cli.",
+        folder("webview", "cli", "test", "tools"),
+      ),
+    },
   },
   {
     files: ["extension/cli/**/*.ts"],
-    rules: { "no-restricted-imports": rule("extension/cli imports extension/core and shared/: never vscode, webview/ or extension/vscode.", folder("webview", "vscode", "test", "tools")) },
+    rules: {
+      "no-restricted-imports": rule(
+        "extension/cli imports extension/core and shared/: never vscode, webview/ or extension/vscode.",
+        folder("webview", "vscode", "test", "tools"),
+      ),
+    },
   },
 ];

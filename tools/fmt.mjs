@@ -29,7 +29,10 @@ let failed = false;
 
 if (only !== "cpp") {
   const prettier = path.join(root, "node_modules", ".bin", "prettier");
-  const r = spawnSync(prettier, [write ? "--write" : "--check", "--log-level", write ? "warn" : "log", "**/*.{ts,mjs,js,json,css}"], { cwd: root, stdio: "inherit" });
+  const r = spawnSync(prettier, [write ? "--write" : "--check", "--log-level", write ? "warn" : "log", "**/*.{ts,mjs,js,json,css}"], {
+    cwd: root,
+    stdio: "inherit",
+  });
   if (r.error) {
     console.error(`fmt: cannot run prettier (${r.error.message}); run npm ci`);
     failed = true;
@@ -39,8 +42,11 @@ if (only !== "cpp") {
 if (only !== "ts") {
   const version = spawnSync("clang-format", ["--version"], { encoding: "utf8" });
   if (version.error) {
-    console.error("fmt: clang-format is not installed, so native/ was not " + (write ? "formatted" : "checked") +
-      ". Install it (Debian/Ubuntu: apt-get install clang-format; macOS: brew install clang-format) and run this again.");
+    console.error(
+      "fmt: clang-format is not installed, so native/ was not " +
+        (write ? "formatted" : "checked") +
+        ". Install it (Debian/Ubuntu: apt-get install clang-format; macOS: brew install clang-format) and run this again.",
+    );
     failed = true;
   } else {
     const files = nativeSources();

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // `npm test`: every suite the project has, in order, then one summary line.
-//   1. lint (eslint) and type-check (tsc --noEmit)
+//   1. lint (eslint), type-check (tsc --noEmit) and format check (prettier, clang-format: npm run fmt)
 //   2. build (esbuild bundles)
 //   3. native C++ unit tests (out/bin/moe-lens-native-tests; skipped with one line when the
 //      native build is missing, so `npm test -- unit` runs without llama.cpp)
@@ -32,15 +32,20 @@ function step(name, cmd, args, opts = {}) {
 function listTests(dir) {
   const abs = path.join(root, "test", dir);
   if (!fs.existsSync(abs)) return [];
-  return fs.readdirSync(abs, { recursive: true })
+  return fs
+    .readdirSync(abs, { recursive: true })
     .filter((f) => String(f).endsWith(".test.ts"))
     .map((f) => path.join(abs, String(f)))
     .sort();
 }
 
 if (!only.length) {
-  if (step("lint", "npx", ["eslint", "--max-warnings=0", "."])) results.passed++; else results.failed++;
-  if (step("typecheck", "npx", ["tsc", "-p", ".", "--noEmit"])) results.passed++; else results.failed++;
+  if (step("lint", "npx", ["eslint", "--max-warnings=0", "."])) results.passed++;
+  else results.failed++;
+  if (step("typecheck", "npx", ["tsc", "-p", ".", "--noEmit"])) results.passed++;
+  else results.failed++;
+  if (step("format", "node", ["tools/fmt.mjs", "--check"])) results.passed++;
+  else results.failed++;
 }
 if (!step("build", "node", ["tools/build.mjs"])) {
   console.error("build failed; not running the tests");
@@ -75,20 +80,41 @@ for (const suite of suites) {
   for (const f of files) {
     const outfile = path.join(outDir, suite, path.relative(path.join(root, "test", suite), f).replace(/\.ts$/, ".js"));
     await esbuild.build({
-      entryPoints: [f], outfile, bundle: true, platform: "node", format: "cjs", target: "node20",
-      sourcemap: "inline", external: ["playwright-core", "esbuild", "eslint", "vscode"], logLevel: "warning",
-      plugins: [{ name: "deep", setup(b) { b.onResolve({ filter: /^node-llama-cpp\/dist\// }, (a) => ({ path: path.join(root, "node_modules", a.path) })); } }],
+      entryPoints: [f],
+      outfile,
+      bundle: true,
+      platform: "node",
+      format: "cjs",
+      target: "node20",
+      sourcemap: "inline",
+      external: ["playwright-core", "esbuild", "eslint", "vscode"],
+      logLevel: "warning",
+      plugins: [
+        {
+          name: "deep",
+          setup(b) {
+            b.onResolve({ filter: /^node-llama-cpp\/dist\// }, (a) => ({ path: path.join(root, "node_modules", a.path) }));
+          },
+        },
+      ],
     });
     bundled.push(outfile);
   }
   const tap = path.join(outDir, `${suite}.tap`);
   console.log(`\n=== ${suite} tests (${files.length} files)`);
-  const r = spawnSync(process.execPath, [
-    "--test", "--test-concurrency=1",
-    "--test-reporter=spec", "--test-reporter-destination=stdout",
-    "--test-reporter=tap", `--test-reporter-destination=${tap}`,
-    ...bundled,
-  ], { cwd: root, stdio: "inherit", env: { ...process.env, MOE_LENS_ROOT: root } });
+  const r = spawnSync(
+    process.execPath,
+    [
+      "--test",
+      "--test-concurrency=1",
+      "--test-reporter=spec",
+      "--test-reporter-destination=stdout",
+      "--test-reporter=tap",
+      `--test-reporter-destination=${tap}`,
+      ...bundled,
+    ],
+    { cwd: root, stdio: "inherit", env: { ...process.env, MOE_LENS_ROOT: root } },
+  );
   const summary = fs.existsSync(tap) ? fs.readFileSync(tap, "utf8") : "";
   const count = (k) => Number((new RegExp(`^# ${k} (\\d+)`, "m").exec(summary) ?? [0, 0])[1]);
   results.passed += count("pass");

@@ -5,9 +5,22 @@
 export type Rgb = [number, number, number];
 
 const CATEGORICAL: Rgb[] = [
-  [78, 121, 167], [242, 142, 43], [225, 87, 89], [118, 183, 178], [89, 161, 79], [237, 201, 72],
-  [176, 122, 161], [255, 157, 167], [156, 117, 95], [186, 176, 172], [31, 119, 180], [44, 160, 44],
-  [214, 39, 40], [148, 103, 189], [23, 190, 207], [188, 189, 34],
+  [78, 121, 167],
+  [242, 142, 43],
+  [225, 87, 89],
+  [118, 183, 178],
+  [89, 161, 79],
+  [237, 201, 72],
+  [176, 122, 161],
+  [255, 157, 167],
+  [156, 117, 95],
+  [186, 176, 172],
+  [31, 119, 180],
+  [44, 160, 44],
+  [214, 39, 40],
+  [148, 103, 189],
+  [23, 190, 207],
+  [188, 189, 34],
 ];
 
 function hslToRgb(h: number, s: number, l: number): Rgb {
@@ -23,7 +36,13 @@ export function expertRgb(e: number): Rgb {
   return e < CATEGORICAL.length ? CATEGORICAL[e] : hslToRgb((e * 137.508) % 360, 0.55, 0.55);
 }
 
-const RAMP: Rgb[] = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+const RAMP: Rgb[] = [
+  [68, 1, 84],
+  [59, 82, 139],
+  [33, 145, 140],
+  [94, 201, 98],
+  [253, 231, 37],
+];
 
 /** Sequential colour for x in [0, 1] (clamped; NaN → grey). */
 export function rampRgb(x: number): Rgb {
@@ -31,7 +50,8 @@ export function rampRgb(x: number): Rgb {
   const t = Math.max(0, Math.min(1, x)) * (RAMP.length - 1);
   const i = Math.min(RAMP.length - 2, Math.floor(t));
   const f = t - i;
-  const a = RAMP[i], b = RAMP[i + 1];
+  const a = RAMP[i],
+    b = RAMP[i + 1];
   return [Math.round(a[0] + (b[0] - a[0]) * f), Math.round(a[1] + (b[1] - a[1]) * f), Math.round(a[2] + (b[2] - a[2]) * f)];
 }
 

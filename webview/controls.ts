@@ -13,9 +13,20 @@ type Field = HTMLElement & { value: string; disabled: boolean };
 type Check = HTMLElement & { checked: boolean; disabled: boolean };
 
 export interface ControlValues {
-  amg: boolean; threshold: string; minK: string; amgMode: string; maxK: string;
-  beta: boolean; betaValue: string; betaForm: string; betaMix: string; betaTheta: string;
-  pi: boolean; piMomentum: string; ant: boolean; gamma: string;
+  amg: boolean;
+  threshold: string;
+  minK: string;
+  amgMode: string;
+  maxK: string;
+  beta: boolean;
+  betaValue: string;
+  betaForm: string;
+  betaMix: string;
+  betaTheta: string;
+  pi: boolean;
+  piMomentum: string;
+  ant: boolean;
+  gamma: string;
 }
 
 export class PolicyControls {
@@ -29,7 +40,12 @@ export class PolicyControls {
   /** Largest expert count the model allows (max k, min k); 4096 until the host says. */
   private nExpert = 4096;
 
-  constructor(parent: HTMLElement, private readonly onApply: (p: Policy) => void, private readonly onCompare: (p: Policy) => void, private readonly onChange: (v: ControlValues) => void) {
+  constructor(
+    parent: HTMLElement,
+    private readonly onApply: (p: Policy) => void,
+    private readonly onCompare: (p: Policy) => void,
+    private readonly onChange: (v: ControlValues) => void,
+  ) {
     this.root = document.createElement("section");
     this.root.className = "controls";
     this.root.setAttribute("aria-label", "Gating policy");
@@ -39,10 +55,27 @@ export class PolicyControls {
       d.append(...children);
       this.root.append(d);
     };
-    row(this.check("amg", "AMG"), this.field("threshold", "τ", "0.9", [0.05, 1, 0.05]), this.field("minK", "min k", "1"), this.select("amgMode", "AMG over", [["selected", "selected experts"], ["full", "full distribution (top-p)"]]), this.field("maxK", "max k", ""));
+    row(
+      this.check("amg", "AMG"),
+      this.field("threshold", "τ", "0.9", [0.05, 1, 0.05]),
+      this.field("minK", "min k", "1"),
+      this.select("amgMode", "AMG over", [
+        ["selected", "selected experts"],
+        ["full", "full distribution (top-p)"],
+      ]),
+      this.field("maxK", "max k", ""),
+    );
     // β: route on (1-α)·z + α·U with membrane U (θ: optional clamp, blank = none).
-    row(this.check("beta", "β memory"), this.field("betaValue", "β", "0.9", [0, 0.99, 0.01]), this.select("betaForm", "β form", [["raw", "raw"], ["scale_preserving", "scale-preserving"]]),
-      this.field("betaMix", "mix α", "1", [0, 1, 0.05]), this.field("betaTheta", "θ", ""));
+    row(
+      this.check("beta", "β memory"),
+      this.field("betaValue", "β", "0.9", [0, 0.99, 0.01]),
+      this.select("betaForm", "β form", [
+        ["raw", "raw"],
+        ["scale_preserving", "scale-preserving"],
+      ]),
+      this.field("betaMix", "mix α", "1", [0, 1, 0.05]),
+      this.field("betaTheta", "θ", ""),
+    );
     row(this.check("pi", "Π precision"), this.field("piMomentum", "momentum", "0.95"), this.check("ant", "Ant"), this.field("gamma", "γ", "0.5", [0, 4, 0.1]));
     const apply = document.createElement("vscode-button");
     apply.textContent = "Apply";
@@ -121,8 +154,22 @@ export class PolicyControls {
   values(): ControlValues {
     const v = (id: string) => (this.els[id] as Field).value ?? "";
     const c = (id: string) => !!(this.els[id] as Check).checked;
-    return { amg: c("amg"), threshold: v("threshold"), minK: v("minK"), amgMode: v("amgMode") || "selected", maxK: v("maxK"), beta: c("beta"), betaValue: v("betaValue"), betaForm: v("betaForm") || "raw",
-      betaMix: v("betaMix"), betaTheta: v("betaTheta"), pi: c("pi"), piMomentum: v("piMomentum"), ant: c("ant"), gamma: v("gamma") };
+    return {
+      amg: c("amg"),
+      threshold: v("threshold"),
+      minK: v("minK"),
+      amgMode: v("amgMode") || "selected",
+      maxK: v("maxK"),
+      beta: c("beta"),
+      betaValue: v("betaValue"),
+      betaForm: v("betaForm") || "raw",
+      betaMix: v("betaMix"),
+      betaTheta: v("betaTheta"),
+      pi: c("pi"),
+      piMomentum: v("piMomentum"),
+      ant: c("ant"),
+      gamma: v("gamma"),
+    };
   }
 
   setValues(v: Partial<ControlValues>): void {
@@ -147,7 +194,12 @@ export class PolicyControls {
     const v: Partial<ControlValues> = { amg: !!p.amg, beta: !!p.beta, pi: !!p.pi, ant: !!p.ant, maxK: p.max_k === undefined ? "" : String(p.max_k) };
     if (p.amg) Object.assign(v, { threshold: policyNumber(p.amg.threshold), minK: String(p.amg.min_k ?? 1), amgMode: p.amg.mode ?? "selected" });
     if (p.beta) {
-      Object.assign(v, { betaValue: policyNumber(p.beta.beta), betaForm: p.beta.form ?? "raw", betaMix: policyNumber(p.beta.mix ?? 1), betaTheta: p.beta.theta == null ? "" : policyNumber(p.beta.theta) });
+      Object.assign(v, {
+        betaValue: policyNumber(p.beta.beta),
+        betaForm: p.beta.form ?? "raw",
+        betaMix: policyNumber(p.beta.mix ?? 1),
+        betaTheta: p.beta.theta == null ? "" : policyNumber(p.beta.theta),
+      });
     }
     if (p.pi?.momentum !== undefined) v.piMomentum = policyNumber(p.pi.momentum);
     if (p.ant) v.gamma = policyNumber(p.ant.gamma);
@@ -177,15 +229,25 @@ export class PolicyControls {
     const v = this.values();
     const num = (s: string, what: string, lo: number, hi: number, int = false): number => {
       const x = Number(s);
-      if (s.trim() === "" || !Number.isFinite(x) || x < lo || x > hi || (int && !Number.isInteger(x))) throw new Error(`${what} must be ${int ? "an integer" : "a number"} in [${lo}, ${hi}]`);
+      if (s.trim() === "" || !Number.isFinite(x) || x < lo || x > hi || (int && !Number.isInteger(x)))
+        throw new Error(`${what} must be ${int ? "an integer" : "a number"} in [${lo}, ${hi}]`);
       return x;
     };
     try {
       const p: Policy = {};
-      if (v.amg) p.amg = { threshold: num(v.threshold, "τ", 0.01, 1), min_k: num(v.minK || "1", "min k", 1, this.nExpert, true), mode: v.amgMode === "full" ? "full" : "selected" };
+      if (v.amg)
+        p.amg = {
+          threshold: num(v.threshold, "τ", 0.01, 1),
+          min_k: num(v.minK || "1", "min k", 1, this.nExpert, true),
+          mode: v.amgMode === "full" ? "full" : "selected",
+        };
       if (v.maxK.trim()) p.max_k = num(v.maxK, "max k", 1, this.nExpert, true);
       if (v.beta) {
-        p.beta = { beta: num(v.betaValue, "β", 0, 0.999), form: v.betaForm === "scale_preserving" ? "scale_preserving" : "raw", mix: num(v.betaMix || "1", "mix α", 0, 1) };
+        p.beta = {
+          beta: num(v.betaValue, "β", 0, 0.999),
+          form: v.betaForm === "scale_preserving" ? "scale_preserving" : "raw",
+          mix: num(v.betaMix || "1", "mix α", 0, 1),
+        };
         if (v.betaTheta.trim()) p.beta.theta = num(v.betaTheta, "θ", -1e6, 1e6);
       }
       if (v.pi) p.pi = { momentum: num(v.piMomentum || "0.95", "Π momentum", 0, 0.9999) };

@@ -24,7 +24,10 @@ export class ExperimentView {
   readonly root: HTMLElement;
   private last: ExperimentMessage | undefined;
 
-  constructor(parent: HTMLElement, private readonly onExport: () => void) {
+  constructor(
+    parent: HTMLElement,
+    private readonly onExport: () => void,
+  ) {
     this.root = el("section", "experiment");
     this.root.id = "experiment";
     this.root.hidden = true;

@@ -14,9 +14,9 @@ export const COLOR_MODES: Array<{ id: ColorMode; label: string }> = [
   { id: "shift", label: "Routing shift from previous token" },
 ];
 
-export const GUTTER = 40;   // layer labels
+export const GUTTER = 40; // layer labels
 export const SEGMENT_BAND = 12; // domain labels
-export const HEADER = 28;   // domain labels above the token text strip
+export const HEADER = 28; // domain labels above the token text strip
 export const NLL_STRIP = 12;
 
 export interface HeatmapEvents {
@@ -45,7 +45,11 @@ export class Heatmap {
   colorOverride?: (t: number, m: number) => number;
   private readonly resize: ResizeObserver;
 
-  constructor(parent: HTMLElement, private readonly label: string, private readonly events: HeatmapEvents) {
+  constructor(
+    parent: HTMLElement,
+    private readonly label: string,
+    private readonly events: HeatmapEvents,
+  ) {
     this.scroller = document.createElement("div");
     this.scroller.className = "heatmap-scroller";
     this.spacer = document.createElement("div");
@@ -54,7 +58,10 @@ export class Heatmap {
     this.canvas.className = "heatmap";
     this.canvas.tabIndex = 0;
     this.canvas.setAttribute("role", "img");
-    this.canvas.setAttribute("aria-label", `${label}: routing heatmap, tokens across, MoE layers down. Arrow keys move, Enter shows details, plus and minus zoom.`);
+    this.canvas.setAttribute(
+      "aria-label",
+      `${label}: routing heatmap, tokens across, MoE layers down. Arrow keys move, Enter shows details, plus and minus zoom.`,
+    );
     this.live = document.createElement("div");
     this.live.className = "sr-only";
     this.live.setAttribute("aria-live", "polite");
@@ -104,11 +111,16 @@ export class Heatmap {
   cellRgb(t: number, m: number): Rgb {
     const tr = this.trace!;
     switch (this.mode) {
-      case "top1": return expertRgb(tr.top1(t, m));
-      case "weight": return rampRgb(tr.weightOf(t, m, this.expert));
-      case "entropy": return rampRgb(tr.entropy[t * tr.L + m] / Math.log(Math.max(2, tr.E)));
-      case "active": return rampRgb(tr.active[t * tr.L + m] / Math.max(1, tr.K));
-      case "shift": return rampRgb(tr.shift(t, m));
+      case "top1":
+        return expertRgb(tr.top1(t, m));
+      case "weight":
+        return rampRgb(tr.weightOf(t, m, this.expert));
+      case "entropy":
+        return rampRgb(tr.entropy[t * tr.L + m] / Math.log(Math.max(2, tr.E)));
+      case "active":
+        return rampRgb(tr.active[t * tr.L + m] / Math.max(1, tr.K));
+      case "shift":
+        return rampRgb(tr.shift(t, m));
     }
   }
 
@@ -117,11 +129,16 @@ export class Heatmap {
     if (this.colorOverride) return this.colorOverride(t, m);
     const tr = this.trace!;
     switch (this.mode) {
-      case "top1": return expertPacked(tr.top1(t, m));
-      case "weight": return rampPacked(tr.weightOf(t, m, this.expert));
-      case "entropy": return rampPacked(tr.entropy[t * tr.L + m] / Math.log(Math.max(2, tr.E)));
-      case "active": return rampPacked(tr.active[t * tr.L + m] / Math.max(1, tr.K));
-      case "shift": return rampPacked(tr.shift(t, m));
+      case "top1":
+        return expertPacked(tr.top1(t, m));
+      case "weight":
+        return rampPacked(tr.weightOf(t, m, this.expert));
+      case "entropy":
+        return rampPacked(tr.entropy[t * tr.L + m] / Math.log(Math.max(2, tr.E)));
+      case "active":
+        return rampPacked(tr.active[t * tr.L + m] / Math.max(1, tr.K));
+      case "shift":
+        return rampPacked(tr.shift(t, m));
     }
   }
 
@@ -162,7 +179,8 @@ export class Heatmap {
     const scroll = this.scroller.scrollLeft;
     const first = Math.max(0, Math.floor(scroll / this.cellW));
     const last = Math.min(tr.count - 1, Math.ceil((scroll + width - GUTTER) / this.cellW));
-    const cw = this.cellW, ch = this.cellH;
+    const cw = this.cellW,
+      ch = this.cellH;
     const gap = cw >= 4 ? 1 : 0;
     // Cells and the NLL strip go straight into an ImageData buffer (device pixels).
     // Cells and the NLL strip go straight into a reused ImageData (device pixels): one
@@ -177,12 +195,14 @@ export class Heatmap {
     const W = this.canvas.width;
     const left = Math.round(GUTTER * dpr);
     const paintRow = (y0: number, y1: number, color: (t: number) => number) => {
-      const r0 = Math.round(y0 * dpr), r1 = Math.round(y1 * dpr);
+      const r0 = Math.round(y0 * dpr),
+        r1 = Math.round(y1 * dpr);
       if (r1 <= r0) return;
       const base = r0 * W;
       for (let t = first; t <= last; t++) {
         const x = GUTTER + t * cw - scroll;
-        const a = Math.max(left, Math.round(x * dpr)), b = Math.min(W, Math.round((x + cw - gap) * dpr));
+        const a = Math.max(left, Math.round(x * dpr)),
+          b = Math.min(W, Math.round((x + cw - gap) * dpr));
         if (b > a) px.fill(color(t), base + a, base + b);
       }
       for (let r = r0 + 1; r < r1; r++) px.copyWithin(r * W + left, base + left, base + W);
@@ -197,7 +217,8 @@ export class Heatmap {
       g.lineWidth = 1.5;
       for (let t = first; t <= last; t++)
         for (let m = 0; m < L; m++)
-          if (tr.weightOf(t, m, this.highlight) > 0) g.strokeRect(GUTTER + t * cw - scroll + 0.75, HEADER + m * ch + 0.75, Math.max(1, cw - gap - 1.5), ch - 2.5);
+          if (tr.weightOf(t, m, this.highlight) > 0)
+            g.strokeRect(GUTTER + t * cw - scroll + 0.75, HEADER + m * ch + 0.75, Math.max(1, cw - gap - 1.5), ch - 2.5);
     }
     // Domain segments: a boundary line and the label.
     g.font = "10px var(--vscode-font-family, sans-serif)";
@@ -280,16 +301,39 @@ export class Heatmap {
     if (!tr) return;
     const c = this.cursor;
     switch (e.key) {
-      case "ArrowLeft": c.t = Math.max(0, c.t - 1); break;
-      case "ArrowRight": c.t = Math.min(tr.count - 1, c.t + 1); break;
-      case "ArrowUp": c.m = Math.max(0, c.m - 1); break;
-      case "ArrowDown": c.m = Math.min(tr.L - 1, c.m + 1); break;
-      case "Home": c.t = 0; break;
-      case "End": c.t = tr.count - 1; break;
-      case "Enter": case " ": this.events.onSelect(c.t, c.m); break;
-      case "+": case "=": this.setZoom(this.cellW * 1.25); this.events.onZoom?.(this.cellW); break;
-      case "-": this.setZoom(this.cellW * 0.8); this.events.onZoom?.(this.cellW); break;
-      default: return;
+      case "ArrowLeft":
+        c.t = Math.max(0, c.t - 1);
+        break;
+      case "ArrowRight":
+        c.t = Math.min(tr.count - 1, c.t + 1);
+        break;
+      case "ArrowUp":
+        c.m = Math.max(0, c.m - 1);
+        break;
+      case "ArrowDown":
+        c.m = Math.min(tr.L - 1, c.m + 1);
+        break;
+      case "Home":
+        c.t = 0;
+        break;
+      case "End":
+        c.t = tr.count - 1;
+        break;
+      case "Enter":
+      case " ":
+        this.events.onSelect(c.t, c.m);
+        break;
+      case "+":
+      case "=":
+        this.setZoom(this.cellW * 1.25);
+        this.events.onZoom?.(this.cellW);
+        break;
+      case "-":
+        this.setZoom(this.cellW * 0.8);
+        this.events.onZoom?.(this.cellW);
+        break;
+      default:
+        return;
     }
     e.preventDefault();
     const x = GUTTER + c.t * this.cellW;
@@ -314,11 +358,19 @@ export class Heatmap {
 export function linkScrolling(maps: Heatmap[]): void {
   let leader: Heatmap | undefined;
   for (const hm of maps) {
-    hm.scroller.addEventListener("scroll", () => {
-      if (leader && leader !== hm) return;
-      leader = hm;
-      for (const other of maps) if (other !== hm) other.scroller.scrollLeft = hm.scroller.scrollLeft;
-      requestAnimationFrame(() => requestAnimationFrame(() => { leader = undefined; }));
-    }, { passive: true });
+    hm.scroller.addEventListener(
+      "scroll",
+      () => {
+        if (leader && leader !== hm) return;
+        leader = hm;
+        for (const other of maps) if (other !== hm) other.scroller.scrollLeft = hm.scroller.scrollLeft;
+        requestAnimationFrame(() =>
+          requestAnimationFrame(() => {
+            leader = undefined;
+          }),
+        );
+      },
+      { passive: true },
+    );
   }
 }

@@ -80,7 +80,12 @@ const transitionsHost = el("section", "transitions");
 transitionsHost.id = "transitions";
 
 const heatmap = new Heatmap(heatmapHost, "Current trace", { onSelect: (t, m) => current && showDetails(current, t, m) });
-const controls = new PolicyControls(app, (policy) => post({ type: "applyPolicy", policy }), (right) => post({ type: "requestCompare", left: {}, right }), (v) => save({ controls: v }));
+const controls = new PolicyControls(
+  app,
+  (policy) => post({ type: "applyPolicy", policy }),
+  (right) => post({ type: "requestCompare", left: {}, right }),
+  (v) => save({ controls: v }),
+);
 app.append(header, toolbar, heatmapHost, details, transitionsHost, compareHost);
 const charts = new Charts(app);
 const experiment = new ExperimentView(app, () => post({ type: "exportExperiment" }));
@@ -119,8 +124,14 @@ highlightBox.addEventListener("change", () => {
   save({ highlight: highlightBox.checked ? state.expert : -1 });
   applyUiState();
 });
-zoomIn.addEventListener("click", () => { heatmap.setZoom(heatmap.cellW * 1.25); save({ cellW: heatmap.cellW }); });
-zoomOut.addEventListener("click", () => { heatmap.setZoom(heatmap.cellW * 0.8); save({ cellW: heatmap.cellW }); });
+zoomIn.addEventListener("click", () => {
+  heatmap.setZoom(heatmap.cellW * 1.25);
+  save({ cellW: heatmap.cellW });
+});
+zoomOut.addEventListener("click", () => {
+  heatmap.setZoom(heatmap.cellW * 0.8);
+  save({ cellW: heatmap.cellW });
+});
 
 function renderLegend(): void {
   legend.replaceChildren();
@@ -131,7 +142,13 @@ function renderLegend(): void {
       legend.append(sw);
     }
   } else {
-    const label = { weight: `weight of e${state.expert}: 0 → 1`, entropy: "entropy: 0 → ln E", active: "active experts: 0 → k", shift: "routing shift: same → disjoint", top1: "" }[state.mode];
+    const label = {
+      weight: `weight of e${state.expert}: 0 → 1`,
+      entropy: "entropy: 0 → ln E",
+      active: "active experts: 0 → k",
+      shift: "routing shift: same → disjoint",
+      top1: "",
+    }[state.mode];
     legend.append(el("span", "ramp"), el("span", "", label));
   }
 }
@@ -161,13 +178,21 @@ function dropNote(tr: PanelTrace): HTMLElement[] {
   const drops = p.amg !== undefined || (p.max_k !== undefined && p.max_k < tr.header.model.n_expert_used_trained);
   if (!drops) return [];
   const skipped = tr.header.model.skip_supported && p.skip !== false;
-  return [el("span", "note", skipped
-    ? " · dropped experts are skipped (not computed); Compare Policies measures the speed"
-    : " · zero-gating: dropped experts are still computed, so no time is saved")];
+  return [
+    el(
+      "span",
+      "note",
+      skipped
+        ? " · dropped experts are skipped (not computed); Compare Policies measures the speed"
+        : " · zero-gating: dropped experts are still computed, so no time is saved",
+    ),
+  ];
 }
 
 function showDetails(tr: PanelTrace, t: number, m: number): void {
-  const L = tr.L, K = tr.K, N = tr.N;
+  const L = tr.L,
+    K = tr.K,
+    N = tr.N;
   const rows = el("table");
   rows.append(rowOf(["expert", "weight"], true));
   for (let j = 0; j < K; j++) {
@@ -223,10 +248,14 @@ function renderTransitions(tr: PanelTrace): void {
 /** Charts are the heaviest redraw: at most every 0.5 s while streaming, and after a frame. */
 function scheduleCharts(): void {
   if (chartTimer) return;
-  chartTimer = window.setTimeout(() => requestAnimationFrame(() => {
-    chartTimer = 0;
-    if (current) charts.render(current);
-  }), 500);
+  chartTimer = window.setTimeout(
+    () =>
+      requestAnimationFrame(() => {
+        chartTimer = 0;
+        if (current) charts.render(current);
+      }),
+    500,
+  );
 }
 
 let summaryTimer = 0;
@@ -266,7 +295,9 @@ function renderCompare(left: PanelTrace, right: PanelTrace): void {
   compareHost.append(table);
   // Left and right side by side (stacked when the panel is narrow), the difference below;
   // all three scroll and zoom together so a column is the same token in each.
-  const zoomAll = (cellW: number) => { for (const hm of compareMaps) hm.setZoom(cellW); };
+  const zoomAll = (cellW: number) => {
+    for (const hm of compareMaps) hm.setZoom(cellW);
+  };
   const pair = el("div", "compare-pair");
   compareHost.append(pair);
   for (const tr of [left, right]) {
@@ -285,8 +316,13 @@ function renderCompare(left: PanelTrace, right: PanelTrace): void {
   diffSide.append(el("figcaption", "", "Difference (top-1 expert changed: +0.5; |Δ active experts| / k: up to +0.5)"));
   compareHost.append(diffSide);
   const diff = new Heatmap(diffSide, "difference", { onSelect: (t, m) => showDetails(right, t, m), onZoom: zoomAll });
-  diff.colorOverride = (t, m) => rampPacked(t >= right.count ? NaN :
-    (left.top1(t, m) !== right.top1(t, m) ? 0.5 : 0) + (0.5 * Math.abs(left.active[t * left.L + m] - right.active[t * right.L + m])) / Math.max(1, left.K));
+  diff.colorOverride = (t, m) =>
+    rampPacked(
+      t >= right.count
+        ? NaN
+        : (left.top1(t, m) !== right.top1(t, m) ? 0.5 : 0) +
+            (0.5 * Math.abs(left.active[t * left.L + m] - right.active[t * right.L + m])) / Math.max(1, left.K),
+    );
   diff.setZoom(state.cellW);
   diff.setTrace(left);
   diff.canvas.id = "compare-difference";
@@ -352,7 +388,8 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       break;
     }
     case "compare": {
-      const a = traces.get(m.leftTraceId), b = traces.get(m.rightTraceId);
+      const a = traces.get(m.leftTraceId),
+        b = traces.get(m.rightTraceId);
       if (a && b) renderCompare(a, b);
       break;
     }
@@ -386,4 +423,11 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
 applyUiState();
 post({ type: "ready" });
 // Exposed for tests and the benchmark (read-only inspection of the live panel).
-(window as unknown as { moeLens: unknown }).moeLens = { heatmap, traces, experiment, get current() { return current; } };
+(window as unknown as { moeLens: unknown }).moeLens = {
+  heatmap,
+  traces,
+  experiment,
+  get current() {
+    return current;
+  },
+};

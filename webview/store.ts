@@ -49,7 +49,11 @@ export class PanelTrace {
   readonly N: number;
   readonly E: number;
 
-  constructor(readonly id: string, readonly label: string, readonly header: TraceHeader) {
+  constructor(
+    readonly id: string,
+    readonly label: string,
+    readonly header: TraceHeader,
+  ) {
     this.L = header.n_moe_layers;
     this.K = header.k;
     this.N = header.top_n;
@@ -59,10 +63,14 @@ export class PanelTrace {
   ingest(raw: TraceBatch): void {
     const b: TraceBatch = {
       ...raw,
-      tokenIds: asTyped(Int32Array, raw.tokenIds), nll: asTyped(Float32Array, raw.nll),
-      experts: asTyped(Int32Array, raw.experts), weights: asTyped(Float32Array, raw.weights),
-      entropy: asTyped(Float32Array, raw.entropy), active: asTyped(Uint8Array, raw.active),
-      topIds: raw.topIds && asTyped(Int32Array, raw.topIds), topProbs: raw.topProbs && asTyped(Float32Array, raw.topProbs),
+      tokenIds: asTyped(Int32Array, raw.tokenIds),
+      nll: asTyped(Float32Array, raw.nll),
+      experts: asTyped(Int32Array, raw.experts),
+      weights: asTyped(Float32Array, raw.weights),
+      entropy: asTyped(Float32Array, raw.entropy),
+      active: asTyped(Uint8Array, raw.active),
+      topIds: raw.topIds && asTyped(Int32Array, raw.topIds),
+      topProbs: raw.topProbs && asTyped(Float32Array, raw.topProbs),
     };
     const end = b.start + b.count;
     const { L, K, N } = this;

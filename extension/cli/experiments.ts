@@ -7,8 +7,20 @@ import { COMMON_FLAGS, modelPath, policyFromFlags, POLICY_FLAGS, readTextFile, w
 import { checkKnownFlags, flagInt, flagString, formatTable, UsageError, type ParsedArgs } from "./args";
 import { fitAntPredictor, predictorPathFor } from "../core/ant";
 import {
-  ablationTable, experimentToJson, markdownTable, renderExperimentReport, runAblation, runAmgSweep, sweepTable,
-  ablationToCsv, sweepToCsv, ablationNote, sweepNote, type AblationDoc, type AblationResult, type SweepResult,
+  ablationTable,
+  experimentToJson,
+  markdownTable,
+  renderExperimentReport,
+  runAblation,
+  runAmgSweep,
+  sweepTable,
+  ablationToCsv,
+  sweepToCsv,
+  ablationNote,
+  sweepNote,
+  type AblationDoc,
+  type AblationResult,
+  type SweepResult,
 } from "../core/experiments";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
 import { describePolicy } from "../../shared/policy";
@@ -30,9 +42,15 @@ export const EXPERIMENT_HELP = `  moe-lens sweep FILE [--model M] [--thresholds 
 function numberList(args: ParsedArgs, name: string, lo: number, hi: number, integer: boolean): number[] | undefined {
   const v = flagString(args, name);
   if (v === undefined) return undefined;
-  const xs = v.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+  const xs = v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   if (!xs.length || xs.some((x) => !Number.isFinite(x) || x < lo || x > hi || (integer && !Number.isInteger(x)) || (!integer && x === 0 && lo === 0))) {
-    throw new UsageError(`--${name} must be a comma-separated list of ${integer ? "integers" : "numbers"} in ${lo === 0 ? "(0" : `[${lo}`}, ${hi}], got "${v}"`);
+    throw new UsageError(
+      `--${name} must be a comma-separated list of ${integer ? "integers" : "numbers"} in ${lo === 0 ? "(0" : `[${lo}`}, ${hi}], got "${v}"`,
+    );
   }
   return xs;
 }
@@ -56,8 +74,15 @@ function writeOut(out: string, kind: "amg-sweep" | "ablation", r: SweepResult | 
   let content: string;
   if (ext === ".json") content = experimentToJson(kind, r);
   else if (ext === ".csv") content = sweep ? sweepToCsv(sweep) : ablationToCsv(ablation!);
-  else if (ext === ".md") content = sweep ? `${markdownTable(sweepTable(sweep))}\n${sweepNote(sweep)}\n` : `${markdownTable(ablationTable(ablation!))}\n${ablationNote(ablation!)}\n`;
-  else content = renderExperimentReport({ title: sweep ? "MoE Lens: AMG sweep" : "MoE Lens: {β, Π, Ant} ablation at domain transitions", subtitle, sweep, ablation });
+  else if (ext === ".md")
+    content = sweep ? `${markdownTable(sweepTable(sweep))}\n${sweepNote(sweep)}\n` : `${markdownTable(ablationTable(ablation!))}\n${ablationNote(ablation!)}\n`;
+  else
+    content = renderExperimentReport({
+      title: sweep ? "MoE Lens: AMG sweep" : "MoE Lens: {β, Π, Ant} ablation at domain transitions",
+      subtitle,
+      sweep,
+      ablation,
+    });
   fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
   fs.writeFileSync(out, content);
 }
@@ -74,7 +99,12 @@ async function cmdSweep(args: ParsedArgs): Promise<void> {
   checkOut(out);
   await withServer(args, async (server) => {
     const r = await runAmgSweep(server.client, text, {
-      thresholds, maxK, nCtx: flagInt(args, "ctx", 8, 1 << 22), minK: flagInt(args, "min-k", 1, 4096), nBatch: flagInt(args, "batch", 1, 1 << 22), onProgress: progress(args),
+      thresholds,
+      maxK,
+      nCtx: flagInt(args, "ctx", 8, 1 << 22),
+      minK: flagInt(args, "min-k", 1, 4096),
+      nBatch: flagInt(args, "batch", 1, 1 << 22),
+      onProgress: progress(args),
       ...(args.flags.get("no-speed") === true ? { speed: false as const } : {}),
     });
     const subtitle = `${path.basename(file)} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, trained k=${r.trainedK})`;
@@ -95,7 +125,13 @@ function ablationFiles(args: ParsedArgs): string[] {
   for (const p of inputs) {
     if (!fs.existsSync(p)) throw new UsageError(`no such file or directory: ${p}`);
     if (fs.statSync(p).isDirectory()) {
-      files.push(...fs.readdirSync(p).filter((f) => /\.(txt|md|markdown)$/i.test(f)).sort().map((f) => path.join(p, f)));
+      files.push(
+        ...fs
+          .readdirSync(p)
+          .filter((f) => /\.(txt|md|markdown)$/i.test(f))
+          .sort()
+          .map((f) => path.join(p, f)),
+      );
     } else files.push(p);
   }
   if (!files.length) throw new UsageError("no labelled .txt or .md files to evaluate");
@@ -125,7 +161,8 @@ async function cmdAblation(args: ParsedArgs): Promise<void> {
     if (fs.existsSync(sample)) calibration = sample;
     else throw new UsageError("the Ant rows need a fitted predictor: give --calibration FILE (text that is not evaluated) or --predictor FILE");
   }
-  if (calibration && files.some((f) => path.resolve(f) === path.resolve(calibration!))) throw new UsageError(`the calibration text ${calibration} is also an evaluation document; choose another`);
+  if (calibration && files.some((f) => path.resolve(f) === path.resolve(calibration!)))
+    throw new UsageError(`the calibration text ${calibration} is also an evaluation document; choose another`);
   const calibrationText = calibration ? readTextFile(calibration) : undefined;
   const log = progress(args);
   for (const d of docs) if (!d.spans?.length) log?.(`${d.name}: no marker lines or code fences; using routing change points`);
@@ -168,19 +205,47 @@ async function cmdTransitions(args: ParsedArgs): Promise<void> {
     const segments = segmentsFor(trace, labelled, changePointFlags(args));
     const a = analyzeTransitions(trace, segments, { text: labelled.text });
     if (args.flags.get("json")) {
-      return void console.log(JSON.stringify({ file, labels: labelled.spans.length ? labelled.source : "change-point", policy, ...a }, (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 1));
+      return void console.log(
+        JSON.stringify(
+          { file, labels: labelled.spans.length ? labelled.source : "change-point", policy, ...a },
+          (_k, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v),
+          1,
+        ),
+      );
     }
-    console.log(`${path.basename(file)}: ${trace.columns.count} tokens, ${segments.length} segments (${labelled.spans.length ? labelled.source : "change points"}), ${a.transitions.length} transitions; policy ${describePolicy(policy)}\n`);
+    console.log(
+      `${path.basename(file)}: ${trace.columns.count} tokens, ${segments.length} segments (${labelled.spans.length ? labelled.source : "change points"}), ${a.transitions.length} transitions; policy ${describePolicy(policy)}\n`,
+    );
     const L = a.layers.map((l) => `L${l}`);
     console.log("Domain experts (per MoE layer: the expert with the largest usage difference)");
-    console.log(formatTable(["domain", "tokens", ...L], a.domainExperts.domains.map((d, di) => [d, String(a.domainExperts.tokens[di]), ...a.layers.map((_l, m) => String(a.domainExperts.experts[m][di]))])));
+    console.log(
+      formatTable(
+        ["domain", "tokens", ...L],
+        a.domainExperts.domains.map((d, di) => [d, String(a.domainExperts.tokens[di]), ...a.layers.map((_l, m) => String(a.domainExperts.experts[m][di]))]),
+      ),
+    );
     console.log("\nTransitions (step = last token of the old domain)");
-    console.log(formatTable(["token", "byte", "from → to", "P(new expert) per layer", "rank per layer", "NLL", "BPC"], a.transitions.map((x) => [
-      String(x.token), String(x.byte), `${x.from} → ${x.to}`, x.probNewExpert.map((p) => f(p, 3)).join(" "), x.rankNewExpert.map((r) => f(r, 0)).join(" "), f(x.nll, 3), f(x.bpc, 2),
-    ])));
+    console.log(
+      formatTable(
+        ["token", "byte", "from → to", "P(new expert) per layer", "rank per layer", "NLL", "BPC"],
+        a.transitions.map((x) => [
+          String(x.token),
+          String(x.byte),
+          `${x.from} → ${x.to}`,
+          x.probNewExpert.map((p) => f(p, 3)).join(" "),
+          x.rankNewExpert.map((r) => f(r, 0)).join(" "),
+          f(x.nll, 3),
+          f(x.bpc, 2),
+        ]),
+      ),
+    );
     const s = a.summary;
-    console.log(`\nmean P(new expert) ${f(s.meanProb, 3)} · top-1 share ${f(s.top1, 3)} · mean rank ${f(s.meanRank, 2)} · K99 ${f(s.k99, 0)} of ${info.n_expert} (${s.cases} transition × layer cases)`);
-    console.log(`NLL at transition ${f(s.nllTransition, 3)} vs inside domains ${f(s.nllInside, 3)} nats · BPC at transition ${f(s.bpcTransition, 2)} vs inside ${f(s.bpcInside, 2)}`);
+    console.log(
+      `\nmean P(new expert) ${f(s.meanProb, 3)} · top-1 share ${f(s.top1, 3)} · mean rank ${f(s.meanRank, 2)} · K99 ${f(s.k99, 0)} of ${info.n_expert} (${s.cases} transition × layer cases)`,
+    );
+    console.log(
+      `NLL at transition ${f(s.nllTransition, 3)} vs inside domains ${f(s.nllInside, 3)} nats · BPC at transition ${f(s.bpcTransition, 2)} vs inside ${f(s.bpcInside, 2)}`,
+    );
   });
 }
 
@@ -191,10 +256,32 @@ async function cmdCalibrate(args: ParsedArgs): Promise<void> {
   const model = modelPath(args);
   const out = flagString(args, "out") ?? predictorPathFor(model);
   await withServer(args, async (server) => {
-    const written = await fitAntPredictor(server.client, text, model, { beta: flagNumber(args, "beta", 0, 0.9999), ridge: flagNumber(args, "ridge", 1e-9, 1e9), outPath: out });
-    const fit = JSON.parse(fs.readFileSync(written, "utf8")) as { calibration: { tokens: number }; n_expert: number; moe_layers: number[]; beta: number; ridge: number };
-    if (args.flags.get("json")) return void console.log(JSON.stringify({ predictor: written, tokens: fit.calibration.tokens, n_expert: fit.n_expert, moe_layers: fit.moe_layers, beta: fit.beta, ridge: fit.ridge }));
-    console.log(`fitted the Ant predictor on ${fit.calibration.tokens} tokens of ${path.basename(file)} (β = ${fit.beta}, ridge ${fit.ridge}, ${fit.moe_layers.length} MoE layers × ${fit.n_expert} experts)`);
+    const written = await fitAntPredictor(server.client, text, model, {
+      beta: flagNumber(args, "beta", 0, 0.9999),
+      ridge: flagNumber(args, "ridge", 1e-9, 1e9),
+      outPath: out,
+    });
+    const fit = JSON.parse(fs.readFileSync(written, "utf8")) as {
+      calibration: { tokens: number };
+      n_expert: number;
+      moe_layers: number[];
+      beta: number;
+      ridge: number;
+    };
+    if (args.flags.get("json"))
+      return void console.log(
+        JSON.stringify({
+          predictor: written,
+          tokens: fit.calibration.tokens,
+          n_expert: fit.n_expert,
+          moe_layers: fit.moe_layers,
+          beta: fit.beta,
+          ridge: fit.ridge,
+        }),
+      );
+    console.log(
+      `fitted the Ant predictor on ${fit.calibration.tokens} tokens of ${path.basename(file)} (β = ${fit.beta}, ridge ${fit.ridge}, ${fit.moe_layers.length} MoE layers × ${fit.n_expert} experts)`,
+    );
     console.log(`wrote ${written}; load it with --predictor ${written}`);
   });
 }

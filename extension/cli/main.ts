@@ -68,17 +68,22 @@ async function cmdInfo(args: ParsedArgs): Promise<void> {
   await withServer(args, async (server) => {
     const info = await server.client.modelInfo();
     if (args.flags.get("json")) return void console.log(JSON.stringify(info, null, 2));
-    console.log(formatTable(["property", "value"], [
-      ["model", info.path],
-      ["architecture", info.architecture],
-      ["layers", `${info.n_layer} (MoE: ${info.moe_layers.length === info.n_layer ? "all" : info.moe_layers.join(",")})`],
-      ["experts", String(info.n_expert)],
-      ["k (used / trained)", `${info.n_expert_used} / ${info.n_expert_used_trained}`],
-      ["shared experts", String(info.n_expert_shared)],
-      ["gating", `${info.gating}${info.weights_norm ? ", weights renormalised" : ""}${info.weights_scale !== 1 ? `, scale ${info.weights_scale}` : ""}`],
-      ["context (server / trained)", `${info.n_ctx} / ${info.n_ctx_train}`],
-      ["vocabulary", String(info.n_vocab)],
-    ]));
+    console.log(
+      formatTable(
+        ["property", "value"],
+        [
+          ["model", info.path],
+          ["architecture", info.architecture],
+          ["layers", `${info.n_layer} (MoE: ${info.moe_layers.length === info.n_layer ? "all" : info.moe_layers.join(",")})`],
+          ["experts", String(info.n_expert)],
+          ["k (used / trained)", `${info.n_expert_used} / ${info.n_expert_used_trained}`],
+          ["shared experts", String(info.n_expert_shared)],
+          ["gating", `${info.gating}${info.weights_norm ? ", weights renormalised" : ""}${info.weights_scale !== 1 ? `, scale ${info.weights_scale}` : ""}`],
+          ["context (server / trained)", `${info.n_ctx} / ${info.n_ctx_train}`],
+          ["vocabulary", String(info.n_vocab)],
+        ],
+      ),
+    );
   });
 }
 
@@ -87,11 +92,19 @@ async function cmdInfo(args: ParsedArgs): Promise<void> {
  * batch (memory stays that of one batch, whatever the text's length); the HTML report
  * draws the whole trace, so it keeps it. Returns the statistics and the server's summary.
  */
-async function traceToOutput(server: ServerProcess, req: TraceRequest & { text: string }, out: string | undefined, label: string): Promise<{ stats: TraceStats; summary: TraceSummary }> {
+async function traceToOutput(
+  server: ServerProcess,
+  req: TraceRequest & { text: string },
+  out: string | undefined,
+  label: string,
+): Promise<{ stats: TraceStats; summary: TraceSummary }> {
   const ext = out ? path.extname(out).toLowerCase() : "";
   if (ext === ".html") {
     const trace = await server.client.trace(req);
-    await writeFileAtomically(out!, renderReport({ title: `MoE Lens trace: ${label}`, subtitle: `${trace.header.model.path}`, sections: [], traces: [{ label, trace }] }));
+    await writeFileAtomically(
+      out!,
+      renderReport({ title: `MoE Lens trace: ${label}`, subtitle: `${trace.header.model.path}`, sections: [], traces: [{ label, trace }] }),
+    );
     return { stats: traceStats(trace), summary: trace.summary! };
   }
   let stats: TraceStatsAccumulator | undefined;
@@ -133,9 +146,22 @@ async function cmdTrace(args: ParsedArgs): Promise<void> {
   await withServer(args, async (server) => {
     const { stats: s, summary } = await traceToOutput(server, { text, policy, top_n: flagInt(args, "top-n", 0, 4096) ?? 0 }, out, path.basename(file));
     if (args.flags.get("json")) return void console.log(JSON.stringify({ policy: describePolicy(policy), ...s, summary, out }));
-    console.log(formatTable(["file", "policy", "tokens", "avg active", "trace ppl", "mean entropy", "mean shift"], [[
-      path.basename(file), describePolicy(policy), String(s.tokens), `${fmt(s.avgActive, 2)}/${s.k}`, fmt(s.tracePpl, 3), fmt(s.meanEntropy, 3), fmt(s.meanShift, 3),
-    ]]));
+    console.log(
+      formatTable(
+        ["file", "policy", "tokens", "avg active", "trace ppl", "mean entropy", "mean shift"],
+        [
+          [
+            path.basename(file),
+            describePolicy(policy),
+            String(s.tokens),
+            `${fmt(s.avgActive, 2)}/${s.k}`,
+            fmt(s.tracePpl, 3),
+            fmt(s.meanEntropy, 3),
+            fmt(s.meanShift, 3),
+          ],
+        ],
+      ),
+    );
     if (out) console.log(`wrote ${out}`);
   });
 }
@@ -149,11 +175,25 @@ async function cmdPpl(args: ParsedArgs): Promise<void> {
   await withServer(args, async (server) => {
     const r = await server.client.perplexity({ text, n_ctx: nCtx, policy, n_batch: flagInt(args, "batch", 1, 1 << 22) });
     if (args.flags.get("json")) {
-      return void console.log(JSON.stringify({ ppl: r.ppl, ppl_err: r.ppl_err, tokens: r.tokens, scored: r.scored, n_chunks: r.n_chunks, n_ctx: r.n_ctx, avg_active_experts: r.avg_active_experts, k: r.k, policy }));
+      return void console.log(
+        JSON.stringify({
+          ppl: r.ppl,
+          ppl_err: r.ppl_err,
+          tokens: r.tokens,
+          scored: r.scored,
+          n_chunks: r.n_chunks,
+          n_ctx: r.n_ctx,
+          avg_active_experts: r.avg_active_experts,
+          k: r.k,
+          policy,
+        }),
+      );
     }
     console.log(`[${r.chunk_ppl.map((p, i) => `${i + 1}]${p.toFixed(4)}`).join(",[")}`);
     console.log(r.printed);
-    console.log(`policy: ${describePolicy(policy)} · average active experts ${r.avg_active_experts.toFixed(2)}/${r.k} · ${r.n_chunks} chunks of ${r.n_ctx} tokens`);
+    console.log(
+      `policy: ${describePolicy(policy)} · average active experts ${r.avg_active_experts.toFixed(2)}/${r.k} · ${r.n_chunks} chunks of ${r.n_ctx} tokens`,
+    );
   });
 }
 
@@ -184,7 +224,12 @@ async function comparePolicies(server: ServerProcess, text: string, specs: strin
   }
   if (withSpeed && results.length) {
     // The first policy is the reference of every ratio (side by side, alternating; core/speed.ts).
-    const rows = await measurePolicySpeed(server.client, text, results.map((r) => ({ spec: r.spec, policy: r.policy })), QUICK_SPEED_OPTIONS);
+    const rows = await measurePolicySpeed(
+      server.client,
+      text,
+      results.map((r) => ({ spec: r.spec, policy: r.policy })),
+      QUICK_SPEED_OPTIONS,
+    );
     results.forEach((r, i) => (r.speed = rows[i]));
   }
   return results;
@@ -192,7 +237,15 @@ async function comparePolicies(server: ServerProcess, text: string, specs: strin
 
 function compareRows(results: ComparedPolicy[]): { header: string[]; rows: string[][]; report: ReportRow[] } {
   const withSpeed = results.some((r) => r.speed);
-  const header = ["policy", "avg active", "trace ppl", "PPL (llama-perplexity method)", "mean entropy", "mean shift", ...(withSpeed ? ["speed and quality vs " + describePolicy(results[0].policy)] : [])];
+  const header = [
+    "policy",
+    "avg active",
+    "trace ppl",
+    "PPL (llama-perplexity method)",
+    "mean entropy",
+    "mean shift",
+    ...(withSpeed ? ["speed and quality vs " + describePolicy(results[0].policy)] : []),
+  ];
   const rows: string[][] = [];
   const report: ReportRow[] = [];
   const basePpl = results[0]?.ppl?.ppl ?? traceStats(results[0].trace).tracePpl ?? undefined;
@@ -206,7 +259,9 @@ function compareRows(results: ComparedPolicy[]): { header: string[]; rows: strin
       r.ppl ? `${fmt(r.ppl.ppl)} ± ${fmt(r.ppl.ppl_err, 4)}` : r.pplError ? "n/a" : "–",
       fmt(s.meanEntropy, 3),
       fmt(s.meanShift, 3),
-      ...(withSpeed ? [r.speed ? describeSpeed(r.speed, ppl !== undefined && basePpl !== undefined ? { value: ppl, baseline: basePpl } : undefined) : "–"] : []),
+      ...(withSpeed
+        ? [r.speed ? describeSpeed(r.speed, ppl !== undefined && basePpl !== undefined ? { value: ppl, baseline: basePpl } : undefined) : "–"]
+        : []),
     ];
     rows.push(cells);
     report.push({ label: cells[0], cells: Object.fromEntries(header.slice(1).map((h, i) => [h, cells[i + 1]])) });
@@ -214,24 +269,50 @@ function compareRows(results: ComparedPolicy[]): { header: string[]; rows: strin
   return { header, rows, report };
 }
 
-async function runComparison(args: ParsedArgs, file: string, text: string, specs: string[], nCtx: number | undefined, out: string | undefined, title: string): Promise<void> {
+async function runComparison(
+  args: ParsedArgs,
+  file: string,
+  text: string,
+  specs: string[],
+  nCtx: number | undefined,
+  out: string | undefined,
+  title: string,
+): Promise<void> {
   await withServer(args, async (server) => {
     const info = await server.client.modelInfo();
     const results = await comparePolicies(server, text, specs, nCtx, args.flags.get("no-speed") !== true);
     const { header, rows, report } = compareRows(results);
     if (out) {
       fs.mkdirSync(path.dirname(path.resolve(out)), { recursive: true });
-      fs.writeFileSync(out, renderReport({
-        title,
-        subtitle: `${path.basename(file)} on ${path.basename(info.path)} (${info.architecture}, ${info.moe_layers.length} MoE layers, ${info.n_expert} experts, k=${info.n_expert_used_trained}, ${info.gating} gating)`,
-        sections: [{ title: "Policies", note: `trace ppl = exp(mean NLL) over the whole text in one pass; PPL = llama-perplexity's method with n_ctx=${nCtx ?? "–"}. ${skipNote(info.skip_supported)} Speed: prefill of up to 512 tokens and 32 decoded tokens timed by the server, medians of ${QUICK_SPEED_OPTIONS.reps} alternating rounds, ratios to the first policy (moe-lens speed measures at length).`, columns: header.slice(1), rows: report }],
-        traces: results.map((r) => ({ label: describePolicy(r.policy), trace: r.trace })),
-      }));
+      fs.writeFileSync(
+        out,
+        renderReport({
+          title,
+          subtitle: `${path.basename(file)} on ${path.basename(info.path)} (${info.architecture}, ${info.moe_layers.length} MoE layers, ${info.n_expert} experts, k=${info.n_expert_used_trained}, ${info.gating} gating)`,
+          sections: [
+            {
+              title: "Policies",
+              note: `trace ppl = exp(mean NLL) over the whole text in one pass; PPL = llama-perplexity's method with n_ctx=${nCtx ?? "–"}. ${skipNote(info.skip_supported)} Speed: prefill of up to 512 tokens and 32 decoded tokens timed by the server, medians of ${QUICK_SPEED_OPTIONS.reps} alternating rounds, ratios to the first policy (moe-lens speed measures at length).`,
+              columns: header.slice(1),
+              rows: report,
+            },
+          ],
+          traces: results.map((r) => ({ label: describePolicy(r.policy), trace: r.trace })),
+        }),
+      );
     }
     if (args.flags.get("json")) {
-      return void console.log(JSON.stringify(results.map((r) => ({ spec: r.spec, policy: r.policy, stats: traceStats(r.trace), ppl: r.ppl, ppl_error: r.pplError, speed: r.speed })), null, 1));
+      return void console.log(
+        JSON.stringify(
+          results.map((r) => ({ spec: r.spec, policy: r.policy, stats: traceStats(r.trace), ppl: r.ppl, ppl_error: r.pplError, speed: r.speed })),
+          null,
+          1,
+        ),
+      );
     }
-    console.log(`${path.basename(file)}: ${results[0]?.trace.columns.count ?? 0} tokens on ${path.basename(info.path)} (${info.architecture}, ${info.n_expert} experts, k=${info.n_expert_used_trained})\n`);
+    console.log(
+      `${path.basename(file)}: ${results[0]?.trace.columns.count ?? 0} tokens on ${path.basename(info.path)} (${info.architecture}, ${info.n_expert} experts, k=${info.n_expert_used_trained})\n`,
+    );
     console.log(formatTable(header, rows));
     for (const r of results) if (r.pplError) console.log(`note: PPL for ${describePolicy(r.policy)}: ${r.pplError}`);
     if (out) console.log(`\nreport: ${out}`);
@@ -242,7 +323,10 @@ async function cmdCompare(args: ParsedArgs): Promise<void> {
   checkKnownFlags(args, [...COMMON_FLAGS, "policies", "ctx", "out", "no-speed"]);
   const file = args.positional[0];
   const text = readTextFile(file);
-  const specs = (flagString(args, "policies") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const specs = (flagString(args, "policies") ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (specs.length === 0) throw new UsageError("--policies needs at least one policy spec, e.g. baseline,amg:0.5");
   for (const s of specs) parsePolicySpec(s);
   const out = flagString(args, "out");
@@ -266,7 +350,18 @@ async function main(argv: string[]): Promise<number> {
     console.log(HELP);
     return 0;
   }
-  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = { info: cmdInfo, trace: cmdTrace, ppl: cmdPpl, compare: cmdCompare, demo: cmdDemo, ...experimentCommands, ...speedCommands, ...rpcCommands, ...pruneCommands, ...packsCommands };
+  const commands: Record<string, (a: ParsedArgs) => Promise<void>> = {
+    info: cmdInfo,
+    trace: cmdTrace,
+    ppl: cmdPpl,
+    compare: cmdCompare,
+    demo: cmdDemo,
+    ...experimentCommands,
+    ...speedCommands,
+    ...rpcCommands,
+    ...pruneCommands,
+    ...packsCommands,
+  };
   const run = commands[args.command];
   if (!run) throw new UsageError(`unknown command "${args.command}" (try moe-lens help)`);
   await run(args);

@@ -24,8 +24,12 @@ async function cmdPacks(args: ParsedArgs): Promise<void> {
       process.stdout.write(`no router packs in ${routerPackDir(model)} (moe-lens packs base writes one)\n`);
       return;
     }
-    process.stdout.write(formatTable(["name", "mechanisms", "file", "description"],
-      packs.map((p) => [p.name, p.mechanisms || "–", path.relative(process.cwd(), p.path), p.description])) + "\n");
+    process.stdout.write(
+      formatTable(
+        ["name", "mechanisms", "file", "description"],
+        packs.map((p) => [p.name, p.mechanisms || "–", path.relative(process.cwd(), p.path), p.description]),
+      ) + "\n",
+    );
     return;
   }
   if (action === "base") {

@@ -9,10 +9,25 @@ import { checkKnownFlags, flagInt, flagString, formatTable, UsageError, type Par
 import { sha256File } from "../core/ant";
 import { chooseNCtx } from "../core/experiments";
 import { chooseExperts, keptExpertCount, openForPruning, writePrunedModel, type PruneSummary } from "../core/prune";
-import { DEFAULT_KEEPS, DEFAULT_SEEDS, pruneEvalComparison, pruneEvalMarkdown, runPruneEvaluation, splitInterleaved, type PruneEvalResult } from "../core/prune-eval";
 import {
-  calibrationSources, computeSaliency, hasExpertNorms, PRUNE_METHODS, readSaliency, textSource,
-  type CalibrationSource, type PruneMethod, type SaliencyFile,
+  DEFAULT_KEEPS,
+  DEFAULT_SEEDS,
+  pruneEvalComparison,
+  pruneEvalMarkdown,
+  runPruneEvaluation,
+  splitInterleaved,
+  type PruneEvalResult,
+} from "../core/prune-eval";
+import {
+  calibrationSources,
+  computeSaliency,
+  hasExpertNorms,
+  PRUNE_METHODS,
+  readSaliency,
+  textSource,
+  type CalibrationSource,
+  type PruneMethod,
+  type SaliencyFile,
 } from "../core/saliency";
 
 export const PRUNE_HELP = `  moe-lens saliency --calibration FILE|DIR [--model M] --out SALIENCY.json [--json]
@@ -43,7 +58,11 @@ function parseKeep(value: string | undefined): number {
 function listFlag<T>(args: ParsedArgs, name: string, parse: (s: string) => T, fallback: T[]): T[] {
   const v = flagString(args, name);
   if (v === undefined) return fallback;
-  const xs = v.split(",").map((s) => s.trim()).filter(Boolean).map(parse);
+  const xs = v
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(parse);
   if (!xs.length) throw new UsageError(`--${name} needs at least one value`);
   return xs;
 }
@@ -67,7 +86,9 @@ async function measureSaliency(args: ParsedArgs, sources: CalibrationSource[], s
   return withServer(args, async (server) => {
     const info = await server.client.modelInfo();
     if (needReap && !hasExpertNorms(info)) {
-      throw new UsageError(`REAP needs expert-output norms, which this moe-lens-server does not report (no "expert_norms" capability); rebuild it (npm run build:native) or use --method weight or frequency`);
+      throw new UsageError(
+        `REAP needs expert-output norms, which this moe-lens-server does not report (no "expert_norms" capability); rebuild it (npm run build:native) or use --method weight or frequency`,
+      );
     }
     progress(args)?.(`measuring saliency on ${sources.length} calibration source${sources.length === 1 ? "" : "s"}`);
     return computeSaliency(server.client, sources, { modelSha256: sha, onProgress: progress(args) });
@@ -89,16 +110,30 @@ async function cmdSaliency(args: ParsedArgs): Promise<void> {
   openForPruning(model); // refuse a dense or broken model before tracing
   const s = await measureSaliency(args, sources, await sha256File(model), false);
   writeJson(out, s);
-  if (quiet(args)) return void console.log(JSON.stringify({ out, tokens: s.calibration.tokens, layers: s.layers.length, n_expert: s.n_expert, reap: s.layers.every((l) => l.reap) }));
-  console.log(`saliency of ${s.n_expert} experts × ${s.layers.length} MoE layers on ${s.calibration.tokens} tokens${s.layers[0]?.reap ? " (with REAP norms)" : " (no expert norms: REAP unavailable)"}; wrote ${out}`);
+  if (quiet(args))
+    return void console.log(
+      JSON.stringify({ out, tokens: s.calibration.tokens, layers: s.layers.length, n_expert: s.n_expert, reap: s.layers.every((l) => l.reap) }),
+    );
+  console.log(
+    `saliency of ${s.n_expert} experts × ${s.layers.length} MoE layers on ${s.calibration.tokens} tokens${s.layers[0]?.reap ? " (with REAP norms)" : " (no expert norms: REAP unavailable)"}; wrote ${out}`,
+  );
 }
 
 function printSummary(r: PruneSummary): void {
   const used = (u: number | number[]) => (Array.isArray(u) ? `[${u.join(",")}]` : String(u));
-  console.log(`pruned ${path.basename(r.source)} (${r.architecture}) with ${r.method}${r.seed !== undefined ? ` (seed ${r.seed})` : ""}, keep ${r.keep}: ` +
-    `${r.expert_count.before} → ${r.expert_count.after} experts per MoE layer, k ${used(r.expert_used_count.before)} → ${used(r.expert_used_count.after)}`);
-  console.log(formatTable(["layer", "kept experts", "removed"], r.layers.map((l) => [`${l.layer}${l.calibrated ? "" : " (no calibration data)"}`, l.kept.join(","), l.removed.join(",") || "–"])));
-  console.log(`size ${(r.sizes.source_bytes / 1e6).toFixed(2)} MB → ${(r.sizes.out_bytes / 1e6).toFixed(2)} MB (${((100 * r.sizes.out_bytes) / r.sizes.source_bytes).toFixed(1)} %)`);
+  console.log(
+    `pruned ${path.basename(r.source)} (${r.architecture}) with ${r.method}${r.seed !== undefined ? ` (seed ${r.seed})` : ""}, keep ${r.keep}: ` +
+      `${r.expert_count.before} → ${r.expert_count.after} experts per MoE layer, k ${used(r.expert_used_count.before)} → ${used(r.expert_used_count.after)}`,
+  );
+  console.log(
+    formatTable(
+      ["layer", "kept experts", "removed"],
+      r.layers.map((l) => [`${l.layer}${l.calibrated ? "" : " (no calibration data)"}`, l.kept.join(","), l.removed.join(",") || "–"]),
+    ),
+  );
+  console.log(
+    `size ${(r.sizes.source_bytes / 1e6).toFixed(2)} MB → ${(r.sizes.out_bytes / 1e6).toFixed(2)} MB (${((100 * r.sizes.out_bytes) / r.sizes.source_bytes).toFixed(1)} %)`,
+  );
   console.log(`wrote ${r.out}`);
 }
 
@@ -115,7 +150,8 @@ async function cmdPrune(args: ParsedArgs): Promise<void> {
   if (method !== "random" && seedFlag !== undefined) throw new UsageError("--seed applies to --method random only");
   const salFile = flagString(args, "saliency");
   const sources = calibrationFromFlag(args);
-  if (method !== "random" && !salFile && !sources.length) throw new UsageError(`--method ${method} needs --calibration FILE|DIR (your text) or --saliency FILE`);
+  if (method !== "random" && !salFile && !sources.length)
+    throw new UsageError(`--method ${method} needs --calibration FILE|DIR (your text) or --saliency FILE`);
   if (salFile && sources.length) throw new UsageError("give --calibration or --saliency, not both");
 
   // Everything that can be refused is checked before the (possibly long) calibration run.
@@ -150,18 +186,28 @@ async function cmdPruneEval(args: ParsedArgs): Promise<void> {
     sources.push(textSource(`${path.basename(heldoutFile)} (calibration share ${share}, interleaved blocks of 40 lines)`, split.calibration));
     heldout = split.heldout;
   }
-  if (!sources.length) throw new UsageError("give --calibration FILE|DIR and/or --calibration-share F (a share of the held-out file, interleaved, used for calibration only)");
+  if (!sources.length)
+    throw new UsageError("give --calibration FILE|DIR and/or --calibration-share F (a share of the held-out file, interleaved, used for calibration only)");
   const heldoutAbs = path.resolve(heldoutFile);
-  if (!shareFlag && flagString(args, "calibration") && calibrationSources(flagString(args, "calibration")!).sources.some((s) => path.resolve(s.name) === heldoutAbs)) {
+  if (
+    !shareFlag &&
+    flagString(args, "calibration") &&
+    calibrationSources(flagString(args, "calibration")!).sources.some((s) => path.resolve(s.name) === heldoutAbs)
+  ) {
     throw new UsageError("the held-out file is also calibration text; choose text the saliency never sees");
   }
   const keeps = listFlag(args, "keeps", (s) => parseKeep(s), DEFAULT_KEEPS);
   const methods = listFlag(args, "methods", (s) => parseMethod(s, "reap"), ["reap", "weight", "frequency", "random"] as PruneMethod[]);
-  const seeds = listFlag(args, "seeds", (s) => {
-    const x = Number(s);
-    if (!Number.isInteger(x) || x < 0 || x > 0xffffffff) throw new UsageError(`--seeds takes integers in [0, 4294967295], got "${s}"`);
-    return x;
-  }, DEFAULT_SEEDS);
+  const seeds = listFlag(
+    args,
+    "seeds",
+    (s) => {
+      const x = Number(s);
+      if (!Number.isInteger(x) || x < 0 || x > 0xffffffff) throw new UsageError(`--seeds takes integers in [0, 4294967295], got "${s}"`);
+      return x;
+    },
+    DEFAULT_SEEDS,
+  );
   const out = flagString(args, "out");
   if (out && !/\.(md|json)$/i.test(out)) throw new UsageError(`--out must end in .md or .json, got ${out}`);
   const { layout, structure } = openForPruning(model);
@@ -170,12 +216,24 @@ async function cmdPruneEval(args: ParsedArgs): Promise<void> {
   const sha = await sha256File(model);
   const saliency = await measureSaliency(args, sources, sha, methods.includes("reap"));
   const nCtxFlag = flagInt(args, "ctx", 16, 1 << 20);
-  const nCtx = nCtxFlag ?? await withServer(args, async (server) => chooseNCtx((await server.client.tokenize(heldout)).tokens.length, (await server.client.modelInfo()).n_ctx_train));
+  const nCtx =
+    nCtxFlag ??
+    (await withServer(args, async (server) =>
+      chooseNCtx((await server.client.tokenize(heldout)).tokens.length, (await server.client.modelInfo()).n_ctx_train),
+    ));
   const workDir = flagString(args, "work-dir") ?? fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-prune-eval-"));
   let result: PruneEvalResult;
   try {
     result = await runPruneEvaluation({
-      layout, structure, sourceSha256: sha, saliency, keeps, methods, seeds, workDir, keepFiles: args.flags.has("keep-files"),
+      layout,
+      structure,
+      sourceSha256: sha,
+      saliency,
+      keeps,
+      methods,
+      seeds,
+      workDir,
+      keepFiles: args.flags.has("keep-files"),
       perplexityOf: (file) => withServer(args, (server) => server.client.perplexity({ text: heldout, n_ctx: nCtx }), file),
       onProgress: log,
     });
@@ -184,7 +242,8 @@ async function cmdPruneEval(args: ParsedArgs): Promise<void> {
   }
   const table = pruneEvalMarkdown(result);
   const notes = pruneEvalComparison(result);
-  const about = `${result.model.file} (${result.model.architecture}, ${result.model.nExpert} experts, k=${result.model.k}); calibration ${result.calibration.tokens} tokens ` +
+  const about =
+    `${result.model.file} (${result.model.architecture}, ${result.model.nExpert} experts, k=${result.model.k}); calibration ${result.calibration.tokens} tokens ` +
     `(${result.calibration.files.map((f) => f.name).join("; ")}); held-out ${path.basename(heldoutFile)}${shareFlag ? " (the rest)" : ""}: ${result.heldout.tokens} tokens, ` +
     `PPL by llama-perplexity's method, n_ctx = ${result.heldout.nCtx}, ${result.heldout.chunks} chunks; source model PPL ${result.source.ppl.toFixed(3)} ± ${result.source.pplErr.toFixed(3)}`;
   if (out) {

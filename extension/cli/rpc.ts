@@ -19,8 +19,10 @@ async function cmdRpcServer(args: ParsedArgs): Promise<void> {
   const port = flagInt(args, "port", 1, 65535) ?? 50052;
   const threads = flagInt(args, "threads", 1, 1024);
   if (host !== "127.0.0.1" && host !== "localhost" && host !== "::1") {
-    process.stderr.write(`moe-lens: warning: rpc-server on ${host}:${port} has no authentication: anyone who can reach it can run ` +
-      "computations and read what is sent to it. Use a private network only.\n");
+    process.stderr.write(
+      `moe-lens: warning: rpc-server on ${host}:${port} has no authentication: anyone who can reach it can run ` +
+        "computations and read what is sent to it. Use a private network only.\n",
+    );
   }
   const child = spawn(bin, ["-H", host, "-p", String(port), ...(threads ? ["-t", String(threads)] : [])], { stdio: "inherit" });
   const forward = (signal: NodeJS.Signals) => () => child.kill(signal);

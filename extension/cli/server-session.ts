@@ -37,8 +37,12 @@ export function modelPath(args: ParsedArgs): string {
 /** `--rpc HOST:PORT,HOST:PORT` as a list; each entry must name a host and a port. */
 export function rpcServerList(value: string | undefined): string[] | undefined {
   if (value === undefined) return undefined;
-  const list = value.split(",").map((s) => s.trim()).filter(Boolean);
-  for (const e of list) if (!/^[^\s:]+:\d{1,5}$/.test(e) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(e)) throw new UsageError(`--rpc takes HOST:PORT[,HOST:PORT...], got "${e}"`);
+  const list = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const e of list)
+    if (!/^[^\s:]+:\d{1,5}$/.test(e) && !/^\[[0-9a-fA-F:]+\]:\d{1,5}$/.test(e)) throw new UsageError(`--rpc takes HOST:PORT[,HOST:PORT...], got "${e}"`);
   if (!list.length) throw new UsageError("--rpc needs at least one HOST:PORT");
   return list;
 }
@@ -50,8 +54,10 @@ export function routerPackFlag(args: ParsedArgs, model: string): string | undefi
   const packs = packsForModel(model);
   const byName = packs.find((p) => p.name === value);
   if (byName) return byName.path;
-  throw new UsageError(`--router-pack ${value}: no such file, and no pack of that name in ${routerPackDir(model)}` +
-    (packs.length ? ` (it has: ${packs.map((p) => p.name).join(", ")})` : ""));
+  throw new UsageError(
+    `--router-pack ${value}: no such file, and no pack of that name in ${routerPackDir(model)}` +
+      (packs.length ? ` (it has: ${packs.map((p) => p.name).join(", ")})` : ""),
+  );
 }
 
 /** Transport failures that mean the server may have gone away (server-client.ts codes). */
@@ -77,7 +83,8 @@ export async function withServer<T>(args: ParsedArgs, body: (server: ServerProce
     rpcServers: rpcServerList(flagString(args, "rpc")),
     log: (line) => {
       if (line.trim() && logTail.push(line.trim()) > 10) logTail.shift();
-      if (verbose) process.stderr.write(`[server] ${line}
+      if (verbose)
+        process.stderr.write(`[server] ${line}
 `);
     },
   });
@@ -89,14 +96,19 @@ export async function withServer<T>(args: ParsedArgs, body: (server: ServerProce
     if (err instanceof ServerError && CONNECTION_FAILURES.has(err.code)) {
       // The connection usually breaks a moment before the exit is reported.
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const exit = await Promise.race([server.exited, new Promise<undefined>((resolve) => {
-        timer = setTimeout(() => resolve(undefined), 2000);
-      })]);
+      const exit = await Promise.race([
+        server.exited,
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), 2000);
+        }),
+      ]);
       clearTimeout(timer);
       if (exit) {
         const how = exit.signal ? `signal ${exit.signal}` : `status ${exit.code}`;
         const last = exit.signal ? "" : logTail.at(-1);
-        throw new Error(`the server stopped (${how}) before it answered${last ? `; its last log line: ${last}` : ""}${verbose ? "" : " (--verbose shows its log)"}`);
+        throw new Error(
+          `the server stopped (${how}) before it answered${last ? `; its last log line: ${last}` : ""}${verbose ? "" : " (--verbose shows its log)"}`,
+        );
       }
     }
     throw err;

@@ -15,7 +15,10 @@ async function cmdSpeed(args: ParsedArgs): Promise<void> {
   checkKnownFlags(args, [...COMMON_FLAGS, "policies", "reps", "decode", "prompt", "prefill"]);
   const file = args.positional[0];
   const text = readTextFile(file);
-  const given = (flagString(args, "policies") ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const given = (flagString(args, "policies") ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const s of given) parsePolicySpec(s);
   const options = {
     reps: flagInt(args, "reps", 1, 100) ?? DEFAULT_SPEED_OPTIONS.reps,
@@ -33,17 +36,42 @@ async function cmdSpeed(args: ParsedArgs): Promise<void> {
     });
     if (!json) process.stderr.write("\n");
     if (json) {
-      return void console.log(JSON.stringify(rows.map((r) => ({
-        spec: r.spec, prefill_tps: r.prefill_tps, decode_tps: r.decode_tps, prefill_ratio: r.prefill_ratio, decode_ratio: r.decode_ratio,
-        avg_active_experts: r.avg_active_experts, k: r.k, skip: r.skip, reps: r.reps,
-      })), null, 1));
+      return void console.log(
+        JSON.stringify(
+          rows.map((r) => ({
+            spec: r.spec,
+            prefill_tps: r.prefill_tps,
+            decode_tps: r.decode_tps,
+            prefill_ratio: r.prefill_ratio,
+            decode_ratio: r.decode_ratio,
+            avg_active_experts: r.avg_active_experts,
+            k: r.k,
+            skip: r.skip,
+            reps: r.reps,
+          })),
+          null,
+          1,
+        ),
+      );
     }
-    console.log(`${path.basename(file)} on ${path.basename(info.path)} (${info.n_layer} layers, ${info.n_expert} experts, k=${info.n_expert_used}); ` +
-      `medians of ${options.reps} alternating repetitions, decode = ${options.nDecode} tokens at batch 1${info.skip_supported ? "" : "; this build cannot skip (GPU): dropped experts are zero-gated"}\n`);
-    console.log(formatTable(["policy", "avg active", "prefill tok/s", "×", "decode tok/s", "×", "dropped experts"], rows.map((r) => [
-      r.label, `${r.avg_active_experts.toFixed(2)}/${r.k}`, r.prefill_tps.toFixed(1), r.prefill_ratio.toFixed(2), r.decode_tps.toFixed(1), r.decode_ratio.toFixed(2),
-      r.avg_active_experts < r.k - 1e-9 ? (r.skip ? "skipped" : "zero-gated") : "–",
-    ])));
+    console.log(
+      `${path.basename(file)} on ${path.basename(info.path)} (${info.n_layer} layers, ${info.n_expert} experts, k=${info.n_expert_used}); ` +
+        `medians of ${options.reps} alternating repetitions, decode = ${options.nDecode} tokens at batch 1${info.skip_supported ? "" : "; this build cannot skip (GPU): dropped experts are zero-gated"}\n`,
+    );
+    console.log(
+      formatTable(
+        ["policy", "avg active", "prefill tok/s", "×", "decode tok/s", "×", "dropped experts"],
+        rows.map((r) => [
+          r.label,
+          `${r.avg_active_experts.toFixed(2)}/${r.k}`,
+          r.prefill_tps.toFixed(1),
+          r.prefill_ratio.toFixed(2),
+          r.decode_tps.toFixed(1),
+          r.decode_ratio.toFixed(2),
+          r.avg_active_experts < r.k - 1e-9 ? (r.skip ? "skipped" : "zero-gated") : "–",
+        ]),
+      ),
+    );
   });
 }
 

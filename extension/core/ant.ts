@@ -73,7 +73,10 @@ export function fitLayer(logits: Float32Array, T: number, E: number, beta: numbe
   return W;
 }
 
-export function buildPredictorFile(cal: CalibrationData, meta: { modelSha256: string; modelFile: string; architecture: string; textSha256: string; beta: number; ridge: number }): object {
+export function buildPredictorFile(
+  cal: CalibrationData,
+  meta: { modelSha256: string; modelFile: string; architecture: string; textSha256: string; beta: number; ridge: number },
+): object {
   return {
     format: PREDICTOR_FORMAT,
     version: PREDICTOR_VERSION,
@@ -94,8 +97,12 @@ export function predictorPathFor(modelPath: string): string {
 }
 
 /** Calibrates on `text`, saves the fit beside the model, loads it into the server; returns its path. */
-export async function fitAntPredictor(client: ServerClient, text: string, modelPath: string,
-  opts: { beta?: number; ridge?: number; outPath?: string; signal?: AbortSignal } = {}): Promise<string> {
+export async function fitAntPredictor(
+  client: ServerClient,
+  text: string,
+  modelPath: string,
+  opts: { beta?: number; ridge?: number; outPath?: string; signal?: AbortSignal } = {},
+): Promise<string> {
   const info = await client.modelInfo(opts.signal);
   const cal = await client.calibrate(text, opts.signal);
   if (cal.n_tokens < 16) throw new Error(`calibration text too short (${cal.n_tokens} tokens); use at least a few hundred tokens`);

@@ -18,8 +18,17 @@ import type { ServerClient } from "./server-client";
 import { describeSpeed, measurePolicySpeed, QUICK_SPEED_OPTIONS, skipNote, type SpeedOptions, type SpeedRow } from "./speed";
 import type { Trace } from "../../shared/trace";
 import {
-  analyzeTransitions, changePointSegments, detectChangePoints, domainExperts, kCoverage, spansToSegments,
-  type ChangePointOptions, type DomainExperts, type DomainSegment, type DomainSpan, type TransitionSummary,
+  analyzeTransitions,
+  changePointSegments,
+  detectChangePoints,
+  domainExperts,
+  kCoverage,
+  spansToSegments,
+  type ChangePointOptions,
+  type DomainExperts,
+  type DomainSegment,
+  type DomainSpan,
+  type TransitionSummary,
 } from "./transitions";
 
 export type Progress = (message: string) => void;
@@ -77,7 +86,12 @@ export function chooseNCtx(tokens: number, nCtxTrain: number, minChunks = 4): nu
   return 2 ** Math.floor(Math.log2(cap));
 }
 
-export function sweepPolicies(trainedK: number, thresholds: number[], maxKs: number[], minK?: number): Array<{ config: string; policy: Policy; threshold: number | null; maxK: number }> {
+export function sweepPolicies(
+  trainedK: number,
+  thresholds: number[],
+  maxKs: number[],
+  minK?: number,
+): Array<{ config: string; policy: Policy; threshold: number | null; maxK: number }> {
   const ts = [...new Set([...thresholds, 1.0])].sort((a, b) => a - b);
   const out: Array<{ config: string; policy: Policy; threshold: number | null; maxK: number }> = [];
   for (const K of [...new Set(maxKs)]) {
@@ -85,7 +99,12 @@ export function sweepPolicies(trainedK: number, thresholds: number[], maxKs: num
     const cap = K < trainedK ? " (cap)" : "";
     out.push({ config: K === trainedK ? `k${K} baseline` : `k${K}${cap} no gating`, policy: base, threshold: null, maxK: K });
     for (const t of ts) {
-      out.push({ config: `k${K}${cap} + threshold ${t.toFixed(2)}`, policy: { ...base, amg: { threshold: t, ...(minK && minK > 1 ? { min_k: minK } : {}) } }, threshold: t, maxK: K });
+      out.push({
+        config: `k${K}${cap} + threshold ${t.toFixed(2)}`,
+        policy: { ...base, amg: { threshold: t, ...(minK && minK > 1 ? { min_k: minK } : {}) } },
+        threshold: t,
+        maxK: K,
+      });
     }
   }
   return out;
@@ -103,11 +122,28 @@ export async function runAmgSweep(client: ServerClient, text: string, opts: Swee
   for (const [i, p] of plan.entries()) {
     opts.onProgress?.(`[${i + 1}/${plan.length}] ${p.config}`);
     const r: PerplexityResult = await client.perplexity({ text, n_ctx: nCtx, policy: p.policy, ...(opts.nBatch ? { n_batch: opts.nBatch } : {}) }, opts.signal);
-    rows.push({ config: p.config, policy: p.policy, k: r.k, threshold: p.threshold, ppl: r.ppl, pplErr: r.ppl_err, avgActive: r.avg_active_experts, nChunks: r.n_chunks, nCtx: r.n_ctx, printed: r.printed });
+    rows.push({
+      config: p.config,
+      policy: p.policy,
+      k: r.k,
+      threshold: p.threshold,
+      ppl: r.ppl,
+      pplErr: r.ppl_err,
+      avgActive: r.avg_active_experts,
+      nChunks: r.n_chunks,
+      nCtx: r.n_ctx,
+      printed: r.printed,
+    });
   }
   if (opts.speed !== false) {
-    const speed = await measurePolicySpeed(client, text, rows.map((r) => ({ spec: r.config, policy: r.policy })), opts.speed ?? QUICK_SPEED_OPTIONS,
-      (done, total) => opts.onProgress?.(`speed ${done}/${total}`), opts.signal);
+    const speed = await measurePolicySpeed(
+      client,
+      text,
+      rows.map((r) => ({ spec: r.config, policy: r.policy })),
+      opts.speed ?? QUICK_SPEED_OPTIONS,
+      (done, total) => opts.onProgress?.(`speed ${done}/${total}`),
+      opts.signal,
+    );
     rows.forEach((r, i) => (r.speed = speed[i]));
   }
   return { model, trainedK, nCtx, tokens, rows };
@@ -119,8 +155,13 @@ export function sweepTable(r: SweepResult): { header: string[]; rows: string[][]
   const base = r.rows[0];
   return {
     header: ["Config", "PPL", "±σ", "Avg experts active", ...(withSpeed ? [`Speed and quality vs ${base.config}`] : [])],
-    rows: r.rows.map((x) => [x.config, x.ppl.toFixed(4), `±${x.pplErr.toFixed(3)}`, `${x.avgActive.toFixed(2)}/${x.k}`,
-      ...(withSpeed ? [x.speed ? describeSpeed(x.speed, { value: x.ppl, baseline: base.ppl }) : "–"] : [])]),
+    rows: r.rows.map((x) => [
+      x.config,
+      x.ppl.toFixed(4),
+      `±${x.pplErr.toFixed(3)}`,
+      `${x.avgActive.toFixed(2)}/${x.k}`,
+      ...(withSpeed ? [x.speed ? describeSpeed(x.speed, { value: x.ppl, baseline: base.ppl }) : "–"] : []),
+    ]),
   };
 }
 
@@ -247,7 +288,12 @@ export async function runAblation(client: ServerClient, docs: AblationDoc[], opt
   const log = opts.onProgress ?? (() => undefined);
   const info = await client.modelInfo(opts.signal);
   const E = info.n_expert;
-  const settings = { beta: opts.beta ?? 0.9, betaForm: opts.betaForm ?? "raw", gamma: opts.gamma ?? 0.5, piMomentum: opts.piMomentum ?? null } as AblationResult["settings"];
+  const settings = {
+    beta: opts.beta ?? 0.9,
+    betaForm: opts.betaForm ?? "raw",
+    gamma: opts.gamma ?? 0.5,
+    piMomentum: opts.piMomentum ?? null,
+  } as AblationResult["settings"];
   const policyOpts = { beta: settings.beta, betaForm: settings.betaForm, gamma: settings.gamma, piMomentum: opts.piMomentum };
 
   // Ant needs a fitted predictor; it stays loaded for all eight subsets, so Π's prediction error
@@ -256,7 +302,12 @@ export async function runAblation(client: ServerClient, docs: AblationDoc[], opt
   if (opts.calibrationText !== undefined) {
     const out = opts.predictorOut ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-ant-")), "ablation.moe-ant.json");
     log(`fitting the Ant predictor on the calibration text → ${out}`);
-    const written = await fitAntPredictor(client, opts.calibrationText, info.path, { beta: opts.fitBeta ?? settings.beta, ridge: opts.ridge ?? 1.0, outPath: out, signal: opts.signal });
+    const written = await fitAntPredictor(client, opts.calibrationText, info.path, {
+      beta: opts.fitBeta ?? settings.beta,
+      ridge: opts.ridge ?? 1.0,
+      outPath: out,
+      signal: opts.signal,
+    });
     const fit = JSON.parse(fs.readFileSync(written, "utf8")) as { calibration?: { tokens?: number } };
     predictor = { path: written, calibrationTokens: fit.calibration?.tokens ?? null, source: "fitted" };
   } else if (info.predictor_loaded) {
@@ -286,7 +337,8 @@ export async function runAblation(client: ServerClient, docs: AblationDoc[], opt
     tokens: trace.columns.count,
     ...analyzeTransitions(trace, segments[i], { experts, text: docs[i].text }).summary,
   });
-  const ranksOf = (trace: Trace, i: number) => analyzeTransitions(trace, segments[i], { experts, text: docs[i].text }).transitions.flatMap((x) => x.rankNewExpert);
+  const ranksOf = (trace: Trace, i: number) =>
+    analyzeTransitions(trace, segments[i], { experts, text: docs[i].text }).transitions.flatMap((x) => x.rankNewExpert);
 
   const perSubset: Array<{ subset: Subset; policy: Policy; perDoc: DocMetrics[]; ranks: number[] }> = [];
   perSubset.push({ subset: std, policy: {}, perDoc: baseTraces.map(metricsOf), ranks: baseTraces.flatMap(ranksOf) });
@@ -343,13 +395,35 @@ const pm = (s: Stat, digits: number, sign = false) =>
 /** The table of “Affinity is not enough”: one row per subset, mean ± std over documents, Δ vs Standard. */
 export function ablationTable(r: AblationResult): { header: string[]; rows: string[][] } {
   return {
-    header: ["Gate", "β", "Π", "Ant", "P(correct expert)", "Δ vs Standard", "top-1 share", "K99", "K99 pooled", "BPC @ transition", "Δ BPC", "NLL @ transition", "NLL inside"],
+    header: [
+      "Gate",
+      "β",
+      "Π",
+      "Ant",
+      "P(correct expert)",
+      "Δ vs Standard",
+      "top-1 share",
+      "K99",
+      "K99 pooled",
+      "BPC @ transition",
+      "Δ BPC",
+      "NLL @ transition",
+      "NLL inside",
+    ],
     rows: r.rows.map((x) => [
-      x.config, x.subset.beta ? "✓" : "", x.subset.pi ? "✓" : "", x.subset.ant ? "✓" : "",
-      pm(x.prob, 3), x.config === "Standard" ? "–" : pm(x.deltaProb, 3, true), pm(x.top1, 3),
-      pm(x.k99, 1), Number.isFinite(x.k99Pooled) ? String(x.k99Pooled) : "–",
-      pm(x.bpcTransition, 2), x.config === "Standard" ? "–" : pm(x.deltaBpc, 2, true),
-      pm(x.nllTransition, 3), pm(x.nllInside, 3),
+      x.config,
+      x.subset.beta ? "✓" : "",
+      x.subset.pi ? "✓" : "",
+      x.subset.ant ? "✓" : "",
+      pm(x.prob, 3),
+      x.config === "Standard" ? "–" : pm(x.deltaProb, 3, true),
+      pm(x.top1, 3),
+      pm(x.k99, 1),
+      Number.isFinite(x.k99Pooled) ? String(x.k99Pooled) : "–",
+      pm(x.bpcTransition, 2),
+      x.config === "Standard" ? "–" : pm(x.deltaBpc, 2, true),
+      pm(x.nllTransition, 3),
+      pm(x.nllInside, 3),
     ]),
   };
 }
@@ -364,16 +438,58 @@ const csvCell = (v: unknown) => {
 const csv = (header: string[], rows: unknown[][]) => [header, ...rows].map((r) => r.map(csvCell).join(",")).join("\n") + "\n";
 
 export function sweepToCsv(r: SweepResult): string {
-  return csv(["config", "max_k", "k", "threshold", "ppl", "ppl_err", "avg_active", "n_chunks", "n_ctx", "policy", "prefill_tps", "decode_tps", "prefill_ratio", "decode_ratio"],
-    r.rows.map((x) => [x.config, x.policy.max_k ?? r.trainedK, x.k, x.threshold, x.ppl, x.pplErr, x.avgActive, x.nChunks, x.nCtx, describePolicy(x.policy),
-      x.speed?.prefill_tps ?? null, x.speed?.decode_tps ?? null, x.speed?.prefill_ratio ?? null, x.speed?.decode_ratio ?? null]));
+  return csv(
+    [
+      "config",
+      "max_k",
+      "k",
+      "threshold",
+      "ppl",
+      "ppl_err",
+      "avg_active",
+      "n_chunks",
+      "n_ctx",
+      "policy",
+      "prefill_tps",
+      "decode_tps",
+      "prefill_ratio",
+      "decode_ratio",
+    ],
+    r.rows.map((x) => [
+      x.config,
+      x.policy.max_k ?? r.trainedK,
+      x.k,
+      x.threshold,
+      x.ppl,
+      x.pplErr,
+      x.avgActive,
+      x.nChunks,
+      x.nCtx,
+      describePolicy(x.policy),
+      x.speed?.prefill_tps ?? null,
+      x.speed?.decode_tps ?? null,
+      x.speed?.prefill_ratio ?? null,
+      x.speed?.decode_ratio ?? null,
+    ]),
+  );
 }
 
 export function ablationToCsv(r: AblationResult): string {
   const stats = ["prob", "deltaProb", "top1", "k99", "bpcTransition", "deltaBpc", "nllTransition", "nllInside", "bpcInside"] as const;
   const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-  return csv(["config", "beta", "pi", "ant", ...stats.flatMap((s) => [`${snake(s)}_mean`, `${snake(s)}_std`]), "k99_pooled", "n_docs", "policy"],
-    r.rows.map((x) => [x.config, x.subset.beta ? 1 : 0, x.subset.pi ? 1 : 0, x.subset.ant ? 1 : 0, ...stats.flatMap((s) => [x[s].mean, x[s].std]), x.k99Pooled, x.prob.n, describePolicy(x.policy)]));
+  return csv(
+    ["config", "beta", "pi", "ant", ...stats.flatMap((s) => [`${snake(s)}_mean`, `${snake(s)}_std`]), "k99_pooled", "n_docs", "policy"],
+    r.rows.map((x) => [
+      x.config,
+      x.subset.beta ? 1 : 0,
+      x.subset.pi ? 1 : 0,
+      x.subset.ant ? 1 : 0,
+      ...stats.flatMap((s) => [x[s].mean, x[s].std]),
+      x.k99Pooled,
+      x.prob.n,
+      describePolicy(x.policy),
+    ]),
+  );
 }
 
 /** JSON with NaN written as null. Schema "moe-lens-experiment" version 1: {schema, version, kind, ...result}. */
@@ -384,31 +500,52 @@ export function experimentToJson(kind: "amg-sweep" | "ablation", r: SweepResult 
 
 export function markdownTable(t: { header: string[]; rows: string[][] }): string {
   const esc = (s: string) => s.replace(/\|/g, "\\|");
-  return [`| ${t.header.map(esc).join(" | ")} |`, `|${t.header.map(() => "---").join("|")}|`, ...t.rows.map((r) => `| ${r.map(esc).join(" | ")} |`)].join("\n") + "\n";
+  return (
+    [`| ${t.header.map(esc).join(" | ")} |`, `|${t.header.map(() => "---").join("|")}|`, ...t.rows.map((r) => `| ${r.map(esc).join(" | ")} |`)].join("\n") +
+    "\n"
+  );
 }
 
 /** A horizontal bar chart (inline SVG, no scripts) with ± error bars. */
-export function barChartSvg(title: string, items: Array<{ label: string; value: number; err?: number }>, opts: { digits?: number; from?: number } = {}): string {
+export function barChartSvg(
+  title: string,
+  items: Array<{ label: string; value: number; err?: number }>,
+  opts: { digits?: number; from?: number } = {},
+): string {
   const ok = items.filter((i) => Number.isFinite(i.value));
   const hi = Math.max(...ok.map((i) => i.value + (Number.isFinite(i.err) ? i.err! : 0)), 1e-9);
   const lo = opts.from ?? Math.min(0, ...ok.map((i) => i.value - (Number.isFinite(i.err) ? i.err! : 0)));
-  const left = 190, width = 360, bh = 18, gap = 6, top = 24;
+  const left = 190,
+    width = 360,
+    bh = 18,
+    gap = 6,
+    top = 24;
   const x = (v: number) => left + ((v - lo) / (hi - lo || 1)) * width;
-  const bars = items.map((it, i) => {
-    const y = top + i * (bh + gap);
-    if (!Number.isFinite(it.value)) return `<text x="${left}" y="${y + 13}" font-size="11">–</text><text x="0" y="${y + 13}" font-size="11">${escapeHtml(it.label)}</text>`;
-    const e = Number.isFinite(it.err) ? it.err! : 0;
-    return `<text x="0" y="${y + 13}" font-size="11">${escapeHtml(it.label)}</text>` +
-      `<rect x="${x(lo)}" y="${y}" width="${Math.max(0, x(it.value) - x(lo))}" height="${bh}" fill="#4e79a7"><title>${escapeHtml(it.label)}: ${it.value.toFixed(opts.digits ?? 3)} ± ${e.toFixed(opts.digits ?? 3)}</title></rect>` +
-      (e > 0 ? `<line x1="${x(it.value - e)}" x2="${x(it.value + e)}" y1="${y + bh / 2}" y2="${y + bh / 2}" stroke="#222"/>` : "") +
-      `<text x="${x(it.value + e) + 4}" y="${y + 13}" font-size="11">${it.value.toFixed(opts.digits ?? 3)}</text>`;
-  }).join("");
+  const bars = items
+    .map((it, i) => {
+      const y = top + i * (bh + gap);
+      if (!Number.isFinite(it.value))
+        return `<text x="${left}" y="${y + 13}" font-size="11">–</text><text x="0" y="${y + 13}" font-size="11">${escapeHtml(it.label)}</text>`;
+      const e = Number.isFinite(it.err) ? it.err! : 0;
+      return (
+        `<text x="0" y="${y + 13}" font-size="11">${escapeHtml(it.label)}</text>` +
+        `<rect x="${x(lo)}" y="${y}" width="${Math.max(0, x(it.value) - x(lo))}" height="${bh}" fill="#4e79a7"><title>${escapeHtml(it.label)}: ${it.value.toFixed(opts.digits ?? 3)} ± ${e.toFixed(opts.digits ?? 3)}</title></rect>` +
+        (e > 0 ? `<line x1="${x(it.value - e)}" x2="${x(it.value + e)}" y1="${y + bh / 2}" y2="${y + bh / 2}" stroke="#222"/>` : "") +
+        `<text x="${x(it.value + e) + 4}" y="${y + 13}" font-size="11">${it.value.toFixed(opts.digits ?? 3)}</text>`
+      );
+    })
+    .join("");
   const h = top + items.length * (bh + gap);
   return `<figure><svg xmlns="http://www.w3.org/2000/svg" width="${left + width + 80}" height="${h}" role="img" aria-label="${escapeHtml(title)}"><text x="0" y="14" font-size="12" font-weight="bold">${escapeHtml(title)}</text>${bars}</svg></figure>`;
 }
 
 function section(title: string, note: string, t: { header: string[]; rows: string[][] }): ReportSection {
-  return { title, note, columns: t.header.slice(1), rows: t.rows.map((r) => ({ label: r[0], cells: Object.fromEntries(t.header.slice(1).map((h, i) => [h, r[i + 1]])) })) };
+  return {
+    title,
+    note,
+    columns: t.header.slice(1),
+    rows: t.rows.map((r) => ({ label: r[0], cells: Object.fromEntries(t.header.slice(1).map((h, i) => [h, r[i + 1]])) })),
+  };
 }
 
 export function sweepNote(r: SweepResult): string {
@@ -425,13 +562,37 @@ export function renderExperimentReport(opts: { title: string; subtitle: string; 
   const charts: string[] = [];
   if (opts.sweep) {
     sections.push(section("AMG sweep", sweepNote(opts.sweep), sweepTable(opts.sweep)));
-    charts.push(barChartSvg("Perplexity ± σ", opts.sweep.rows.map((x) => ({ label: x.config, value: x.ppl, err: x.pplErr })), { digits: 3, from: 0 }));
-    charts.push(barChartSvg("Average experts active", opts.sweep.rows.map((x) => ({ label: x.config, value: x.avgActive })), { digits: 2, from: 0 }));
+    charts.push(
+      barChartSvg(
+        "Perplexity ± σ",
+        opts.sweep.rows.map((x) => ({ label: x.config, value: x.ppl, err: x.pplErr })),
+        { digits: 3, from: 0 },
+      ),
+    );
+    charts.push(
+      barChartSvg(
+        "Average experts active",
+        opts.sweep.rows.map((x) => ({ label: x.config, value: x.avgActive })),
+        { digits: 2, from: 0 },
+      ),
+    );
   }
   if (opts.ablation) {
     sections.push(section("Ablation of {β, Π, Ant} at domain transitions", ablationNote(opts.ablation), ablationTable(opts.ablation)));
-    charts.push(barChartSvg("P(correct expert) at the transition step, ± std over documents", opts.ablation.rows.map((x) => ({ label: x.config, value: x.prob.mean, err: x.prob.std })), { from: 0 }));
-    charts.push(barChartSvg("BPC at the transition step, ± std over documents", opts.ablation.rows.map((x) => ({ label: x.config, value: x.bpcTransition.mean, err: x.bpcTransition.std })), { digits: 2, from: 0 }));
+    charts.push(
+      barChartSvg(
+        "P(correct expert) at the transition step, ± std over documents",
+        opts.ablation.rows.map((x) => ({ label: x.config, value: x.prob.mean, err: x.prob.std })),
+        { from: 0 },
+      ),
+    );
+    charts.push(
+      barChartSvg(
+        "BPC at the transition step, ± std over documents",
+        opts.ablation.rows.map((x) => ({ label: x.config, value: x.bpcTransition.mean, err: x.bpcTransition.std })),
+        { digits: 2, from: 0 },
+      ),
+    );
   }
   const html = renderReport({ title: opts.title, subtitle: opts.subtitle, sections, traces: opts.ablation?.traces ?? [] });
   const chartHtml = `<h2>Charts</h2>\n${charts.join("\n")}\n`;

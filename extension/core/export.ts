@@ -45,7 +45,11 @@ export class TraceExportWriter {
   private first = true;
   private readonly text: Buffer;
 
-  constructor(readonly format: TraceExportFormat, text: string | Uint8Array, private readonly sink: ExportSink) {
+  constructor(
+    readonly format: TraceExportFormat,
+    text: string | Uint8Array,
+    private readonly sink: ExportSink,
+  ) {
     this.text = typeof text === "string" ? Buffer.from(text, "utf8") : Buffer.from(text.buffer, text.byteOffset, text.byteLength);
   }
 
@@ -53,8 +57,13 @@ export class TraceExportWriter {
     this.header = header;
     if (this.format === "csv") return this.sink(CSV_HEADER);
     const meta = {
-      schema: "moe-lens-trace", version: 1, model: header.model, policy: header.policy, k: header.k,
-      moe_layers: header.model.moe_layers, windows: header.windows,
+      schema: "moe-lens-trace",
+      version: 1,
+      model: header.model,
+      policy: header.policy,
+      k: header.k,
+      moe_layers: header.model.moe_layers,
+      windows: header.windows,
     };
     // The metadata object without its closing brace, then the token array opens.
     await this.sink(`${JSON.stringify(meta, null, 1).replace(/\n}$/, "")},\n "tokens": [\n`);
@@ -63,7 +72,9 @@ export class TraceExportWriter {
   async batch(b: TraceBatch): Promise<void> {
     const h = this.header;
     if (!h) throw new Error("trace export: a batch before the header");
-    const L = h.n_moe_layers, K = h.k, N = h.top_n;
+    const L = h.n_moe_layers,
+      K = h.k,
+      N = h.top_n;
     const lines: string[] = [];
     for (let i = 0; i < b.count; i++) {
       const bytes = this.text.subarray(b.byteStart[i], b.byteEnd[i]).toString("base64");
@@ -72,8 +83,10 @@ export class TraceExportWriter {
         const lead = `${b.start + i},${b.tokenIds[i]},${csvField(b.pieces[i])},${b.byteStart[i]},${b.byteEnd[i]},${nll === null ? "" : nll.toFixed(6)}`;
         for (let m = 0; m < L; m++) {
           const at = (i * L + m) * K;
-          lines.push(`${lead},${h.model.moe_layers[m]},${b.active[i * L + m]},${b.entropy[i * L + m].toFixed(6)},` +
-            `${Array.from(b.experts.subarray(at, at + K)).join(" ")},${Array.from(b.weights.subarray(at, at + K), (w) => w.toFixed(6)).join(" ")},${bytes}\n`);
+          lines.push(
+            `${lead},${h.model.moe_layers[m]},${b.active[i * L + m]},${b.entropy[i * L + m].toFixed(6)},` +
+              `${Array.from(b.experts.subarray(at, at + K)).join(" ")},${Array.from(b.weights.subarray(at, at + K), (w) => w.toFixed(6)).join(" ")},${bytes}\n`,
+          );
         }
         continue;
       }

@@ -13,8 +13,19 @@ export const GGUF_DEFAULT_ALIGNMENT = 32;
 
 /** GGUF metadata value types (gguf_type). */
 export const GgufType = {
-  UINT8: 0, INT8: 1, UINT16: 2, INT16: 3, UINT32: 4, INT32: 5, FLOAT32: 6, BOOL: 7,
-  STRING: 8, ARRAY: 9, UINT64: 10, INT64: 11, FLOAT64: 12,
+  UINT8: 0,
+  INT8: 1,
+  UINT16: 2,
+  INT16: 3,
+  UINT32: 4,
+  INT32: 5,
+  FLOAT32: 6,
+  BOOL: 7,
+  STRING: 8,
+  ARRAY: 9,
+  UINT64: 10,
+  INT64: 11,
+  FLOAT64: 12,
 } as const;
 
 const SCALAR_SIZE: Record<number, number> = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
@@ -100,7 +111,8 @@ export interface GgufLayout {
 export function tensorBytes(name: string, dims: number[], type: number): number {
   const t = GGML_TYPES[type];
   if (!t) throw new GgufError(`tensor ${name} has ggml type ${type}, which this reader does not know`);
-  if (dims[0] % t.blockSize !== 0) throw new GgufError(`tensor ${name}: its first dimension ${dims[0]} is not a multiple of the ${t.name} block size ${t.blockSize}`);
+  if (dims[0] % t.blockSize !== 0)
+    throw new GgufError(`tensor ${name}: its first dimension ${dims[0]} is not a multiple of the ${t.name} block size ${t.blockSize}`);
   let rows = 1;
   for (let i = 1; i < dims.length; i++) rows *= dims[i];
   return (dims[0] / t.blockSize) * t.typeSize * rows;
@@ -117,7 +129,11 @@ class HeaderCursor {
   private bufStart = 0;
   pos = 0;
 
-  constructor(private readonly fd: number, readonly fileSize: number, private readonly what: string) {}
+  constructor(
+    private readonly fd: number,
+    readonly fileSize: number,
+    private readonly what: string,
+  ) {}
 
   private ensure(n: number): void {
     if (this.pos + n > this.fileSize) throw new GgufError(`${this.what} is truncated: the header needs byte ${this.pos + n} but the file has ${this.fileSize}`);
@@ -175,7 +191,8 @@ class HeaderCursor {
       const n = this.u64();
       const size = SCALAR_SIZE[elem];
       if (size !== undefined) {
-        if (n * size > this.fileSize - this.pos) throw new GgufError(`${this.what}: an array of ${n} elements runs past the end of the file; the file is corrupt`);
+        if (n * size > this.fileSize - this.pos)
+          throw new GgufError(`${this.what}: an array of ${n} elements runs past the end of the file; the file is corrupt`);
         this.bytes(n * size);
       } else if (elem === GgufType.STRING || elem === GgufType.ARRAY) {
         for (let i = 0; i < n; i++) this.skipValue(elem, depth + 1);
@@ -206,7 +223,11 @@ export function readGgufLayout(path: string): GgufLayout {
     if (fileSize < 24 || c.bytes(4).toString("latin1") !== GGUF_MAGIC) throw new GgufError(`not a GGUF file: ${path}`);
     const version = c.u32();
     if (version !== 2 && version !== 3) {
-      throw new GgufError(version > 0xffff ? `${path} is a big-endian GGUF; only little-endian files are supported` : `${path} has GGUF version ${version}; versions 2 and 3 are supported`);
+      throw new GgufError(
+        version > 0xffff
+          ? `${path} is a big-endian GGUF; only little-endian files are supported`
+          : `${path} has GGUF version ${version}; versions 2 and 3 are supported`,
+      );
     }
     const nTensors = c.u64();
     const nKv = c.u64();
@@ -222,7 +243,8 @@ export function readGgufLayout(path: string): GgufLayout {
     }
     const alignKv = kvs.find((k) => k.key === "general.alignment");
     const alignment = alignKv ? Number(decodeKv(alignKv)) : GGUF_DEFAULT_ALIGNMENT;
-    if (!Number.isInteger(alignment) || alignment <= 0 || alignment % 8 !== 0) throw new GgufError(`${path}: general.alignment ${alignment} is not a positive multiple of 8`);
+    if (!Number.isInteger(alignment) || alignment <= 0 || alignment % 8 !== 0)
+      throw new GgufError(`${path}: general.alignment ${alignment} is not a positive multiple of 8`);
     const tensors: GgufTensorInfo[] = [];
     const names = new Set<string>();
     for (let i = 0; i < nTensors; i++) {
@@ -252,22 +274,38 @@ export function readGgufLayout(path: string): GgufLayout {
 
 function readScalar(type: number, b: Buffer, at: number): [GgufScalar, number] {
   switch (type) {
-    case GgufType.UINT8: return [b.readUInt8(at), 1];
-    case GgufType.INT8: return [b.readInt8(at), 1];
-    case GgufType.UINT16: return [b.readUInt16LE(at), 2];
-    case GgufType.INT16: return [b.readInt16LE(at), 2];
-    case GgufType.UINT32: return [b.readUInt32LE(at), 4];
-    case GgufType.INT32: return [b.readInt32LE(at), 4];
-    case GgufType.FLOAT32: return [b.readFloatLE(at), 4];
-    case GgufType.BOOL: return [b.readUInt8(at) !== 0, 1];
-    case GgufType.UINT64: { const v = b.readBigUInt64LE(at); return [v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v, 8]; }
-    case GgufType.INT64: { const v = b.readBigInt64LE(at); return [v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v, 8]; }
-    case GgufType.FLOAT64: return [b.readDoubleLE(at), 8];
+    case GgufType.UINT8:
+      return [b.readUInt8(at), 1];
+    case GgufType.INT8:
+      return [b.readInt8(at), 1];
+    case GgufType.UINT16:
+      return [b.readUInt16LE(at), 2];
+    case GgufType.INT16:
+      return [b.readInt16LE(at), 2];
+    case GgufType.UINT32:
+      return [b.readUInt32LE(at), 4];
+    case GgufType.INT32:
+      return [b.readInt32LE(at), 4];
+    case GgufType.FLOAT32:
+      return [b.readFloatLE(at), 4];
+    case GgufType.BOOL:
+      return [b.readUInt8(at) !== 0, 1];
+    case GgufType.UINT64: {
+      const v = b.readBigUInt64LE(at);
+      return [v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v, 8];
+    }
+    case GgufType.INT64: {
+      const v = b.readBigInt64LE(at);
+      return [v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v, 8];
+    }
+    case GgufType.FLOAT64:
+      return [b.readDoubleLE(at), 8];
     case GgufType.STRING: {
       const n = Number(b.readBigUInt64LE(at));
       return [b.toString("utf8", at + 8, at + 8 + n), 8 + n];
     }
-    default: throw new GgufError(`cannot decode GGUF value type ${type}`);
+    default:
+      throw new GgufError(`cannot decode GGUF value type ${type}`);
   }
 }
 
@@ -305,17 +343,39 @@ function encodeScalar(type: number, v: GgufScalar): Buffer {
   if (size === undefined) throw new GgufError(`cannot encode GGUF value type ${type}`);
   const b = Buffer.alloc(size);
   switch (type) {
-    case GgufType.UINT8: b.writeUInt8(Number(v)); break;
-    case GgufType.INT8: b.writeInt8(Number(v)); break;
-    case GgufType.UINT16: b.writeUInt16LE(Number(v)); break;
-    case GgufType.INT16: b.writeInt16LE(Number(v)); break;
-    case GgufType.UINT32: b.writeUInt32LE(Number(v)); break;
-    case GgufType.INT32: b.writeInt32LE(Number(v)); break;
-    case GgufType.FLOAT32: b.writeFloatLE(Number(v)); break;
-    case GgufType.BOOL: b.writeUInt8(v ? 1 : 0); break;
-    case GgufType.UINT64: b.writeBigUInt64LE(BigInt(v)); break;
-    case GgufType.INT64: b.writeBigInt64LE(BigInt(v)); break;
-    case GgufType.FLOAT64: b.writeDoubleLE(Number(v)); break;
+    case GgufType.UINT8:
+      b.writeUInt8(Number(v));
+      break;
+    case GgufType.INT8:
+      b.writeInt8(Number(v));
+      break;
+    case GgufType.UINT16:
+      b.writeUInt16LE(Number(v));
+      break;
+    case GgufType.INT16:
+      b.writeInt16LE(Number(v));
+      break;
+    case GgufType.UINT32:
+      b.writeUInt32LE(Number(v));
+      break;
+    case GgufType.INT32:
+      b.writeInt32LE(Number(v));
+      break;
+    case GgufType.FLOAT32:
+      b.writeFloatLE(Number(v));
+      break;
+    case GgufType.BOOL:
+      b.writeUInt8(v ? 1 : 0);
+      break;
+    case GgufType.UINT64:
+      b.writeBigUInt64LE(BigInt(v));
+      break;
+    case GgufType.INT64:
+      b.writeBigInt64LE(BigInt(v));
+      break;
+    case GgufType.FLOAT64:
+      b.writeDoubleLE(Number(v));
+      break;
   }
   return b;
 }
@@ -323,7 +383,8 @@ function encodeScalar(type: number, v: GgufScalar): Buffer {
 /** A metadata entry of `type` (for an array: `type` = ARRAY and `elementType` its elements' type). */
 export function encodeKv(key: string, type: number, value: GgufValue, elementType?: number): GgufKv {
   if (type !== GgufType.ARRAY) return { key, type, raw: encodeScalar(type, value as GgufScalar) };
-  if (!Array.isArray(value) || elementType === undefined || elementType === GgufType.ARRAY) throw new GgufError(`metadata ${key}: an array needs a scalar element type`);
+  if (!Array.isArray(value) || elementType === undefined || elementType === GgufType.ARRAY)
+    throw new GgufError(`metadata ${key}: an array needs a scalar element type`);
   const head = Buffer.alloc(12);
   head.writeUInt32LE(elementType, 0);
   head.writeBigUInt64LE(BigInt(value.length), 4);
@@ -357,8 +418,16 @@ const COPY_CHUNK = 4 << 20;
 
 function encodeHeader(version: number, kvs: GgufKv[], tensors: OutputTensor[], alignment: number): { header: Buffer; offsets: number[]; dataBytes: number } {
   const parts: Buffer[] = [];
-  const u32 = (v: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
-  const u64 = (v: number) => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };
+  const u32 = (v: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32LE(v);
+    return b;
+  };
+  const u64 = (v: number) => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(BigInt(v));
+    return b;
+  };
   const str = (s: string) => encodeScalar(GgufType.STRING, s);
   parts.push(Buffer.from(GGUF_MAGIC, "latin1"), u32(version), u64(tensors.length), u64(kvs.length));
   for (const kv of kvs) parts.push(str(kv.key), u32(kv.type), kv.raw);
@@ -383,8 +452,13 @@ function encodeHeader(version: number, kvs: GgufKv[], tensors: OutputTensor[], a
  * (byte ranges of `source`'s data section, or bytes given) and padded to the alignment. Streams through one 4 MiB buffer.
  * Returns the size of the file written.
  */
-export async function writeGguf(outPath: string, source: GgufWriteSource, kvs: GgufKv[], tensors: OutputTensor[],
-                                onProgress?: (bytesDone: number, bytesTotal: number) => void): Promise<number> {
+export async function writeGguf(
+  outPath: string,
+  source: GgufWriteSource,
+  kvs: GgufKv[],
+  tensors: OutputTensor[],
+  onProgress?: (bytesDone: number, bytesTotal: number) => void,
+): Promise<number> {
   const { header, dataBytes } = encodeHeader(source.version, kvs, tensors, source.alignment);
   const total = header.length + dataBytes;
   const needsSource = tensors.some((t) => t.pieces.some((p) => !("data" in p)));

@@ -103,7 +103,9 @@ export async function inspectModel(path: string): Promise<ModelSummary> {
 /** Throws unless the file holds everything its header describes (see the top of the file). */
 function checkExtent(path: string, size: number, info: Awaited<ReturnType<typeof readGgufFileInfo>>): void {
   const truncated = (what: string, needed: number) =>
-    new ModelFileError(`${path} is truncated or corrupt: ${what} needs ${MiB(needed)} (${needed} bytes) but the file has ${MiB(size)} (${size} bytes). Download or convert it again.`);
+    new ModelFileError(
+      `${path} is truncated or corrupt: ${what} needs ${MiB(needed)} (${needed} bytes) but the file has ${MiB(size)} (${size} bytes). Download or convert it again.`,
+    );
   const infoEnd = info.infoEndOffset ?? 0;
   if (infoEnd > size) throw truncated("its header and metadata", infoEnd);
   let end = infoEnd;

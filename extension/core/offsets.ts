@@ -58,7 +58,8 @@ export class Utf8ToUtf16 {
     let b = 0;
     for (let i = 0; i < text.length; i++) {
       const c = text.charCodeAt(i);
-      let bytes = 3, units = 1;
+      let bytes = 3,
+        units = 1;
       if (c < 0x80) bytes = 1;
       else if (c < 0x800) bytes = 2;
       else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length && isLow(text.charCodeAt(i + 1))) {
@@ -113,7 +114,8 @@ export class Utf8ToUtf16 {
    */
   spans(byteStart: ArrayLike<number>, byteEnd: ArrayLike<number>, base = 0): { start: Int32Array; end: Int32Array } {
     const n = byteStart.length;
-    const start = new Int32Array(n), end = new Int32Array(n);
+    const start = new Int32Array(n),
+      end = new Int32Array(n);
     for (let i = 0; i < n; i++) {
       const [s, e] = this.span(byteStart[i], byteEnd[i]);
       start[i] = s + base;
@@ -168,7 +170,8 @@ export class LineIndex {
 
   positionAt(offset: number): LinePosition {
     const o = Math.max(0, Math.min(this.length, Math.floor(offset)));
-    let lo = 0, hi = this.starts.length - 1;
+    let lo = 0,
+      hi = this.starts.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
       if (this.starts[mid] <= o) lo = mid;

@@ -86,7 +86,10 @@ export function validatePolicy(input: unknown, nExpert = 4096): Policy {
  */
 export function parsePolicySpec(spec: string): Policy {
   const p: Policy = {};
-  for (const term of spec.split("+").map((t) => t.trim()).filter(Boolean)) {
+  for (const term of spec
+    .split("+")
+    .map((t) => t.trim())
+    .filter(Boolean)) {
     const [name, ...args] = term.split(":");
     switch (name.toLowerCase()) {
       case "baseline":
@@ -94,7 +97,11 @@ export function parsePolicySpec(spec: string): Policy {
         break;
       case "amg":
       case "topp":
-        p.amg = { threshold: num(args[0], `${name} threshold`, 0, 1, true), ...(args[1] ? { min_k: int(args[1], "min_k", 1, 4096) } : {}), ...(name === "topp" ? { mode: "full" as const } : {}) };
+        p.amg = {
+          threshold: num(args[0], `${name} threshold`, 0, 1, true),
+          ...(args[1] ? { min_k: int(args[1], "min_k", 1, 4096) } : {}),
+          ...(name === "topp" ? { mode: "full" as const } : {}),
+        };
         break;
       case "k":
       case "max_k":
@@ -119,7 +126,9 @@ export function parsePolicySpec(spec: string): Policy {
         p.skip = false;
         break;
       default:
-        throw new PolicyError(`unknown policy term "${term}" in "${spec}" (use baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G, disable:L:E, boost:L:E:B, noskip)`);
+        throw new PolicyError(
+          `unknown policy term "${term}" in "${spec}" (use baseline, amg:T[:MIN_K], topp:T, k:N, beta:B[:sp], pi, ant:G, disable:L:E, boost:L:E:B, noskip)`,
+        );
     }
   }
   return p;
@@ -127,10 +136,14 @@ export function parsePolicySpec(spec: string): Policy {
 
 /** Parses `LAYER:EXPERT[,..]` (disable) or `LAYER:EXPERT:BIAS[,..]` (boost) flag values. */
 export function parseExpertList(value: string, withBias: boolean): Array<[number, number] | [number, number, number]> {
-  return value.split(",").filter(Boolean).map((item) => {
-    const f = item.split(":");
-    if (f.length !== (withBias ? 3 : 2)) throw new PolicyError(`"${item}" must be ${withBias ? "LAYER:EXPERT:BIAS" : "LAYER:EXPERT"}`);
-    const l = int(f[0], "layer", 0, 1 << 16), e = int(f[1], "expert", 0, 4095);
-    return withBias ? [l, e, num(f[2], "bias", -100, 100)] : [l, e];
-  }) as Array<[number, number] | [number, number, number]>;
+  return value
+    .split(",")
+    .filter(Boolean)
+    .map((item) => {
+      const f = item.split(":");
+      if (f.length !== (withBias ? 3 : 2)) throw new PolicyError(`"${item}" must be ${withBias ? "LAYER:EXPERT:BIAS" : "LAYER:EXPERT"}`);
+      const l = int(f[0], "layer", 0, 1 << 16),
+        e = int(f[1], "expert", 0, 4095);
+      return withBias ? [l, e, num(f[2], "bias", -100, 100)] : [l, e];
+    }) as Array<[number, number] | [number, number, number]>;
 }

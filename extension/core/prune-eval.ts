@@ -80,10 +80,11 @@ export async function runPruneEvaluation(o: PruneEvalOptions): Promise<PruneEval
   for (const keep of o.keeps) {
     // At keep 1.0 every method keeps every expert: one run stands for all.
     if (keptExpertCount(s, keep) === s.nExpert) plan.push({ keep, method: o.methods[0], label: "all" });
-    else for (const method of o.methods) {
-      if (method === "random") for (const seed of o.seeds) plan.push({ keep, method, seed, label: method });
-      else plan.push({ keep, method, label: method });
-    }
+    else
+      for (const method of o.methods) {
+        if (method === "random") for (const seed of o.seeds) plan.push({ keep, method, seed, label: method });
+        else plan.push({ keep, method, label: method });
+      }
   }
   for (const [i, p] of plan.entries()) {
     const n = keptExpertCount(s, p.keep);
@@ -93,11 +94,24 @@ export async function runPruneEvaluation(o: PruneEvalOptions): Promise<PruneEval
     let summary: PruneSummary | undefined;
     try {
       summary = await writePrunedModel(o.layout, s, choice, out, {
-        method: p.method, keep: p.keep, seed: p.seed, sourceSha256: o.sourceSha256, calibration: p.method === "random" ? undefined : calibration,
+        method: p.method,
+        keep: p.keep,
+        seed: p.seed,
+        sourceSha256: o.sourceSha256,
+        calibration: p.method === "random" ? undefined : calibration,
       });
       const r = await o.perplexityOf(out);
       const after = summary.expert_used_count.after;
-      runs.push({ keep: p.keep, nExpert: n, k: Array.isArray(after) ? Math.max(...after) : after, method: p.label, seed: p.seed, ppl: r.ppl, pplErr: r.ppl_err, outBytes: summary.sizes.out_bytes });
+      runs.push({
+        keep: p.keep,
+        nExpert: n,
+        k: Array.isArray(after) ? Math.max(...after) : after,
+        method: p.label,
+        seed: p.seed,
+        ppl: r.ppl,
+        pplErr: r.ppl_err,
+        outBytes: summary.sizes.out_bytes,
+      });
     } finally {
       if (!o.keepFiles) fs.rmSync(out, { force: true });
     }
@@ -125,7 +139,12 @@ const METHOD_LABEL: Record<PruneMethod, string> = { reap: "REAP", weight: "weigh
 
 /** The evaluation as a Markdown table: one row per keep fraction, one column per method. */
 export function pruneEvalMarkdown(r: PruneEvalResult): string {
-  const header = ["keep", "experts (k)", "file size", ...r.methods.map((m) => (m === "random" ? `random (mean ± sd, ${r.seeds.length} seeds)` : `${METHOD_LABEL[m]} (±SE)`))];
+  const header = [
+    "keep",
+    "experts (k)",
+    "file size",
+    ...r.methods.map((m) => (m === "random" ? `random (mean ± sd, ${r.seeds.length} seeds)` : `${METHOD_LABEL[m]} (±SE)`)),
+  ];
   const rows: string[][] = [];
   const keeps = [...new Set(r.runs.map((x) => x.keep))];
   for (const keep of keeps) {
@@ -143,7 +162,12 @@ export function pruneEvalMarkdown(r: PruneEvalResult): string {
       }
       return `${xs[0].ppl.toFixed(3)} (±${xs[0].pplErr.toFixed(3)})`;
     });
-    rows.push([keep.toFixed(3), `${at[0].nExpert}/${r.model.nExpert} (k=${at[0].k})`, `${mb(size)} (${((100 * size) / r.model.bytes).toFixed(1)} %)`, ...cells]);
+    rows.push([
+      keep.toFixed(3),
+      `${at[0].nExpert}/${r.model.nExpert} (k=${at[0].k})`,
+      `${mb(size)} (${((100 * size) / r.model.bytes).toFixed(1)} %)`,
+      ...cells,
+    ]);
   }
   const line = (c: string[]) => `| ${c.join(" | ")} |`;
   return [line(header), line(header.map(() => "---")), ...rows.map(line)].join("\n") + "\n";
@@ -156,12 +180,15 @@ export function pruneEvalComparison(r: PruneEvalResult): string[] {
     const rand = r.runs.filter((x) => x.keep === keep && x.method === "random");
     if (!rand.length) continue;
     const { mean, sd } = meanSd(rand.map((x) => x.ppl));
-    const parts = r.methods.filter((m) => m !== "random").map((m) => {
-      const x = r.runs.find((y) => y.keep === keep && y.method === m);
-      if (!x) return undefined;
-      const rel = (100 * (x.ppl - mean)) / mean;
-      return `${METHOD_LABEL[m]} ${rel <= 0 ? "beats" : "does not beat"} random (${rel >= 0 ? "+" : ""}${rel.toFixed(1)} %)`;
-    }).filter(Boolean);
+    const parts = r.methods
+      .filter((m) => m !== "random")
+      .map((m) => {
+        const x = r.runs.find((y) => y.keep === keep && y.method === m);
+        if (!x) return undefined;
+        const rel = (100 * (x.ppl - mean)) / mean;
+        return `${METHOD_LABEL[m]} ${rel <= 0 ? "beats" : "does not beat"} random (${rel >= 0 ? "+" : ""}${rel.toFixed(1)} %)`;
+      })
+      .filter(Boolean);
     notes.push(`keep ${keep}: random ${mean.toFixed(3)} ± ${sd.toFixed(3)}; ${parts.join(", ")}`);
   }
   return notes;

@@ -20,8 +20,18 @@
 import fs from "node:fs";
 import path from "node:path";
 import {
-  decodeKv, encodeKv, findKv, GgufType, readGgufLayout, writeGguf, reencodeKv,
-  type GgufKv, type GgufLayout, type GgufTensorInfo, type OutputTensor, type TensorPiece,
+  decodeKv,
+  encodeKv,
+  findKv,
+  GgufType,
+  readGgufLayout,
+  writeGguf,
+  reencodeKv,
+  type GgufKv,
+  type GgufLayout,
+  type GgufTensorInfo,
+  type OutputTensor,
+  type TensorPiece,
 } from "./gguf-file";
 import { expertOrder, seededOrder, type PruneMethod, type SaliencyFile } from "./saliency";
 
@@ -36,9 +46,13 @@ export const PROVENANCE_PREFIX = "moe_lens.prune.";
 
 /** Tensor stems (blk.N.<stem>.<suffix>) whose last dimension runs over the routed experts. */
 const PER_EXPERT_STEMS = new Set([
-  "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps", "ffn_gate_up_exps", // expert weights, biases, scales
+  "ffn_gate_exps",
+  "ffn_up_exps",
+  "ffn_down_exps",
+  "ffn_gate_up_exps", // expert weights, biases, scales
   "ffn_gate_inp", // the router
-  "exp_probs_b", "exp_probs_b_vl", // selection biases (DeepSeek-V3 and relatives)
+  "exp_probs_b",
+  "exp_probs_b_vl", // selection biases (DeepSeek-V3 and relatives)
 ]);
 /** Stems that look per-expert but are not: Arctic's norm in front of its experts is [n_embd]. */
 const NOT_PER_EXPERT_STEMS = new Set(["ffn_norm_exps"]);
@@ -73,7 +87,9 @@ export function analyzeMoe(layout: GgufLayout): MoeStructure {
   const expertTensors = new Map<number, GgufTensorInfo[]>();
   for (const t of layout.tensors) {
     if (/^blk\.\d+\.ffn_(gate|up|down)\.\d+\./.test(t.name)) {
-      throw new PruneError(`${layout.path} stores each expert as its own tensor (${t.name}), an old layout; convert it with a current llama.cpp (one merged *_exps tensor per layer) first`);
+      throw new PruneError(
+        `${layout.path} stores each expert as its own tensor (${t.name}), an old layout; convert it with a current llama.cpp (one merged *_exps tensor per layer) first`,
+      );
     }
     const m = blockOf(t.name);
     if (!m) continue;
@@ -81,7 +97,10 @@ export function analyzeMoe(layout: GgufLayout): MoeStructure {
     if (stem.includes("chexps")) throw new PruneError(`${t.name}: chunked experts (GroveMoE) tie experts together in groups; pruning them is not supported`);
     if (PER_EXPERT_STEMS.has(stem)) {
       const last = t.dims[t.dims.length - 1];
-      if (last !== nExpert) throw new PruneError(`${t.name} has ${last} entries along its last dimension, expected ${architecture}.expert_count = ${nExpert}; the file is inconsistent`);
+      if (last !== nExpert)
+        throw new PruneError(
+          `${t.name} has ${last} entries along its last dimension, expected ${architecture}.expert_count = ${nExpert}; the file is inconsistent`,
+        );
       const block = Number(m[1]);
       if (!expertTensors.has(block)) expertTensors.set(block, []);
       expertTensors.get(block)!.push(t);
@@ -117,10 +136,13 @@ export function keptExpertCount(s: MoeStructure, keep: number): number {
   const n = G * Math.round((keep * s.nExpert) / G);
   const min = 2 * G;
   if (n < min) {
-    const why = G > 1
-      ? `two in each of the ${G} expert groups, since llama.cpp scores a group by its two best experts`
-      : "one expert per layer would make it a dense model";
-    throw new PruneError(`keeping ${keep} of ${s.nExpert} experts leaves ${n}; at least ${min} must remain (${why}): the smallest keep is ${(min / s.nExpert).toFixed(4)}`);
+    const why =
+      G > 1
+        ? `two in each of the ${G} expert groups, since llama.cpp scores a group by its two best experts`
+        : "one expert per layer would make it a dense model";
+    throw new PruneError(
+      `keeping ${keep} of ${s.nExpert} experts leaves ${n}; at least ${min} must remain (${why}): the smallest keep is ${(min / s.nExpert).toFixed(4)}`,
+    );
   }
   return n;
 }
@@ -140,7 +162,8 @@ export function chooseExperts(s: MoeStructure, n: number, method: PruneMethod, s
   if (method !== "random") {
     if (!saliency) throw new PruneError(`--method ${method} needs saliency from calibration text`);
     if (saliency.n_expert !== s.nExpert) throw new PruneError(`the saliency is for ${saliency.n_expert} experts per layer, the model has ${s.nExpert}`);
-    for (const l of saliency.layers) if (!s.expertTensors.has(l.layer)) throw new PruneError(`the saliency has layer ${l.layer}, which has no experts in this model`);
+    for (const l of saliency.layers)
+      if (!s.expertTensors.has(l.layer)) throw new PruneError(`the saliency has layer ${l.layer}, which has no experts in this model`);
   }
   const G = s.groupCount > 1 ? s.groupCount : 1;
   const groupSize = s.nExpert / G;
@@ -159,7 +182,10 @@ export function chooseExperts(s: MoeStructure, n: number, method: PruneMethod, s
     }
     const chosen: number[] = [];
     for (let g = 0; g < G; g++) chosen.push(...order.filter((e) => Math.floor(e / groupSize) === g).slice(0, n / G));
-    kept.set(block, chosen.sort((a, b) => a - b));
+    kept.set(
+      block,
+      chosen.sort((a, b) => a - b),
+    );
   }
   return { kept, uncalibrated };
 }
@@ -209,7 +235,13 @@ function describeCalibration(c: { files: string[]; tokens: number } | undefined)
 }
 
 /** The output's metadata: the source's, with the expert counts changed and the provenance replaced. */
-function prunedMetadata(layout: GgufLayout, s: MoeStructure, choice: ExpertChoice, n: number, p: PruneProvenance): { kvs: GgufKv[]; usedAfter: number | number[] } {
+function prunedMetadata(
+  layout: GgufLayout,
+  s: MoeStructure,
+  choice: ExpertChoice,
+  n: number,
+  p: PruneProvenance,
+): { kvs: GgufKv[]; usedAfter: number | number[] } {
   const usedAfter = Array.isArray(s.nExpertUsed) ? s.nExpertUsed.map((k) => Math.min(k, n)) : Math.min(s.nExpertUsed, n);
   const kvs: GgufKv[] = [];
   for (const kv of layout.kvs) {
@@ -228,7 +260,12 @@ function prunedMetadata(layout: GgufLayout, s: MoeStructure, choice: ExpertChoic
     encodeKv(`${P}calibration`, GgufType.STRING, describeCalibration(p.calibration)),
     encodeKv(`${P}calibration_tokens`, GgufType.UINT64, p.calibration?.tokens ?? 0),
     encodeKv(`${P}layers`, GgufType.ARRAY, s.moeBlocks, GgufType.UINT32),
-    encodeKv(`${P}kept_experts`, GgufType.ARRAY, s.moeBlocks.flatMap((b) => choice.kept.get(b)!), GgufType.UINT32),
+    encodeKv(
+      `${P}kept_experts`,
+      GgufType.ARRAY,
+      s.moeBlocks.flatMap((b) => choice.kept.get(b)!),
+      GgufType.UINT32,
+    ),
   );
   if (p.seed !== undefined) kvs.push(encodeKv(`${P}seed`, GgufType.UINT32, p.seed));
   if (p.calibration?.files.length) kvs.push(encodeKv(`${P}calibration_files`, GgufType.ARRAY, p.calibration.files, GgufType.STRING));
@@ -239,12 +276,20 @@ function prunedMetadata(layout: GgufLayout, s: MoeStructure, choice: ExpertChoic
  * Writes the pruned model to `outPath` (through a temporary file in the same folder, renamed
  * when complete, so a failure never leaves a half-written model under that name).
  */
-export async function writePrunedModel(layout: GgufLayout, s: MoeStructure, choice: ExpertChoice, outPath: string, p: PruneProvenance,
-                                       onProgress?: (done: number, total: number) => void): Promise<PruneSummary> {
+export async function writePrunedModel(
+  layout: GgufLayout,
+  s: MoeStructure,
+  choice: ExpertChoice,
+  outPath: string,
+  p: PruneProvenance,
+  onProgress?: (done: number, total: number) => void,
+): Promise<PruneSummary> {
   const counts = new Set([...choice.kept.values()].map((k) => k.length));
-  if (counts.size !== 1 || choice.kept.size !== s.moeBlocks.length) throw new PruneError("internal error: every MoE layer must keep the same number of experts");
+  if (counts.size !== 1 || choice.kept.size !== s.moeBlocks.length)
+    throw new PruneError("internal error: every MoE layer must keep the same number of experts");
   const n = [...counts][0];
-  if (p.seed !== undefined && !(Number.isInteger(p.seed) && p.seed >= 0 && p.seed <= 0xffffffff)) throw new PruneError(`--seed must be an integer in [0, 4294967295], got ${p.seed}`);
+  if (p.seed !== undefined && !(Number.isInteger(p.seed) && p.seed >= 0 && p.seed <= 0xffffffff))
+    throw new PruneError(`--seed must be an integer in [0, 4294967295], got ${p.seed}`);
   const perExpert = new Set([...s.expertTensors.values()].flat());
   let removedBytes = 0;
   const tensors: OutputTensor[] = layout.tensors.map((t) => {
@@ -277,7 +322,12 @@ export async function writePrunedModel(layout: GgufLayout, s: MoeStructure, choi
     expert_groups: s.groupCount > 1 ? { count: s.groupCount, used: s.groupUsed } : null,
     layers: s.moeBlocks.map((b) => {
       const kept = choice.kept.get(b)!;
-      return { layer: b, kept, removed: Array.from({ length: s.nExpert }, (_v, e) => e).filter((e) => !kept.includes(e)), calibrated: !choice.uncalibrated.includes(b) };
+      return {
+        layer: b,
+        kept,
+        removed: Array.from({ length: s.nExpert }, (_v, e) => e).filter((e) => !kept.includes(e)),
+        calibrated: !choice.uncalibrated.includes(b),
+      };
     }),
     sizes: { source_bytes: layout.fileSize, out_bytes: outBytes, removed_expert_bytes: removedBytes },
     calibration: p.calibration ?? null,

@@ -33,7 +33,10 @@ export function packsForModel(modelPath: string): RouterPackSummary[] {
   const dir = routerPackDir(modelPath);
   if (!fs.existsSync(dir)) return [];
   const packs: RouterPackSummary[] = [];
-  for (const file of fs.readdirSync(dir).filter((f) => f.toLowerCase().endsWith(".gguf")).sort()) {
+  for (const file of fs
+    .readdirSync(dir)
+    .filter((f) => f.toLowerCase().endsWith(".gguf"))
+    .sort()) {
     try {
       packs.push(readRouterPackSummary(path.join(dir, file)));
     } catch {
@@ -83,7 +86,14 @@ function modelNumber(layout: GgufLayout, key: string): number {
  */
 export async function writeBaseRouterPack(modelPath: string, outPath: string): Promise<RouterPackSummary> {
   const layout = readGgufLayout(modelPath);
-  const arch = String(decodeKv(findKv(layout, "general.architecture") ?? (() => { throw new GgufError(`${modelPath} has no general.architecture`); })()));
+  const arch = String(
+    decodeKv(
+      findKv(layout, "general.architecture") ??
+        (() => {
+          throw new GgufError(`${modelPath} has no general.architecture`);
+        })(),
+    ),
+  );
   const nEmbd = modelNumber(layout, `${arch}.embedding_length`);
   const nExpert = modelNumber(layout, `${arch}.expert_count`);
   const nExpertUsed = modelNumber(layout, `${arch}.expert_used_count`);
@@ -95,7 +105,8 @@ export async function writeBaseRouterPack(modelPath: string, outPath: string): P
   if (!routers.length) throw new GgufError(`${modelPath} has no ffn_gate_inp tensors: not a MoE model`);
   for (const { tensor } of routers) {
     if (tensor.type !== GGML_TYPE_F32) throw new GgufError(`${tensor.name} is not F32 in ${modelPath}: a base pack copies F32 routers only`);
-    if (tensor.dims[0] !== nEmbd || tensor.dims[1] !== nExpert) throw new GgufError(`${tensor.name} has shape [${tensor.dims.join(", ")}], not [${nEmbd}, ${nExpert}]`);
+    if (tensor.dims[0] !== nEmbd || tensor.dims[1] !== nExpert)
+      throw new GgufError(`${tensor.name} has shape [${tensor.dims.join(", ")}], not [${nEmbd}, ${nExpert}]`);
   }
   const sha = await fileSha256(modelPath);
   const p = ROUTER_PACK_PREFIX;
@@ -110,7 +121,12 @@ export async function writeBaseRouterPack(modelPath: string, outPath: string): P
     encodeKv(p + "n_embd", GgufType.UINT32, nEmbd),
     encodeKv(p + "n_expert", GgufType.UINT32, nExpert),
     encodeKv(p + "n_expert_used", GgufType.UINT32, nExpertUsed),
-    encodeKv(p + "layers", GgufType.ARRAY, routers.map((r) => r.layer), GgufType.UINT32),
+    encodeKv(
+      p + "layers",
+      GgufType.ARRAY,
+      routers.map((r) => r.layer),
+      GgufType.UINT32,
+    ),
     encodeKv(p + "mechanisms", GgufType.STRING, ""),
   ];
   const tensors: OutputTensor[] = routers.map(({ layer, tensor }) => ({

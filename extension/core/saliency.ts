@@ -52,7 +52,11 @@ export class SaliencyAccumulator {
   tokens = 0;
   private sawNorms = false;
 
-  constructor(readonly moeLayers: number[], readonly nExpert: number, readonly k: number) {
+  constructor(
+    readonly moeLayers: number[],
+    readonly nExpert: number,
+    readonly k: number,
+  ) {
     const n = moeLayers.length * nExpert;
     this.frequency = new Float64Array(n);
     this.weight = new Float64Array(n);
@@ -65,8 +69,11 @@ export class SaliencyAccumulator {
 
   /** Folds one batch ([token][moe layer][slot] arrays) into the sums. */
   add(batch: TraceBatch): void {
-    const L = this.moeLayers.length, K = this.k, E = this.nExpert;
-    if (batch.experts.length !== batch.count * L * K) throw new Error(`trace batch has ${batch.experts.length} expert slots, expected ${batch.count}×${L}×${K}`);
+    const L = this.moeLayers.length,
+      K = this.k,
+      E = this.nExpert;
+    if (batch.experts.length !== batch.count * L * K)
+      throw new Error(`trace batch has ${batch.experts.length} expert slots, expected ${batch.count}×${L}×${K}`);
     const norms = batch.expertNorms;
     if (norms && norms.length !== batch.experts.length) throw new Error(`trace batch has ${norms.length} expert norms for ${batch.experts.length} slots`);
     if (norms) this.sawNorms = true;
@@ -254,12 +261,17 @@ export async function computeSaliency(client: ServerClient, sources: Calibration
   for (const src of sources) {
     const before = acc.tokens;
     for await (const text of src.pieces()) {
-      await client.traceStream({ text, ...(norms ? { expert_norms: true } : {}) }, {
-        onHeader: (h) => {
-          if (h.k !== acc.k || h.n_moe_layers !== acc.moeLayers.length) throw new Error(`the server's trace has k=${h.k} over ${h.n_moe_layers} MoE layers, expected k=${acc.k} over ${acc.moeLayers.length}`);
+      await client.traceStream(
+        { text, ...(norms ? { expert_norms: true } : {}) },
+        {
+          onHeader: (h) => {
+            if (h.k !== acc.k || h.n_moe_layers !== acc.moeLayers.length)
+              throw new Error(`the server's trace has k=${h.k} over ${h.n_moe_layers} MoE layers, expected k=${acc.k} over ${acc.moeLayers.length}`);
+          },
+          onBatch: (b) => acc.add(b),
         },
-        onBatch: (b) => acc.add(b),
-      }, opts.signal);
+        opts.signal,
+      );
     }
     files.push({ name: src.name, tokens: acc.tokens - before });
     opts.onProgress?.(`${src.name}: ${acc.tokens - before} tokens`);
@@ -288,10 +300,20 @@ export function readSaliency(file: string, modelSha256?: string): SaliencyFile {
   }
   if (s?.format !== SALIENCY_FORMAT) throw new Error(`${file} is not a MoE Lens saliency file`);
   if (s.version !== SALIENCY_VERSION) throw new Error(`${file} has saliency version ${s.version}; this MoE Lens reads version ${SALIENCY_VERSION}`);
-  if (!Array.isArray(s.layers) || s.layers.some((l) => !Number.isInteger(l.layer) || l.frequency?.length !== s.n_expert || l.weight?.length !== s.n_expert || (l.reap !== null && l.reap?.length !== s.n_expert))) {
+  if (
+    !Array.isArray(s.layers) ||
+    s.layers.some(
+      (l) =>
+        !Number.isInteger(l.layer) ||
+        l.frequency?.length !== s.n_expert ||
+        l.weight?.length !== s.n_expert ||
+        (l.reap !== null && l.reap?.length !== s.n_expert),
+    )
+  ) {
     throw new Error(`${file}: every layer needs frequency, weight and reap arrays of n_expert = ${s.n_expert} values`);
   }
-  if (modelSha256 && s.model_sha256 !== modelSha256) throw new Error(`${file} was measured on another model (${s.model_file}, SHA-256 ${s.model_sha256.slice(0, 12)}…); measure saliency on this one`);
+  if (modelSha256 && s.model_sha256 !== modelSha256)
+    throw new Error(`${file} was measured on another model (${s.model_file}, SHA-256 ${s.model_sha256.slice(0, 12)}…); measure saliency on this one`);
   return s;
 }
 
@@ -299,7 +321,10 @@ export function readSaliency(file: string, modelSha256?: string): SaliencyFile {
 function scores(l: LayerSaliency, method: Exclude<PruneMethod, "random">): number[] {
   if (method === "frequency") return l.frequency;
   if (method === "weight") return l.weight;
-  if (!l.reap) throw new Error(`the saliency has no expert-output norms, so REAP cannot rank experts (the server lacked the "${EXPERT_NORMS_CAPABILITY}" capability); use --method weight or frequency`);
+  if (!l.reap)
+    throw new Error(
+      `the saliency has no expert-output norms, so REAP cannot rank experts (the server lacked the "${EXPERT_NORMS_CAPABILITY}" capability); use --method weight or frequency`,
+    );
   return l.reap;
 }
 
@@ -308,11 +333,16 @@ function scores(l: LayerSaliency, method: Exclude<PruneMethod, "random">): numbe
  * summed weight, then frequency) and finally by the lower expert id, so the order is deterministic.
  */
 export function expertOrder(l: LayerSaliency, method: Exclude<PruneMethod, "random">): number[] {
-  const keys = [scores(l, method), ...(["reap", "weight", "frequency"] as const).filter((m) => m !== method && (m !== "reap" || l.reap)).map((m) => scores(l, m))];
-  return l.frequency.map((_f, e) => e).sort((a, b) => {
-    for (const k of keys) if (k[a] !== k[b]) return k[b] - k[a];
-    return a - b;
-  });
+  const keys = [
+    scores(l, method),
+    ...(["reap", "weight", "frequency"] as const).filter((m) => m !== method && (m !== "reap" || l.reap)).map((m) => scores(l, m)),
+  ];
+  return l.frequency
+    .map((_f, e) => e)
+    .sort((a, b) => {
+      for (const k of keys) if (k[a] !== k[b]) return k[b] - k[a];
+      return a - b;
+    });
 }
 
 /** A seeded permutation of 0…n-1 (mulberry32 driving Fisher–Yates), distinct per layer. */

@@ -12,12 +12,34 @@ import { StringDecoder } from "node:string_decoder";
 import { b64ToFloat32, b64ToInt32, b64ToUint16, b64ToUint8 } from "./b64";
 import { concatBatches, type Trace, type TraceBatch } from "../../shared/trace";
 import type {
-  BatchRecord, CalibrateResponse, ErrorBody, GenerateRequest, HeaderRecord, HealthResponse, PerplexityRequest, PerplexityResult, PredictorResponse, RouterPackInfo, RouterPackResponse,
-  ServerModelInfo, SpeedRequest, SpeedResult, StreamErrorRecord, SummaryRecord, TokenizeResponse, TraceHeader, TraceRequest, TraceSummary,
+  BatchRecord,
+  CalibrateResponse,
+  ErrorBody,
+  GenerateRequest,
+  HeaderRecord,
+  HealthResponse,
+  PerplexityRequest,
+  PerplexityResult,
+  PredictorResponse,
+  RouterPackInfo,
+  RouterPackResponse,
+  ServerModelInfo,
+  SpeedRequest,
+  SpeedResult,
+  StreamErrorRecord,
+  SummaryRecord,
+  TokenizeResponse,
+  TraceHeader,
+  TraceRequest,
+  TraceSummary,
 } from "../../shared/wire";
 
 export class ServerError extends Error {
-  constructor(message: string, readonly status: number, readonly code: string) {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+  ) {
     super(message);
     this.name = "ServerError";
   }
@@ -90,7 +112,11 @@ const agent = new http.Agent({ keepAlive: false });
 export class ServerClient {
   private readonly quickTimeoutMs: number;
 
-  constructor(readonly baseUrl: string, readonly token: string, options: ServerClientOptions = {}) {
+  constructor(
+    readonly baseUrl: string,
+    readonly token: string,
+    options: ServerClientOptions = {},
+  ) {
     this.quickTimeoutMs = options.quickRequestTimeoutMs ?? 60_000;
   }
 
@@ -103,21 +129,31 @@ export class ServerClient {
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), "utf8");
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const req = http.request(this.baseUrl + route, {
-        method,
-        headers: {
-          Authorization: `Bearer ${this.token}`,
-          ...(payload ? { "Content-Type": "application/json", "Content-Length": payload.length } : {}),
+      const req = http.request(
+        this.baseUrl + route,
+        {
+          method,
+          headers: {
+            Authorization: `Bearer ${this.token}`,
+            ...(payload ? { "Content-Type": "application/json", "Content-Length": payload.length } : {}),
+          },
+          signal,
+          agent,
         },
-        signal,
-        agent,
-      }, (res) => {
-        clearTimeout(timer);
-        if ((res.statusCode ?? 0) < 400) return resolve(res);
-        readBody(res).then((text) => reject(errorFromBody(res.statusCode ?? 0, text)), (err: Error) => reject(this.transportError(route, err, signal)));
-      });
+        (res) => {
+          clearTimeout(timer);
+          if ((res.statusCode ?? 0) < 400) return resolve(res);
+          readBody(res).then(
+            (text) => reject(errorFromBody(res.statusCode ?? 0, text)),
+            (err: Error) => reject(this.transportError(route, err, signal)),
+          );
+        },
+      );
       if (timeoutMs > 0) {
-        timer = setTimeout(() => req.destroy(new ServerError(`moe-lens-server at ${this.baseUrl} did not answer ${route} within ${timeoutMs / 1000} s`, 0, "timeout")), timeoutMs);
+        timer = setTimeout(
+          () => req.destroy(new ServerError(`moe-lens-server at ${this.baseUrl} did not answer ${route} within ${timeoutMs / 1000} s`, 0, "timeout")),
+          timeoutMs,
+        );
       }
       req.on("error", (err) => {
         clearTimeout(timer);
@@ -210,13 +246,18 @@ export class ServerClient {
   /** A streamed trace with every batch kept and concatenated. */
   private async collect(route: string, body: unknown, handlers: TraceHandlers, signal?: AbortSignal): Promise<Trace> {
     const batches: TraceBatch[] = [];
-    const { header, summary } = await this.stream(route, body, {
-      ...handlers,
-      onBatch: (b) => {
-        batches.push(b);
-        return handlers.onBatch?.(b);
+    const { header, summary } = await this.stream(
+      route,
+      body,
+      {
+        ...handlers,
+        onBatch: (b) => {
+          batches.push(b);
+          return handlers.onBatch?.(b);
+        },
       },
-    }, signal);
+      signal,
+    );
     return { header, columns: concatBatches(header, batches), summary };
   }
 
@@ -254,7 +295,8 @@ export class ServerClient {
     try {
       for await (const chunk of res) {
         pending += decoder.write(chunk as Buffer);
-        let from = 0, nl: number;
+        let from = 0,
+          nl: number;
         while ((nl = pending.indexOf("\n", from)) >= 0) {
           await onLine(pending.slice(from, nl));
           from = nl + 1;

@@ -110,7 +110,10 @@ export class ServerProcess {
       });
       child.once("error", (err) => finish(new Error(`cannot start moe-lens-server: ${err.message}`)));
       void exited.then(({ code, signal }) => {
-        const tail = stderrTail.filter((l) => l.trim()).slice(-3).join(" | ");
+        const tail = stderrTail
+          .filter((l) => l.trim())
+          .slice(-3)
+          .join(" | ");
         finish(new Error(`moe-lens-server exited (${signal ?? `status ${code}`}) before it was ready${tail ? `: ${tail}` : ""}`));
       });
     });

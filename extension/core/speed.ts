@@ -108,7 +108,10 @@ export async function measurePolicySpeed(
  * "1.42× decode, 1.30× prefill at 4.10/8 active, +0.8 % PPL": speed read together with the
  * expert count and, when given, the perplexity change against the baseline's.
  */
-export function describeSpeed(row: Pick<SpeedRow, "decode_ratio" | "prefill_ratio" | "avg_active_experts" | "k">, ppl?: { value: number; baseline: number }): string {
+export function describeSpeed(
+  row: Pick<SpeedRow, "decode_ratio" | "prefill_ratio" | "avg_active_experts" | "k">,
+  ppl?: { value: number; baseline: number },
+): string {
   const quality = ppl && ppl.baseline > 0 ? `, ${pplChange(ppl.value, ppl.baseline)} PPL` : "";
   return `${row.decode_ratio.toFixed(2)}× decode, ${row.prefill_ratio.toFixed(2)}× prefill at ${row.avg_active_experts.toFixed(2)}/${row.k} active${quality}`;
 }

@@ -11,7 +11,7 @@ export class NotTextError extends Error {
 
 /** Offset of the first byte that is not part of well-formed UTF-8 (RFC 3629), or −1. */
 export function firstInvalidUtf8(b: Uint8Array): number {
-  for (let i = 0; i < b.length; ) {
+  for (let i = 0; i < b.length;) {
     const c = b[i];
     if (c < 0x80) {
       i++;
@@ -19,7 +19,9 @@ export function firstInvalidUtf8(b: Uint8Array): number {
     }
     // Lead byte → number of continuation bytes, and the range of the first one
     // (which rules out overlong forms, surrogates and code points above U+10FFFF).
-    let n: number, lo = 0x80, hi = 0xbf;
+    let n: number,
+      lo = 0x80,
+      hi = 0xbf;
     if (c >= 0xc2 && c <= 0xdf) n = 1;
     else if (c >= 0xe0 && c <= 0xef) {
       n = 2;
@@ -56,7 +58,9 @@ export function requireText(text: string, name: string): string {
 export function decodeText(bytes: Uint8Array, name: string): string {
   const bad = firstInvalidUtf8(bytes);
   if (bad >= 0) {
-    throw new NotTextError(`${name} is not UTF-8 text: byte ${bad} (0x${bytes[bad].toString(16).padStart(2, "0")}) is not valid UTF-8. MoE Lens traces UTF-8 text only; convert the file to UTF-8 first.`);
+    throw new NotTextError(
+      `${name} is not UTF-8 text: byte ${bad} (0x${bytes[bad].toString(16).padStart(2, "0")}) is not valid UTF-8. MoE Lens traces UTF-8 text only; convert the file to UTF-8 first.`,
+    );
   }
   const nul = bytes.indexOf(0);
   if (nul >= 0) throw new NotTextError(`${name} is not text: it holds a NUL byte at byte ${nul}. MoE Lens traces UTF-8 text only.`);

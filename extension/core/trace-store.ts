@@ -128,7 +128,8 @@ export class TraceRecord {
   private grow(min: number): void {
     let cap = this.starts.length;
     while (cap < min) cap *= 2;
-    const s = new Int32Array(cap), e = new Int32Array(cap);
+    const s = new Int32Array(cap),
+      e = new Int32Array(cap);
     s.set(this.starts.subarray(0, this.count));
     e.set(this.ends.subarray(0, this.count));
     this.starts = s;
@@ -148,7 +149,8 @@ export class TraceRecord {
       return undefined;
     }
     let keep = 0;
-    const s = new Int32Array(b.count), e = new Int32Array(b.count);
+    const s = new Int32Array(b.count),
+      e = new Int32Array(b.count);
     for (let i = 0; i < b.count; i++) {
       const [rs, re] = this.mapper.span(b.byteStart[i], b.byteEnd[i]);
       if (re >= this.cutRel && !(re === rs && rs < this.cutRel)) break;
@@ -191,7 +193,9 @@ export class TraceRecord {
     const rel = offset - this.base;
     if (rel < 0 || this.count === 0) return [];
     // last token with start <= rel
-    let lo = 0, hi = this.count - 1, at = -1;
+    let lo = 0,
+      hi = this.count - 1,
+      at = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       if (this.starts[mid] <= rel) {
@@ -209,8 +213,11 @@ export class TraceRecord {
 
   token(i: number): TokenInfo {
     if (i < 0 || i >= this.count) throw new RangeError(`token ${i} out of range 0..${this.count - 1}`);
-    const L = this.L, K = this.K, N = this.N;
-    let lo = 0, hi = this.batches.length - 1;
+    const L = this.L,
+      K = this.K,
+      N = this.N;
+    let lo = 0,
+      hi = this.batches.length - 1;
     while (lo < hi) {
       const mid = (lo + hi + 1) >> 1;
       if (this.batches[mid].start <= i) lo = mid;

@@ -154,15 +154,20 @@ export function fenceBoundaries(text: string, prose = DEFAULT_PROSE_DOMAIN): Dom
  */
 export function markdownFenceSpans(text: string, prose = DEFAULT_PROSE_DOMAIN): LabelledText | null {
   // Cut points in UTF-16 offsets with the domain that starts there.
-  const cuts: Array<{ offset: number; domain: string }> = [{ offset: 0, domain: prose }, ...fenceBoundaries(text, prose).map((b) => ({ offset: b.offset, domain: b.to }))];
+  const cuts: Array<{ offset: number; domain: string }> = [
+    { offset: 0, domain: prose },
+    ...fenceBoundaries(text, prose).map((b) => ({ offset: b.offset, domain: b.to })),
+  ];
   if (cuts.length === 1) return null;
   const spans: DomainSpan[] = [];
   let bytesBefore = 0; // UTF-8 length of text.slice(0, from), kept incrementally (cuts ascend)
   for (let i = 0; i < cuts.length; i++) {
-    const from = cuts[i].offset, to = i + 1 < cuts.length ? cuts[i + 1].offset : text.length;
+    const from = cuts[i].offset,
+      to = i + 1 < cuts.length ? cuts[i + 1].offset : text.length;
     if (to <= from) continue;
     const piece = text.slice(from, to);
-    const start = bytesBefore, end = start + utf8Len(piece);
+    const start = bytesBefore,
+      end = start + utf8Len(piece);
     bytesBefore = end;
     const prev = spans[spans.length - 1];
     if (prev && (!piece.trim() || prev.domain === cuts[i].domain)) prev.end = end;
@@ -189,7 +194,9 @@ export function tokenSpanIndex(trace: Trace, spans: DomainSpan[]): Int32Array {
   for (let t = 0; t < c.count; t++) {
     const b = c.byteEnd[t] > c.byteStart[t] ? c.byteEnd[t] - 1 : c.byteStart[t];
     // binary search: the last span starting at or before b
-    let lo = 0, hi = order.length - 1, found = -1;
+    let lo = 0,
+      hi = order.length - 1,
+      found = -1;
     while (lo <= hi) {
       const mid = (lo + hi) >> 1;
       if (spans[order[mid]].start <= b) {
@@ -256,7 +263,8 @@ export function detectChangePoints(trace: Trace, opts: ChangePointOptions = {}):
   // Prefix sums of normalised weight per [layer][expert].
   const pre = new Float64Array((T + 1) * L * E);
   for (let t = 0; t < T; t++) {
-    const base = (t + 1) * L * E, prev = t * L * E;
+    const base = (t + 1) * L * E,
+      prev = t * L * E;
     for (let i = 0; i < L * E; i++) pre[base + i] = pre[prev + i];
     for (let m = 0; m < L; m++) {
       let sum = 0;
@@ -273,7 +281,8 @@ export function detectChangePoints(trace: Trace, opts: ChangePointOptions = {}):
   for (let t = w; t + w <= T; t++) {
     let s = 0;
     for (let m = 0; m < L; m++) {
-      let a = 0, b = 0;
+      let a = 0,
+        b = 0;
       for (let e = 0; e < E; e++) {
         a += pre[t * L * E + m * E + e] - pre[(t - w) * L * E + m * E + e];
         b += pre[(t + w) * L * E + m * E + e] - pre[t * L * E + m * E + e];
@@ -302,7 +311,8 @@ export function detectChangePoints(trace: Trace, opts: ChangePointOptions = {}):
   const candidates: number[] = [];
   for (let t = w; t + w <= T; t++) {
     if (!(scores[t] >= threshold)) continue;
-    const l = t > w ? scores[t - 1] : -Infinity, r = t + 1 + w <= T ? scores[t + 1] : -Infinity;
+    const l = t > w ? scores[t - 1] : -Infinity,
+      r = t + 1 + w <= T ? scores[t + 1] : -Infinity;
     if (scores[t] > l && scores[t] >= r) candidates.push(t); // first of a plateau
   }
   candidates.sort((a, b) => scores[b] - scores[a] || a - b);
@@ -363,21 +373,24 @@ export function domainExperts(docs: Array<{ trace: Trace; segments: DomainSegmen
   }
   const totalTokens = tokens.reduce((a, b) => a + b, 0);
   const usage = counts.map((row) => row.map((u, di) => u.map((x) => (tokens[di] ? x / tokens[di] : 0))));
-  const experts = counts.map((row) => row.map((u, di) => {
-    if (!tokens[di]) return -1;
-    const others = totalTokens - tokens[di];
-    let best = -1, bestDiff = -Infinity;
-    for (let e = 0; e < E; e++) {
-      let otherCount = 0;
-      for (let dj = 0; dj < D; dj++) if (dj !== di) otherCount += row[dj][e];
-      const diff = u[e] / tokens[di] - (others ? otherCount / others : 0);
-      if (diff > bestDiff + 1e-12) {
-        best = e;
-        bestDiff = diff;
+  const experts = counts.map((row) =>
+    row.map((u, di) => {
+      if (!tokens[di]) return -1;
+      const others = totalTokens - tokens[di];
+      let best = -1,
+        bestDiff = -Infinity;
+      for (let e = 0; e < E; e++) {
+        let otherCount = 0;
+        for (let dj = 0; dj < D; dj++) if (dj !== di) otherCount += row[dj][e];
+        const diff = u[e] / tokens[di] - (others ? otherCount / others : 0);
+        if (diff > bestDiff + 1e-12) {
+          best = e;
+          bestDiff = diff;
+        }
       }
-    }
-    return best;
-  }));
+      return best;
+    }),
+  );
   return { domains, experts, usage, tokens };
 }
 
@@ -393,7 +406,8 @@ export interface TransitionStep {
 export function transitionSteps(segments: DomainSegment[]): TransitionStep[] {
   const out: TransitionStep[] = [];
   for (let i = 0; i + 1 < segments.length; i++) {
-    const a = segments[i], b = segments[i + 1];
+    const a = segments[i],
+      b = segments[i + 1];
     if (a.end !== b.start || a.domain === b.domain || a.end <= a.start || b.end <= b.start) continue;
     out.push({ token: a.end - 1, from: a.domain, to: b.domain, fromSegment: i, toSegment: i + 1 });
   }
@@ -473,13 +487,16 @@ export interface TransitionAnalysis {
   summary: TransitionSummary;
 }
 
-
 /**
  * Transition metrics of one trace with its segments. `experts` fixes the domain experts
  * (e.g. from the baseline trace when comparing policies); by default they come from this trace.
  * `text` (the traced text) gives exact character counts for BPC.
  */
-export function analyzeTransitions(trace: Trace, segments: DomainSegment[], opts: { experts?: DomainExperts; text?: string; coverage?: number } = {}): TransitionAnalysis {
+export function analyzeTransitions(
+  trace: Trace,
+  segments: DomainSegment[],
+  opts: { experts?: DomainExperts; text?: string; coverage?: number } = {},
+): TransitionAnalysis {
   const L = trace.header.n_moe_layers;
   const c = trace.columns;
   const de = opts.experts ?? domainExperts([{ trace, segments }]);
@@ -492,7 +509,9 @@ export function analyzeTransitions(trace: Trace, segments: DomainSegment[], opts
     const t = s.token;
     if (t + 1 >= c.count) continue;
     const di = de.domains.indexOf(s.to);
-    const probNewExpert: number[] = [], rankNewExpert: number[] = [], newExpert: number[] = [];
+    const probNewExpert: number[] = [],
+      rankNewExpert: number[] = [],
+      newExpert: number[] = [];
     for (let m = 0; m < L; m++) {
       const e = di >= 0 ? de.experts[m][di] : -1;
       newExpert.push(e);
@@ -511,9 +530,22 @@ export function analyzeTransitions(trace: Trace, segments: DomainSegment[], opts
     }
     const nll = c.nll[t];
     const chars = Math.max(1, tokenChars(trace, t + 1, textBytes));
-    transitions.push({ token: t, from: s.from, to: s.to, probNewExpert, rankNewExpert, nll, byte: c.byteStart[t + 1], newExpert, chars, bpc: nll / Math.LN2 / chars });
+    transitions.push({
+      token: t,
+      from: s.from,
+      to: s.to,
+      probNewExpert,
+      rankNewExpert,
+      nll,
+      byte: c.byteStart[t + 1],
+      newExpert,
+      chars,
+      bpc: nll / Math.LN2 / chars,
+    });
   }
-  let insideNll = 0, insideChars = 0, insideN = 0;
+  let insideNll = 0,
+    insideChars = 0,
+    insideN = 0;
   for (const seg of segments)
     for (let t = seg.start; t + 1 < seg.end; t++) {
       if (!Number.isFinite(c.nll[t])) continue;

@@ -41,11 +41,11 @@ export class Decorations implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
   private readonly disposables: vscode.Disposable[];
 
-  constructor(private readonly store: TraceStore, private readonly segments?: WeakMap<TraceRecord, EditorSegments>) {
-    this.disposables = [
-      store.onDidChange(() => this.refresh()),
-      vscode.window.onDidChangeVisibleTextEditors(() => this.refresh()),
-    ];
+  constructor(
+    private readonly store: TraceStore,
+    private readonly segments?: WeakMap<TraceRecord, EditorSegments>,
+  ) {
+    this.disposables = [store.onDidChange(() => this.refresh()), vscode.window.onDidChangeVisibleTextEditors(() => this.refresh())];
   }
 
   /** Recompute soon (coalesces bursts of batches). */
@@ -66,7 +66,8 @@ export class Decorations implements vscode.Disposable {
       editor.setDecorations(this.transition, []);
       return;
     }
-    const strong: vscode.Range[] = [], medium: vscode.Range[] = [];
+    const strong: vscode.Range[] = [],
+      medium: vscode.Range[] = [];
     const shifts = shiftsOf(r);
     const { medium: MEDIUM, strong: STRONG } = shiftThresholds(shifts);
     for (let i = 1; i < r.count; i++) {
@@ -85,7 +86,9 @@ export class Decorations implements vscode.Disposable {
       trans.push({
         range: new vscode.Range(line.range.end, line.range.end),
         renderOptions: { after: { contentText: transitionLabel(x) } },
-        hoverMessage: new vscode.MarkdownString(transitionHover(x.from, x.to, `at token ${x.token} (${seg!.source === "change-point" ? "routing change point" : seg!.source})`)),
+        hoverMessage: new vscode.MarkdownString(
+          transitionHover(x.from, x.to, `at token ${x.token} (${seg!.source === "change-point" ? "routing change point" : seg!.source})`),
+        ),
       });
     }
     for (const b of seg ? [] : fenceBoundaries(r.text)) {
@@ -121,8 +124,11 @@ const cache = new WeakMap<TraceRecord, { count: number; shifts: Float32Array }>(
 function shiftsOf(r: TraceRecord): Float32Array {
   const c = cache.get(r);
   if (c && c.count === r.count) return c.shifts;
-  const L = r.L, K = r.K, n = r.count;
-  const experts = new Int32Array(n * L * K), weights = new Float32Array(n * L * K);
+  const L = r.L,
+    K = r.K,
+    n = r.count;
+  const experts = new Int32Array(n * L * K),
+    weights = new Float32Array(n * L * K);
   for (const b of r.batches) {
     const from = b.start * L * K;
     if (b.start + b.count <= n) {

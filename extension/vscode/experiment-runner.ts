@@ -13,8 +13,11 @@ let running: AbortController | undefined;
  * Runs `work` with progress and Cancel. Returns undefined when cancelled or failed (after
  * telling the user). One experiment at a time: a second one is refused while one runs.
  */
-export async function runExperiment<T>(svc: Services, title: string,
-  work: (client: ServerClient, signal: AbortSignal, report: (message: string) => void) => Promise<T>): Promise<T | undefined> {
+export async function runExperiment<T>(
+  svc: Services,
+  title: string,
+  work: (client: ServerClient, signal: AbortSignal, report: (message: string) => void) => Promise<T>,
+): Promise<T | undefined> {
   if (running) {
     void vscode.window.showWarningMessage("MoE Lens: an experiment is already running; cancel it first (the progress notification has Cancel).");
     return undefined;
@@ -41,7 +44,9 @@ export async function runExperiment<T>(svc: Services, title: string,
       return undefined;
     }
     svc.output.error(`${title} failed: ${errorMessage(e)}`);
-    void vscode.window.showErrorMessage(`MoE Lens: ${title} failed: ${errorMessage(e).replace(/^MoE Lens: /, "")}`, "Show Log").then((a) => a && svc.output.show());
+    void vscode.window
+      .showErrorMessage(`MoE Lens: ${title} failed: ${errorMessage(e).replace(/^MoE Lens: /, "")}`, "Show Log")
+      .then((a) => a && svc.output.show());
     return undefined;
   } finally {
     if (running === ac) running = undefined;

@@ -3,14 +3,20 @@
 // evaluation files of a folder, and the sweep's input parsing.
 import path from "node:path";
 import {
-  ablationNote, ablationTable, ablationToCsv, experimentToJson, renderExperimentReport, sweepNote, sweepTable, sweepToCsv,
-  type AblationResult, type SweepResult,
+  ablationNote,
+  ablationTable,
+  ablationToCsv,
+  experimentToJson,
+  renderExperimentReport,
+  sweepNote,
+  sweepTable,
+  sweepToCsv,
+  type AblationResult,
+  type SweepResult,
 } from "../core/experiments";
 import type { HostMessage } from "../../shared/protocol";
 
-export type ExperimentRun =
-  | { kind: "sweep"; result: SweepResult; subtitle: string }
-  | { kind: "ablation"; result: AblationResult; subtitle: string };
+export type ExperimentRun = { kind: "sweep"; result: SweepResult; subtitle: string } | { kind: "ablation"; result: AblationResult; subtitle: string };
 
 export type ExperimentMessage = Extract<HostMessage, { type: "experiment" }>;
 
@@ -49,14 +55,22 @@ export function evaluationFiles(names: string[]): string[] {
 
 /** Thresholds "0.5, 0.75,0.9" → numbers in (0, 1]; an error message for bad input. */
 export function parseThresholds(s: string): number[] | string {
-  const xs = s.split(",").map((x) => x.trim()).filter(Boolean).map(Number);
+  const xs = s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map(Number);
   if (!xs.length || xs.some((x) => !Number.isFinite(x) || x <= 0 || x > 1)) return "comma-separated numbers in (0, 1], e.g. 0.5, 0.75, 0.9, 1.0";
   return xs;
 }
 
 /** Expert slots "8,16" → integers in [1, nExpert]; an error message for bad input. */
 export function parseMaxK(s: string, nExpert: number): number[] | string {
-  const xs = s.split(",").map((x) => x.trim()).filter(Boolean).map(Number);
+  const xs = s
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean)
+    .map(Number);
   if (!xs.length || xs.some((x) => !Number.isInteger(x) || x < 1 || x > nExpert)) return `comma-separated integers in 1…${nExpert}`;
   return xs;
 }

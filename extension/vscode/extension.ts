@@ -38,7 +38,8 @@ function loadSettings(output: vscode.LogOutputChannel): MoeLensSettings {
   const cfg = vscode.workspace.getConfiguration(SETTINGS_SECTION);
   const { settings, problems } = readSettings((k) => cfg.get(k), validatePolicy);
   for (const p of problems) output.warn(`settings: ${p}`);
-  if (problems.length) void vscode.window.showWarningMessage(`MoE Lens: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more, see the log)` : ""}`);
+  if (problems.length)
+    void vscode.window.showWarningMessage(`MoE Lens: ${problems[0]}${problems.length > 1 ? ` (and ${problems.length - 1} more, see the log)` : ""}`);
   return settings;
 }
 
@@ -54,7 +55,16 @@ export function activate(context: vscode.ExtensionContext): { services: Services
   const segments = new WeakMap<TraceRecord, EditorSegments>();
   const decorations = new Decorations(store, segments);
   const svc: Services = {
-    context, extensionRoot, output, server, store, policy, status, panel, decorations, segments,
+    context,
+    extensionRoot,
+    output,
+    server,
+    store,
+    policy,
+    status,
+    panel,
+    decorations,
+    segments,
     tracer: undefined as unknown as Tracer,
     settings: () => settings,
   };
@@ -67,7 +77,11 @@ export function activate(context: vscode.ExtensionContext): { services: Services
   status.setServer(server.snapshot());
 
   context.subscriptions.push(
-    output, status, panel, decorations, policy,
+    output,
+    status,
+    panel,
+    decorations,
+    policy,
     { dispose: () => void server.dispose() },
     server.onDidChangeState((s) => {
       status.setServer(s);
@@ -101,9 +115,12 @@ export function activate(context: vscode.ExtensionContext): { services: Services
         output.info("settings changed: restarting the server");
         void server.restart().catch((err) => output.error(String(err)));
       } else if (settings.routerPack !== prev.routerPack && state === "ready") {
-        server.applyRouterPack().then(() => undefined, (err: unknown) => {
-          void vscode.window.showErrorMessage(`MoE Lens: router pack not applied: ${(err as Error).message}`);
-        });
+        server.applyRouterPack().then(
+          () => undefined,
+          (err: unknown) => {
+            void vscode.window.showErrorMessage(`MoE Lens: router pack not applied: ${(err as Error).message}`);
+          },
+        );
       }
     }),
     traceSelection.register(svc),

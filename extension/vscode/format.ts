@@ -59,7 +59,8 @@ export function transitionHover(from: string, to: string, detail: string): strin
  * expert shows weight 0), router entropy in nats, experts active after AMG.
  */
 export function layerLines(t: TokenInfo, ctx: HoverContext): string[] {
-  const L = t.entropy.length, K = ctx.k;
+  const L = t.entropy.length,
+    K = ctx.k;
   const layerW = Math.max(...ctx.moeLayers.map((l) => String(l).length), String(L - 1).length);
   const lines: string[] = [];
   // Pad the expert column to the widest row so H= and act line up.
@@ -102,7 +103,8 @@ export function formatTokenHover(t: TokenInfo, ctx: HoverContext): string {
 export function shiftThresholds(shifts: ArrayLike<number>): { medium: number; strong: number } {
   const n = shifts.length - 1; // token 0 has no predecessor
   if (n < 2) return { medium: Infinity, strong: Infinity };
-  let sum = 0, sq = 0;
+  let sum = 0,
+    sq = 0;
   for (let i = 1; i < shifts.length; i++) {
     sum += shifts[i];
     sq += shifts[i] * shifts[i];

@@ -16,7 +16,10 @@ export class PolicyState implements vscode.Disposable {
   /** Whether the server has an Ant predictor loaded. */
   antAvailable = false;
 
-  constructor(private readonly memento: vscode.Memento, defaultPolicy: Policy) {
+  constructor(
+    private readonly memento: vscode.Memento,
+    defaultPolicy: Policy,
+  ) {
     this.policy = memento.get<Policy>(KEY) ?? defaultPolicy;
   }
 

@@ -16,9 +16,20 @@
 // domain's expert are known only where it is among the recorded top-N; elsewhere they are
 // NaN (the panel shows "–"), and NLL is always there.
 import {
-  analyzeTransitions, changePointSegments, detectChangePoints, domainExperts, labelByLanguage, markdownFenceSpans,
-  MARKER_LINE, spansToSegments, transitionSteps,
-  type ChangePointOptions, type DomainSegment, type DomainSpan, type LabelledText, type TransitionMetrics,
+  analyzeTransitions,
+  changePointSegments,
+  detectChangePoints,
+  domainExperts,
+  labelByLanguage,
+  markdownFenceSpans,
+  MARKER_LINE,
+  spansToSegments,
+  transitionSteps,
+  type ChangePointOptions,
+  type DomainSegment,
+  type DomainSpan,
+  type LabelledText,
+  type TransitionMetrics,
 } from "../core/transitions";
 import { finiteMean } from "../../shared/metrics";
 import type { Trace } from "../../shared/trace";
@@ -45,7 +56,8 @@ const utf8Len = (s: string) => Buffer.byteLength(s, "utf8");
 /** Marker lines as labels, keeping the marker lines in the text (see the header). Null when there are none. */
 export function markerSpansInPlace(raw: string): LabelledText | null {
   const spans: DomainSpan[] = [];
-  let at = 0, found = false;
+  let at = 0,
+    found = false;
   for (const line of raw.split(/(?<=\n)/)) {
     const n = utf8Len(line);
     const m = MARKER_LINE.exec(line.replace(/\r?\n$/, ""));
@@ -91,7 +103,14 @@ export function editorSegments(trace: Trace, text: string, languageId: string, c
   if (transitionSteps(segments).length === 0) return { segments, transitions: [], source, partial };
   const transitions = partial
     ? partialTransitions(trace, segments)
-    : analyzeTransitions(trace, segments, { text }).transitions.map(({ token, from, to, probNewExpert, rankNewExpert, nll }) => ({ token, from, to, probNewExpert, rankNewExpert, nll }));
+    : analyzeTransitions(trace, segments, { text }).transitions.map(({ token, from, to, probNewExpert, rankNewExpert, nll }) => ({
+        token,
+        from,
+        to,
+        probNewExpert,
+        rankNewExpert,
+        nll,
+      }));
   return { segments, transitions, source, partial };
 }
 
@@ -109,10 +128,12 @@ export function partialTransitions(trace: Trace, segments: DomainSegment[]): Tra
     const t = s.token;
     if (t + 1 >= c.count) continue;
     const di = de.domains.indexOf(s.to);
-    const probNewExpert: number[] = [], rankNewExpert: number[] = [];
+    const probNewExpert: number[] = [],
+      rankNewExpert: number[] = [];
     for (let m = 0; m < L; m++) {
       const e = di >= 0 ? de.experts[m][di] : -1;
-      let p = NaN, rank = NaN;
+      let p = NaN,
+        rank = NaN;
       if (e >= 0 && N > 0 && c.topIds && c.topProbs) {
         const base = (t * L + m) * N;
         for (let i = 0; i < N; i++) if (c.topIds[base + i] === e) p = c.topProbs[base + i];

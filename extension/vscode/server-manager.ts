@@ -171,9 +171,7 @@ export class ServerManager implements vscode.Disposable {
     const model = this.resolvedModelPath(modelPath);
     const run = (async () => {
       if (!fs.existsSync(binary)) {
-        throw new Error(
-          `the server binary ${binary} does not exist. Build it with \`npm run build:native\`, or point the setting moeLens.serverPath at one.`,
-        );
+        throw new Error(`the server binary ${binary} does not exist. Build it with \`npm run build:native\`, or point the setting moeLens.serverPath at one.`);
       }
       try {
         fs.accessSync(binary, fs.constants.X_OK);

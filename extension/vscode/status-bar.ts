@@ -56,18 +56,26 @@ export class StatusBar implements vscode.Disposable {
     md.appendMarkdown(`**MoE Lens** — server ${s.state}${s.pid ? ` (pid ${s.pid})` : ""}\n\n`);
     md.appendText(`Model: ${s.model?.path ?? s.modelPath}\n`);
     if (s.model) {
-      md.appendText(`${s.model.architecture}: ${s.model.n_expert} experts, k=${s.model.n_expert_used}, ${s.model.moe_layers.length} MoE layers, gating ${s.model.gating}\n`);
+      md.appendText(
+        `${s.model.architecture}: ${s.model.n_expert} experts, k=${s.model.n_expert_used}, ${s.model.moe_layers.length} MoE layers, gating ${s.model.gating}\n`,
+      );
     }
     md.appendText(`Policy: ${this.policyLabel}\n`);
     if (this.last) {
       const t = this.last.summary;
-      md.appendText(`Last trace (${this.last.policy}): ${t.n_tokens} tokens, ppl ${formatNumber(t.ppl, 2)}, active experts ${t.avg_active.toFixed(2)}/${this.last.k}, ${Math.round(t.elapsed_ms)} ms\n`);
+      md.appendText(
+        `Last trace (${this.last.policy}): ${t.n_tokens} tokens, ppl ${formatNumber(t.ppl, 2)}, active experts ${t.avg_active.toFixed(2)}/${this.last.k}, ${Math.round(t.elapsed_ms)} ms\n`,
+      );
     }
     if (s.error) md.appendText(`Last error: ${s.error}\n`);
     this.item.tooltip = md;
     this.item.accessibilityInformation = { label: `MoE Lens ${model} ${state} ${this.policyLabel}${act}` };
     this.item.backgroundColor =
-      s.state === "failed" ? new vscode.ThemeColor("statusBarItem.errorBackground") : s.state === "restarting" ? new vscode.ThemeColor("statusBarItem.warningBackground") : undefined;
+      s.state === "failed"
+        ? new vscode.ThemeColor("statusBarItem.errorBackground")
+        : s.state === "restarting"
+          ? new vscode.ThemeColor("statusBarItem.warningBackground")
+          : undefined;
   }
 
   dispose(): void {

@@ -98,10 +98,18 @@ export class Tracer {
           const model = svc.server.modelInfo ?? (await client.modelInfo(ac.signal));
           const topN = traceTopN(model.n_expert, model.moe_layers.length, Buffer.byteLength(text, "utf8"));
           const r = svc.store.begin({
-            uri: doc.uri.toString(), version: doc.version, text, baseOffset: base, wholeDocument: whole, label, policy,
+            uri: doc.uri.toString(),
+            version: doc.version,
+            text,
+            baseOffset: base,
+            wholeDocument: whole,
+            label,
+            policy,
           });
           rec = r;
-          let total = 0, done = 0, lastPct = 0;
+          let total = 0,
+            done = 0,
+            lastPct = 0;
           svc.output.info(`trace ${r.id}: ${label} (${text.length} characters)`);
           const trace = await client.trace(
             { text, policy, top_n: topN },
@@ -176,7 +184,9 @@ export class Tracer {
       svc.segments.set(r, s);
       svc.panel.post({ type: "segments", traceId: r.id, segments: s.segments, transitions: s.transitions });
       if (s.transitions.length) {
-        svc.output.info(`trace ${r.id}: ${s.segments.length} segments (${s.source}), ${s.transitions.length} transitions${s.partial ? ` (top ${r.header.top_n} of ${r.header.model.n_expert} router probabilities recorded: P and rank only where the new domain's expert is among them)` : ""}`);
+        svc.output.info(
+          `trace ${r.id}: ${s.segments.length} segments (${s.source}), ${s.transitions.length} transitions${s.partial ? ` (top ${r.header.top_n} of ${r.header.model.n_expert} router probabilities recorded: P and rank only where the new domain's expert is among them)` : ""}`,
+        );
       }
     } catch (e) {
       svc.output.warn(`trace ${r.id}: no transition analysis: ${errorMessage(e)}`);

@@ -44,7 +44,10 @@ static double median(std::vector<double> v) {
 
 static int overhead(int argc, char ** argv) {
     const char * model = arg_str(argc, argv, "-m");
-    if (!model) { std::fprintf(stderr, "overhead needs -m MODEL\n"); return 2; }
+    if (!model) {
+        std::fprintf(stderr, "overhead needs -m MODEL\n");
+        return 2;
+    }
     const int n_tokens = arg_int(argc, argv, "-n", 512);
     const int reps = arg_int(argc, argv, "-r", 5);
     LoadOptions opts;
@@ -66,7 +69,10 @@ static int overhead(int argc, char ** argv) {
     llama_context * plain = plain_owner.get();
     size_t bytes = 0;
     // Encode as the server does (invalid UTF-8 in pieces of random ids is replaced).
-    const Emit count_bytes = [&](const nlohmann::json & r) { bytes += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size(); return true; };
+    const Emit count_bytes = [&](const nlohmann::json & r) {
+        bytes += r.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).size();
+        return true;
+    };
     auto time_trace = [&] {
         const auto t0 = std::chrono::steady_clock::now();
         run_trace(*s, req, nullptr, count_bytes);
@@ -102,8 +108,8 @@ static int overhead(int argc, char ** argv) {
     const double a = median(traced), b = median(baseline);
     std::printf("{\"model\":\"%s\",\"n_layer\":%d,\"n_moe_layers\":%zu,\"n_expert\":%d,\"k\":%d,\"tokens\":%d,\"threads\":%d,\"reps\":%d,"
                 "\"trace_ms\":%.2f,\"plain_ms\":%.2f,\"ratio\":%.3f,\"record_bytes_per_token\":%.1f}\n",
-                model, llama_model_n_layer(s->model), s->layout().moe_layers.size(), s->layout().n_expert, s->layout().k, n,
-                opts.n_threads, reps, a, b, a / b, double(bytes) / (reps + 1) / n);
+                model, llama_model_n_layer(s->model), s->layout().moe_layers.size(), s->layout().n_expert, s->layout().k, n, opts.n_threads,
+                reps, a, b, a / b, double(bytes) / (reps + 1) / n);
     return 0;
 }
 
@@ -117,14 +123,17 @@ struct FastRandom {
         state ^= state >> 7;
         state ^= state << 17;
         const float u = float(state >> 40) / float(1 << 24);  // [0, 1)
-        return (2.0f * u - 1.0f) * stddev * 1.7320508f;        // sqrt(3): uniform with this std
+        return (2.0f * u - 1.0f) * stddev * 1.7320508f;       // sqrt(3): uniform with this std
     }
 };
 
 static int random_moe(int argc, char ** argv) {
     const char * src = arg_str(argc, argv, "-m");
     const char * out = arg_str(argc, argv, "-o");
-    if (!src || !out) { std::fprintf(stderr, "random-moe needs -m SOURCE.gguf -o OUT.gguf\n"); return 2; }
+    if (!src || !out) {
+        std::fprintf(stderr, "random-moe needs -m SOURCE.gguf -o OUT.gguf\n");
+        return 2;
+    }
     const int n_layer = arg_int(argc, argv, "--layers", 8);
     const int n_embd = arg_int(argc, argv, "--embd", 512);
     const int n_ff = arg_int(argc, argv, "--ff", 256);
@@ -135,13 +144,25 @@ static int random_moe(int argc, char ** argv) {
     const int hd = arg_int(argc, argv, "--head-dim", n_embd / n_head);
     const char * type_name = arg_str(argc, argv, "--type");
     const std::string tname = type_name ? type_name : "f16";
-    const ggml_type wtype = tname == "f16" ? GGML_TYPE_F16 : tname == "q8_0" ? GGML_TYPE_Q8_0 : tname == "q4_k" ? GGML_TYPE_Q4_K : GGML_TYPE_COUNT;
-    if (wtype == GGML_TYPE_COUNT) { std::fprintf(stderr, "--type must be f16, q8_0 or q4_k\n"); return 2; }
-    if (n_head % n_head_kv != 0 || k > n_expert) { std::fprintf(stderr, "inconsistent shape\n"); return 2; }
+    const ggml_type wtype = tname == "f16"    ? GGML_TYPE_F16
+                            : tname == "q8_0" ? GGML_TYPE_Q8_0
+                            : tname == "q4_k" ? GGML_TYPE_Q4_K
+                                              : GGML_TYPE_COUNT;
+    if (wtype == GGML_TYPE_COUNT) {
+        std::fprintf(stderr, "--type must be f16, q8_0 or q4_k\n");
+        return 2;
+    }
+    if (n_head % n_head_kv != 0 || k > n_expert) {
+        std::fprintf(stderr, "inconsistent shape\n");
+        return 2;
+    }
 
     gguf_init_params ip = {true, nullptr};
     gguf_context * srcg = gguf_init_from_file(src, ip);
-    if (!srcg) { std::fprintf(stderr, "cannot read %s\n", src); return 1; }
+    if (!srcg) {
+        std::fprintf(stderr, "cannot read %s\n", src);
+        return 1;
+    }
     gguf_context * g = gguf_init_empty();
     gguf_set_kv(g, srcg);
     const int64_t tok_id = gguf_find_key(srcg, "tokenizer.ggml.tokens");
@@ -168,9 +189,9 @@ static int random_moe(int argc, char ** argv) {
     std::vector<std::pair<ggml_tensor *, bool>> tensors;  // (tensor, is a norm)
     auto add = [&](const std::string & name, std::vector<int64_t> ne, bool norm) {
         const ggml_type type = norm ? GGML_TYPE_F32 : (ne[0] % ggml_blck_size(wtype) == 0 ? wtype : GGML_TYPE_F16);
-        ggml_tensor * t = ne.size() == 1 ? ggml_new_tensor_1d(ctx, type, ne[0])
-                        : ne.size() == 2 ? ggml_new_tensor_2d(ctx, type, ne[0], ne[1])
-                                         : ggml_new_tensor_3d(ctx, type, ne[0], ne[1], ne[2]);
+        ggml_tensor * t = ne.size() == 1   ? ggml_new_tensor_1d(ctx, type, ne[0])
+                          : ne.size() == 2 ? ggml_new_tensor_2d(ctx, type, ne[0], ne[1])
+                                           : ggml_new_tensor_3d(ctx, type, ne[0], ne[1], ne[2]);
         ggml_set_name(t, name.c_str());
         gguf_add_tensor(g, t);
         tensors.emplace_back(t, norm);
@@ -193,9 +214,15 @@ static int random_moe(int argc, char ** argv) {
         add(p + "ffn_up_exps.weight", {n_embd, n_ff, n_expert}, false);
         add(p + "ffn_down_exps.weight", {n_ff, n_embd, n_expert}, false);
     }
-    if (!gguf_write_to_file(g, out, /*only_meta=*/true)) { std::fprintf(stderr, "cannot write %s\n", out); return 1; }
+    if (!gguf_write_to_file(g, out, /*only_meta=*/true)) {
+        std::fprintf(stderr, "cannot write %s\n", out);
+        return 1;
+    }
     FILE * f = std::fopen(out, "ab");
-    if (!f) { std::fprintf(stderr, "cannot append to %s\n", out); return 1; }
+    if (!f) {
+        std::fprintf(stderr, "cannot append to %s\n", out);
+        return 1;
+    }
     const size_t align = gguf_get_alignment(g);
     FastRandom rng(11);
     std::vector<float> row;
@@ -209,17 +236,23 @@ static int random_moe(int argc, char ** argv) {
         const size_t row_bytes = ggml_row_size(t->type, n_per_row);
         for (int64_t r = 0; r < nrows; ++r) {
             for (auto & v : row) v = norm && !router ? 1.0f : rng.uniform(0.02f);
-            if (t->type == GGML_TYPE_F32) std::memcpy(bytes.data() + r * row_bytes, row.data(), row_bytes);
-            else ggml_quantize_chunk(t->type, row.data(), bytes.data() + r * row_bytes, 0, 1, n_per_row, nullptr);
+            if (t->type == GGML_TYPE_F32)
+                std::memcpy(bytes.data() + r * row_bytes, row.data(), row_bytes);
+            else
+                ggml_quantize_chunk(t->type, row.data(), bytes.data() + r * row_bytes, 0, 1, n_per_row, nullptr);
         }
-        if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) { std::fprintf(stderr, "write failed\n"); std::fclose(f); return 1; }
+        if (std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size()) {
+            std::fprintf(stderr, "write failed\n");
+            std::fclose(f);
+            return 1;
+        }
     }
     std::fclose(f);
     gguf_free(g);
     gguf_free(srcg);
     ggml_free(ctx);
-    std::printf("wrote %s: %d layers, n_embd %d, %d experts, k %d, expert ffn %d, heads %d/%d, %s\n", out, n_layer, n_embd,
-                n_expert, k, n_ff, n_head, n_head_kv, tname.c_str());
+    std::printf("wrote %s: %d layers, n_embd %d, %d experts, k %d, expert ffn %d, heads %d/%d, %s\n", out, n_layer, n_embd, n_expert, k,
+                n_ff, n_head, n_head_kv, tname.c_str());
     return 0;
 }
 

@@ -44,7 +44,11 @@ bool base64_decode(const std::string & text, std::vector<unsigned char> & out) {
         int pad = 0;
         for (int j = 0; j < 4; ++j) {
             const char c = text[i + j];
-            if (c == '=' && i + 4 == text.size() && j >= 2) { v[j] = 0; ++pad; continue; }
+            if (c == '=' && i + 4 == text.size() && j >= 2) {
+                v[j] = 0;
+                ++pad;
+                continue;
+            }
             if (pad) return false;
             v[j] = value_of(c);
             if (v[j] < 0) return false;

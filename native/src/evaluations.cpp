@@ -84,10 +84,17 @@ struct BatchBuilder {
         }
     }
     json take() {
-        json j = {{"type", "batch"}, {"start", start}, {"count", count},
-                  {"token_ids", base64_of(ids)}, {"byte_spans", base64_of(spans)}, {"pieces", pieces},
-                  {"nll", base64_of(nll)}, {"experts", base64_of(experts)}, {"weights", base64_of(weights)},
-                  {"entropy", base64_of(entropy)}, {"active", base64_of(active)}};
+        json j = {{"type", "batch"},
+                  {"start", start},
+                  {"count", count},
+                  {"token_ids", base64_of(ids)},
+                  {"byte_spans", base64_of(spans)},
+                  {"pieces", pieces},
+                  {"nll", base64_of(nll)},
+                  {"experts", base64_of(experts)},
+                  {"weights", base64_of(weights)},
+                  {"entropy", base64_of(entropy)},
+                  {"active", base64_of(active)}};
         if (!norms.empty()) j["expert_norms"] = base64_of(norms);
         if (!probs.empty()) j["probs"] = base64_of(probs);
         if (N > 0) {
@@ -134,9 +141,12 @@ struct SummaryBuilder {
             total += a;
         }
         const double mean = nll_count ? nll_sum / nll_count : NAN;
-        return {{"type", "summary"}, {"n_tokens", tokens}, {"mean_nll", nll_count ? json(mean) : json(nullptr)},
+        return {{"type", "summary"},
+                {"n_tokens", tokens},
+                {"mean_nll", nll_count ? json(mean) : json(nullptr)},
                 {"ppl", nll_count ? json(std::exp(mean)) : json(nullptr)},
-                {"avg_active", tokens ? total / (double(tokens) * L) : 0.0}, {"avg_active_per_layer", per_layer},
+                {"avg_active", tokens ? total / (double(tokens) * L) : 0.0},
+                {"avg_active_per_layer", per_layer},
                 {"usage", usage},
                 {"elapsed_ms", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()}};
     }
@@ -147,9 +157,16 @@ static json header_record(ModelSession & s, const Policy & policy, int top_n, in
     json windows = json::array();
     for (const Window & w : ws)
         windows.push_back({{"start", w.start}, {"end", w.end}, {"scored_from", w.scored_from}, {"recorded_end", w.recorded_end}});
-    return {{"type", "header"}, {"model", s.info()}, {"policy", policy_to_json(policy)},
-            {"n_moe_layers", s.layout().moe_layers.size()}, {"k", s.layout().k}, {"top_n", top_n},
-            {"n_tokens", n_tokens}, {"windows", windows}, {"kv_shift", kv_shift}, {"probs", probs}};
+    return {{"type", "header"},
+            {"model", s.info()},
+            {"policy", policy_to_json(policy)},
+            {"n_moe_layers", s.layout().moe_layers.size()},
+            {"k", s.layout().k},
+            {"top_n", top_n},
+            {"n_tokens", n_tokens},
+            {"windows", windows},
+            {"kv_shift", kv_shift},
+            {"probs", probs}};
 }
 
 static void check_decode(int rc, ModelSession & s) {
@@ -179,8 +196,8 @@ static void decode_span(ModelSession & s, llama_context * ctx, const std::vector
 // NLL of the successor of each token in [from, to) (NaN without one inside the window),
 // split over the session's threads: after a decode they are idle, and the vocabulary-wide
 // log-softmax is a trace's largest cost on small models.
-static std::vector<double> next_token_nll(ModelSession & s, llama_context * ctx, const std::vector<llama_token> & tokens,
-                                          int from, int to, int pos, int window_end) {
+static std::vector<double> next_token_nll(ModelSession & s, llama_context * ctx, const std::vector<llama_token> & tokens, int from, int to,
+                                          int pos, int window_end) {
     std::vector<double> out(std::max(0, to - from), NAN);
     const int n_vocab = llama_vocab_n_tokens(s.vocab);
     auto work = [&](int a, int b) {
@@ -258,7 +275,8 @@ bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredic
     const int n_vocab = llama_vocab_n_tokens(s.vocab);
     TokenizedText text = req.prompt;
     const int P = int(text.tokens.size());
-    if (P >= s.n_ctx()) throw BadRequest("the prompt (" + std::to_string(P) + " tokens) does not fit the context (" + std::to_string(s.n_ctx()) + ")");
+    if (P >= s.n_ctx())
+        throw BadRequest("the prompt (" + std::to_string(P) + " tokens) does not fit the context (" + std::to_string(s.n_ctx()) + ")");
     if (!emit(header_record(s, req.policy, req.top_n, P, {{0, P, 0, P}}))) return false;
 
     llama_sampler * chain = llama_sampler_chain_init(llama_sampler_chain_default_params());
@@ -325,8 +343,8 @@ bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredic
     return emit(summary.take());
 }
 
-json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens_in, int n_ctx, int n_batch,
-                    const Policy & policy, const AntPredictor * ant) {
+json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens_in, int n_ctx, int n_batch, const Policy & policy,
+                    const AntPredictor * ant) {
     std::vector<llama_token> tokens = tokens_in;
     if (int(tokens.size()) < 2 * n_ctx)
         throw BadRequest("perplexity needs at least " + std::to_string(2 * n_ctx) + " tokens for n_ctx=" + std::to_string(n_ctx) +
@@ -416,10 +434,10 @@ json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens_in
     char printed[128];
     std::snprintf(printed, sizeof(printed), "Final estimate: PPL = %.4lf +/- %.5lf", ppl, err);
     const double avg_active = s.tap.active_count > 0 ? s.tap.active_sum / s.tap.active_count : double(s.layout().k);
-    return {{"ppl", ppl}, {"ppl_err", err}, {"n_chunks", n_chunk}, {"n_ctx", n_ctx}, {"n_seq", n_seq},
-            {"tokens", tokens.size()}, {"scored", count}, {"chunk_ppl", chunk_ppl},
-            {"avg_active_experts", avg_active}, {"k", s.layout().k}, {"printed", printed},
-            {"policy", policy_to_json(policy)}};
+    return {{"ppl", ppl},        {"ppl_err", err},         {"n_chunks", n_chunk},
+            {"n_ctx", n_ctx},    {"n_seq", n_seq},         {"tokens", tokens.size()},
+            {"scored", count},   {"chunk_ppl", chunk_ppl}, {"avg_active_experts", avg_active},
+            {"k", s.layout().k}, {"printed", printed},     {"policy", policy_to_json(policy)}};
 }
 
 json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens) {
@@ -513,11 +531,15 @@ json run_speed(ModelSession & s, const SpeedRequest & req, const AntPredictor * 
 
     const double rows = prefill_rows + decode_rows_n;
     const bool skip = req.policy.skip && llama_moe_routing_can_skip(ctx) && req.policy.changes_weights(s.layout().k);
-    return {{"prefill_tokens", n_prefill}, {"prefill_ms", prefill_ms},
-            {"decode_tokens", req.n_decode}, {"decode_ms", decode_ms},
+    return {{"prefill_tokens", n_prefill},
+            {"prefill_ms", prefill_ms},
+            {"decode_tokens", req.n_decode},
+            {"decode_ms", decode_ms},
             {"avg_active_experts", rows > 0 ? (prefill_active + decode_active) / rows : double(s.layout().k)},
             {"decode_avg_active_experts", decode_rows_n > 0 ? decode_active / decode_rows_n : double(s.layout().k)},
-            {"k", s.layout().k}, {"skip", skip}, {"policy", policy_to_json(req.policy)}};
+            {"k", s.layout().k},
+            {"skip", skip},
+            {"policy", policy_to_json(req.policy)}};
 }
 
 }  // namespace moelens

@@ -15,9 +15,9 @@ namespace moelens {
 using Emit = std::function<bool(const nlohmann::json & record)>;
 
 struct Window {
-    int start, end;      // tokens evaluated, [start, end)
-    int scored_from;     // first token recorded
-    int recorded_end;    // one past the last token recorded
+    int start, end;    // tokens evaluated, [start, end)
+    int scored_from;   // first token recorded
+    int recorded_end;  // one past the last token recorded
 };
 
 // Windows of n_ctx tokens over T tokens such that every token is recorded exactly once and
@@ -47,17 +47,17 @@ struct GenerateRequest {
 };
 bool run_generate(ModelSession & s, const GenerateRequest & req, const AntPredictor * ant, const Emit & emit);
 
-nlohmann::json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens, int n_ctx, int n_batch,
-                              const Policy & policy, const AntPredictor * ant);
+nlohmann::json run_perplexity(ModelSession & s, const std::vector<llama_token> & tokens, int n_ctx, int n_batch, const Policy & policy,
+                              const AntPredictor * ant);
 
 nlohmann::json run_calibrate(ModelSession & s, const std::vector<llama_token> & tokens);
 
 struct SpeedRequest {
     std::vector<llama_token> tokens;  // the text, with BOS
     Policy policy;
-    int n_prefill = 0;   // tokens evaluated for the prefill rate (0: all of them)
-    int n_prompt = 32;   // tokens of the text before decoding starts
-    int n_decode = 64;   // tokens generated one at a time (greedy) for the decode rate
+    int n_prefill = 0;  // tokens evaluated for the prefill rate (0: all of them)
+    int n_prompt = 32;  // tokens of the text before decoding starts
+    int n_decode = 64;  // tokens generated one at a time (greedy) for the decode rate
 };
 
 // Prefill and batch-1 decode speed under a policy, timed inside the server (native/API.md).

@@ -26,16 +26,11 @@ bool constant_time_equals(const std::string & a, const std::string & b) {
 
 // The route table: every route of native/API.md, once.
 const ApiServer::Route ApiServer::kRoutes[] = {
-    {"GET", "/health", &ApiServer::handle_health},
-    {"GET", "/v1/model", &ApiServer::handle_model},
-    {"POST", "/v1/tokenize", &ApiServer::handle_tokenize},
-    {"POST", "/v1/trace", &ApiServer::handle_trace},
-    {"POST", "/v1/generate", &ApiServer::handle_generate},
-    {"POST", "/v1/perplexity", &ApiServer::handle_perplexity},
-    {"POST", "/v1/calibrate", &ApiServer::handle_calibrate},
-    {"POST", "/v1/predictor", &ApiServer::handle_predictor},
-    {"POST", "/v1/speed", &ApiServer::handle_speed},
-    {"POST", "/v1/router-pack", &ApiServer::handle_router_pack},
+    {"GET", "/health", &ApiServer::handle_health},           {"GET", "/v1/model", &ApiServer::handle_model},
+    {"POST", "/v1/tokenize", &ApiServer::handle_tokenize},   {"POST", "/v1/trace", &ApiServer::handle_trace},
+    {"POST", "/v1/generate", &ApiServer::handle_generate},   {"POST", "/v1/perplexity", &ApiServer::handle_perplexity},
+    {"POST", "/v1/calibrate", &ApiServer::handle_calibrate}, {"POST", "/v1/predictor", &ApiServer::handle_predictor},
+    {"POST", "/v1/speed", &ApiServer::handle_speed},         {"POST", "/v1/router-pack", &ApiServer::handle_router_pack},
 };
 
 namespace {
@@ -84,8 +79,8 @@ int ApiServer::bind() {
     // main() resolved --host and checked it (bind_address.h); this refuses anything else.
     if (!config_.allow_remote && !is_loopback_address(config_.host))
         throw UserError("refusing to listen on non-loopback address " + config_.host + ": pass --allow-remote to do it anyway");
-    const int port = config_.port == 0 ? http_->bind_to_any_port(config_.host)
-                                       : (http_->bind_to_port(config_.host, config_.port) ? config_.port : -1);
+    const int port =
+        config_.port == 0 ? http_->bind_to_any_port(config_.host) : (http_->bind_to_port(config_.host, config_.port) ? config_.port : -1);
     if (port <= 0) throw UserError("cannot listen on " + config_.host + ":" + std::to_string(config_.port));
     return port;
 }
@@ -104,8 +99,10 @@ void ApiServer::install_routes() {
     for (const Route & route : kRoutes) {
         const Handler handler = route.handler;
         auto call = [this, handler](const httplib::Request & req, httplib::Response & res) { (this->*handler)(req, res); };
-        if (std::string(route.method) == "GET") http.Get(route.path, call);
-        else http.Post(route.path, call);
+        if (std::string(route.method) == "GET")
+            http.Get(route.path, call);
+        else
+            http.Post(route.path, call);
     }
 
     http.set_pre_routing_handler([this](const httplib::Request & req, httplib::Response & res) {
@@ -126,8 +123,10 @@ void ApiServer::install_routes() {
         switch (res.status) {
             case 400: {
                 const ReadFailure why = current_read_failure();
-                if (why == ReadFailure::Deadline) send_error(res, 408, "request_timeout", "the request did not arrive in time");
-                else send_error(res, 400, "bad_request", "malformed HTTP request");
+                if (why == ReadFailure::Deadline)
+                    send_error(res, 408, "request_timeout", "the request did not arrive in time");
+                else
+                    send_error(res, 400, "bad_request", "malformed HTTP request");
                 return;
             }
             case 404: {
@@ -155,9 +154,7 @@ void ApiServer::install_routes() {
             send_error(res, 400, "bad_request", e.what());
         } catch (const Cancelled &) {
             send_error(res, 503, "cancelled", "the request was cancelled: the client went away or the server is stopping");
-        } catch (const std::exception & e) {
-            send_error(res, 500, "internal", e.what());
-        } catch (...) {
+        } catch (const std::exception & e) { send_error(res, 500, "internal", e.what()); } catch (...) {
             send_error(res, 500, "internal", "unknown error");
         }
     });
@@ -209,21 +206,21 @@ void ApiServer::ensure_expert_slots(const Policy & policy) {
             opts.override_kv.pop_back();
             try {
                 session_ = ModelSession::load(opts);
-            } catch (const std::exception & e) {
-                std::fprintf(stderr, "moe-lens-server: cannot reload the model: %s\n", e.what());
-            }
+            } catch (const std::exception & e) { std::fprintf(stderr, "moe-lens-server: cannot reload the model: %s\n", e.what()); }
             throw;
         }
     }
     publish_model_info();
     if (session_->layout().k != want)
-        throw UserError("the model ignored " + key + "=" + std::to_string(want) + " (it reports k=" +
-                        std::to_string(session_->layout().k) + ")");
+        throw UserError("the model ignored " + key + "=" + std::to_string(want) + " (it reports k=" + std::to_string(session_->layout().k) +
+                        ")");
 }
 
 const AntPredictor * ApiServer::predictor_for(const Policy & policy) const {
     if (policy.ant && !predictor_)
-        throw HttpError(409, "no_predictor", "the Ant policy needs a fitted predictor and none is loaded: run calibration first (moe-lens calibrate, or \"MoE Lens: Calibrate Ant on Text…\")");
+        throw HttpError(409, "no_predictor",
+                        "the Ant policy needs a fitted predictor and none is loaded: run calibration first (moe-lens calibrate, or \"MoE "
+                        "Lens: Calibrate Ant on Text…\")");
     return predictor_ ? &*predictor_ : nullptr;
 }
 
@@ -251,9 +248,7 @@ void ApiServer::stream(httplib::Response & res, std::shared_ptr<ModelLock> lock,
                     emit({{"type", "error"}, {"code", e.code}, {"message", e.what()}});
                 } catch (const UserError & e) {
                     emit({{"type", "error"}, {"code", "bad_request"}, {"message", e.what()}});
-                } catch (const std::exception & e) {
-                    emit({{"type", "error"}, {"code", "failed"}, {"message", e.what()}});
-                }
+                } catch (const std::exception & e) { emit({{"type", "error"}, {"code", "failed"}, {"message", e.what()}}); }
             }
             // The model is free before the client can see the end of the stream.
             if (lock->owns_lock()) lock->unlock();
@@ -421,8 +416,10 @@ void ApiServer::handle_predictor(const httplib::Request & req, httplib::Response
     const json & path = body["path"];
     if (!path.is_null() && !path.is_string()) throw BadRequest("\"path\" must be a string or null");
     auto lock = acquire_model();
-    if (path.is_null()) predictor_.reset();
-    else predictor_ = load_predictor(path.get<std::string>(), *session_);
+    if (path.is_null())
+        predictor_.reset();
+    else
+        predictor_ = load_predictor(path.get<std::string>(), *session_);
     publish_model_info();
     send_json(res, {{"predictor_loaded", predictor_.has_value()}});
 }

@@ -37,8 +37,8 @@ class ApiServer {
 public:
     ApiServer(ServerConfig config, std::unique_ptr<ModelSession> session);
     ~ApiServer();
-    int bind();     // returns the bound port; throws UserError
-    void serve();   // blocks until stop()
+    int bind();    // returns the bound port; throws UserError
+    void serve();  // blocks until stop()
     // Stops listening and makes a running evaluation stop at its next ubatch. Any thread.
     void stop();
 
@@ -92,10 +92,10 @@ private:
     std::timed_mutex model_mutex_;
     std::shared_timed_mutex session_mutex_;
     std::unique_ptr<ModelSession> session_;
-    int base_k_ = 0;                    // expert slots as loaded at start (with --override-kv)
+    int base_k_ = 0;  // expert slots as loaded at start (with --override-kv)
     std::optional<AntPredictor> predictor_;
     std::mutex snapshot_mutex_;
-    std::string model_info_;            // /v1/model's body without predictor_loaded
+    std::string model_info_;  // /v1/model's body without predictor_loaded
     bool predictor_loaded_ = false;
 };
 

@@ -63,11 +63,12 @@ bool poll_socket(socket_t sock, short events, long long ms) { return poll_wait(s
 void address_of(socket_t sock, bool peer, std::string & ip, int & port) {
     sockaddr_storage addr{};
     socklen_t len = sizeof(addr);
-    const int rc = peer ? getpeername(sock, reinterpret_cast<sockaddr *>(&addr), &len)
-                        : getsockname(sock, reinterpret_cast<sockaddr *>(&addr), &len);
+    const int rc =
+        peer ? getpeername(sock, reinterpret_cast<sockaddr *>(&addr), &len) : getsockname(sock, reinterpret_cast<sockaddr *>(&addr), &len);
     if (rc != 0) return;
     char host[NI_MAXHOST] = {0}, serv[NI_MAXSERV] = {0};
-    if (getnameinfo(reinterpret_cast<sockaddr *>(&addr), len, host, sizeof(host), serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) == 0) {
+    if (getnameinfo(reinterpret_cast<sockaddr *>(&addr), len, host, sizeof(host), serv, sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) ==
+        0) {
         ip = host;
         port = std::atoi(serv);
     }
@@ -148,8 +149,7 @@ public:
                 status = 431, code = "header_too_large",
                 message = "a header line is longer than " + std::to_string(CPPHTTPLIB_MAX_LINE_LENGTH) + " bytes";
                 break;
-            case ReadFailure::None:
-                break;
+            case ReadFailure::None: break;
         }
         const std::string body = error_body(code, message);
         const std::string response = "HTTP/1.1 " + std::to_string(status) + " " + reason_phrase(status) +

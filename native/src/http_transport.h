@@ -27,14 +27,14 @@
 namespace moelens {
 
 struct TransportLimits {
-    int request_timeout_s = 10;    // whole request, from its first byte
-    int first_request_s = 5;       // a new connection's first byte must come within this
+    int request_timeout_s = 10;  // whole request, from its first byte
+    int first_request_s = 5;     // a new connection's first byte must come within this
     // A connection waiting for its next request. Only clients that were answered with success
     // (so hold the token) get here: error responses close the connection. Long, because a
     // client whose event loop is blocked for a while (Node's spawnSync) cannot see a close
     // and sends its next request on the dead connection; cpp-httplib's 5 s made that a race.
     int idle_timeout_s = 30;
-    int max_connections = 256;     // connections served at once (worker threads)
+    int max_connections = 256;  // connections served at once (worker threads)
 };
 
 // Why the transport failed to read the request being served on this thread, for the error

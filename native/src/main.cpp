@@ -39,11 +39,11 @@ static void on_signal(int) { g_stop_requested.store(true); }
 
 static void usage() {
     std::fprintf(stderr,
-        "usage: moe-lens-server -m MODEL [-c N] [-t N] [-ngl N] [--host ADDR] [--port N]\n"
-        "                       [--override-kv KEY=TYPE:VALUE]... [--allow-remote] [--max-body BYTES]\n"
-        "                       [--predictor FILE] [--router-pack FILE] [--rpc HOST:PORT,...] [--request-timeout SECONDS]\n"
-        "                       [--exit-with-stdin]\n"
-        "Serves the MoE Lens API (native/API.md). Needs MOE_LENS_TOKEN, or prints a generated token.\n");
+                 "usage: moe-lens-server -m MODEL [-c N] [-t N] [-ngl N] [--host ADDR] [--port N]\n"
+                 "                       [--override-kv KEY=TYPE:VALUE]... [--allow-remote] [--max-body BYTES]\n"
+                 "                       [--predictor FILE] [--router-pack FILE] [--rpc HOST:PORT,...] [--request-timeout SECONDS]\n"
+                 "                       [--exit-with-stdin]\n"
+                 "Serves the MoE Lens API (native/API.md). Needs MOE_LENS_TOKEN, or prints a generated token.\n");
 }
 
 static void fail_line(const std::string & message, int status) {
@@ -58,8 +58,7 @@ static int to_int(const std::string & flag, const std::string & v) {
         size_t used = 0;
         const int x = std::stoi(v, &used);
         if (used == v.size()) return x;
-    } catch (...) {
-    }
+    } catch (...) {}
     fail_line("flag " + flag + " needs an integer, got '" + v + "'", 2);
     return 0;
 }
@@ -86,8 +85,7 @@ static void watch_parent(bool exit_with_stdin) {
     if (exit_with_stdin) {
         std::thread([] {
             char buf[256];
-            while (std::fread(buf, 1, sizeof(buf), stdin) > 0) {
-            }
+            while (std::fread(buf, 1, sizeof(buf), stdin) > 0) {}
             g_stop_requested.store(true);
         }).detach();
     }
@@ -112,44 +110,63 @@ int main(int argc, char ** argv) {
             if (i + 1 >= argc) fail_line("flag " + a + " needs a value", 2);
             return argv[++i];
         };
-        if (a == "-m" || a == "--model") cfg.load.model_path = value();
-        else if (a == "-c" || a == "--ctx-size") cfg.load.n_ctx = to_int(a, value());
-        else if (a == "-t" || a == "--threads") cfg.load.n_threads = to_int(a, value());
-        else if (a == "-ngl" || a == "--n-gpu-layers" || a == "--gpu-layers") cfg.load.n_gpu_layers = to_int(a, value());
-        else if (a == "--host") cfg.host = value();
-        else if (a == "--port") cfg.port = to_int(a, value());
-        else if (a == "--override-kv") cfg.load.override_kv.push_back(value());
-        else if (a == "--allow-remote") cfg.allow_remote = true;
-        else if (a == "--max-body") cfg.max_body = size_t(std::max(1, to_int(a, value())));
-        else if (a == "--predictor") cfg.predictor_path = value();
-        else if (a == "--router-pack") cfg.router_pack_path = value();
+        if (a == "-m" || a == "--model")
+            cfg.load.model_path = value();
+        else if (a == "-c" || a == "--ctx-size")
+            cfg.load.n_ctx = to_int(a, value());
+        else if (a == "-t" || a == "--threads")
+            cfg.load.n_threads = to_int(a, value());
+        else if (a == "-ngl" || a == "--n-gpu-layers" || a == "--gpu-layers")
+            cfg.load.n_gpu_layers = to_int(a, value());
+        else if (a == "--host")
+            cfg.host = value();
+        else if (a == "--port")
+            cfg.port = to_int(a, value());
+        else if (a == "--override-kv")
+            cfg.load.override_kv.push_back(value());
+        else if (a == "--allow-remote")
+            cfg.allow_remote = true;
+        else if (a == "--max-body")
+            cfg.max_body = size_t(std::max(1, to_int(a, value())));
+        else if (a == "--predictor")
+            cfg.predictor_path = value();
+        else if (a == "--router-pack")
+            cfg.router_pack_path = value();
         else if (a == "--rpc") {
             const std::string list = value();
             size_t start = 0;
             while (start <= list.size()) {
                 const size_t comma = list.find(',', start);
                 const std::string endpoint = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-                if (endpoint.empty() || endpoint.find(':') == std::string::npos) fail_line("--rpc takes HOST:PORT[,HOST:PORT...], got '" + list + "'", 2);
+                if (endpoint.empty() || endpoint.find(':') == std::string::npos)
+                    fail_line("--rpc takes HOST:PORT[,HOST:PORT...], got '" + list + "'", 2);
                 cfg.load.rpc_servers.push_back(endpoint);
                 if (comma == std::string::npos) break;
                 start = comma + 1;
             }
+        } else if (a == "--request-timeout")
+            cfg.transport.request_timeout_s = to_int(a, value());
+        else if (a == "--exit-with-stdin")
+            exit_with_stdin = true;
+        else if (a == "-h" || a == "--help") {
+            usage();
+            return 0;
+        } else {
+            usage();
+            fail_line("unknown flag " + a, 2);
         }
-        else if (a == "--request-timeout") cfg.transport.request_timeout_s = to_int(a, value());
-        else if (a == "--exit-with-stdin") exit_with_stdin = true;
-        else if (a == "-h" || a == "--help") { usage(); return 0; }
-        else { usage(); fail_line("unknown flag " + a, 2); }
     }
-    if (cfg.load.model_path.empty()) { usage(); fail_line("no model given (-m MODEL)", 2); }
+    if (cfg.load.model_path.empty()) {
+        usage();
+        fail_line("no model given (-m MODEL)", 2);
+    }
     if (cfg.load.n_ctx < 8) fail_line("-c must be at least 8", 2);
     if (cfg.port < 0 || cfg.port > 65535) fail_line("--port must be in [0, 65535]", 2);
     if (cfg.transport.request_timeout_s < 1) fail_line("--request-timeout must be at least 1 second", 2);
     // Resolve and check the bind address before spending time on the model.
     try {
         cfg.host = choose_bind_address(cfg.host, cfg.allow_remote ? std::vector<std::string>{} : resolve_host(cfg.host), cfg.allow_remote);
-    } catch (const UserError & e) {
-        fail_line(e.what(), 2);
-    }
+    } catch (const UserError & e) { fail_line(e.what(), 2); }
 
     std::signal(SIGINT, on_signal);
     std::signal(SIGTERM, on_signal);
@@ -183,9 +200,7 @@ int main(int argc, char ** argv) {
         std::printf("%s\n", ready.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
         std::fflush(stdout);
         server.serve();
-    } catch (const UserError & e) {
-        fail_line(e.what(), 1);
-    } catch (const std::exception & e) {
+    } catch (const UserError & e) { fail_line(e.what(), 1); } catch (const std::exception & e) {
         fail_line(std::string("unexpected error: ") + e.what(), 1);
     }
     return 0;

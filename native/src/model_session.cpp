@@ -125,8 +125,7 @@ static void check_model_file(const std::string & path) {
     if (!f || ec) throw UserError("cannot read the model file " + path);
     char magic[4] = {0};
     f.read(magic, 4);
-    if (f.gcount() < 4 || std::memcmp(magic, "GGUF", 4) != 0)
-        throw UserError("not a GGUF file (bad magic): " + path);
+    if (f.gcount() < 4 || std::memcmp(magic, "GGUF", 4) != 0) throw UserError("not a GGUF file (bad magic): " + path);
 
     // The header, metadata and tensor table, parsed and checked by ggml's GGUF reader.
     take_last_errors();
@@ -278,9 +277,9 @@ nlohmann::json ModelSession::info() const {
         {"capabilities", {"in_graph_routing", "expert_norms", "router_packs"}},
         {"skip_supported", llama_moe_routing_can_skip(ctx())},
         {"router_pack", router_pack ? nlohmann::json{{"path", router_pack->path},
-                                                       {"name", router_pack->name},
-                                                       {"description", router_pack->description},
-                                                       {"mechanisms", router_pack->mechanisms()}}
+                                                     {"name", router_pack->name},
+                                                     {"description", router_pack->description},
+                                                     {"mechanisms", router_pack->mechanisms()}}
                                     : nlohmann::json(nullptr)},
         {"router_devices", L.router_devices},
     };

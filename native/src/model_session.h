@@ -2,8 +2,8 @@
 // layout found at load time by evaluating one token (see RoutingTap, Mode::Discover).
 #pragma once
 
-#include "router_pack.h"
 #include "errors.h"
+#include "router_pack.h"
 #include "routing_tap.h"
 
 #include "llama-cpp.h"
@@ -20,7 +20,7 @@ namespace moelens {
 struct LoadOptions {
     std::string model_path;
     int n_ctx = 2048;
-    int n_threads = 0;          // 0: llama.cpp's default
+    int n_threads = 0;  // 0: llama.cpp's default
     int n_gpu_layers = 0;
     std::vector<std::string> override_kv;  // KEY=TYPE:VALUE, as llama.cpp's tools take them
     std::vector<std::string> rpc_servers;  // HOST:PORT of ggml-rpc-server workers the layers are spread over

@@ -15,8 +15,7 @@ void LayerRouterState::reset(int n_expert) {
     started = false;
 }
 
-static void update_membrane(std::vector<float> & U, const float * z, int n, float beta, BetaForm form,
-                            const std::optional<float> & theta) {
+static void update_membrane(std::vector<float> & U, const float * z, int n, float beta, BetaForm form, const std::optional<float> & theta) {
     const float in_scale = form == BetaForm::ScalePreserving ? 1.0f - beta : 1.0f;
     for (int e = 0; e < n; ++e) {
         float u = beta * U[e] + in_scale * z[e];
@@ -36,8 +35,7 @@ static void predict_next(const AntLayer & ant, const float * z, const float * U,
     }
 }
 
-void apply_logit_policies(const Policy & policy, const AntLayer * ant, float ant_beta,
-                          LayerRouterState & st, float * z, int n) {
+void apply_logit_policies(const Policy & policy, const AntLayer * ant, float ant_beta, LayerRouterState & st, float * z, int n) {
     if (int(st.membrane.size()) != n) st.reset(n);
     const std::vector<float> raw(z, z + n);
 
@@ -84,8 +82,10 @@ void apply_logit_policies(const Policy & policy, const AntLayer * ant, float ant
             st.prediction = forecast;
         } else {
             const float beta = policy.beta ? policy.beta->beta : 0.9f;
-            if (!st.started) st.ant_memory.assign(raw.begin(), raw.end());
-            else update_membrane(st.ant_memory, raw.data(), n, beta, BetaForm::ScalePreserving, std::nullopt);
+            if (!st.started)
+                st.ant_memory.assign(raw.begin(), raw.end());
+            else
+                update_membrane(st.ant_memory, raw.data(), n, beta, BetaForm::ScalePreserving, std::nullopt);
             st.prediction = st.ant_memory;
         }
     }
@@ -110,9 +110,7 @@ void top_n(const float * p, int n_total, int n, int32_t * ids_out, float * vals_
     std::vector<int> idx(n_total);
     std::iota(idx.begin(), idx.end(), 0);
     n = std::min(n, n_total);
-    std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), [&](int a, int b) {
-        return p[a] > p[b] || (p[a] == p[b] && a < b);
-    });
+    std::partial_sort(idx.begin(), idx.begin() + n, idx.end(), [&](int a, int b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     for (int i = 0; i < n; ++i) {
         ids_out[i] = idx[i];
         vals_out[i] = p[idx[i]];

@@ -22,10 +22,10 @@ struct AmgParams {
 };
 
 struct BetaParams {
-    float beta = 0.0f;       // [0, 1)
+    float beta = 0.0f;  // [0, 1)
     std::optional<float> theta;
     BetaForm form = BetaForm::Raw;
-    float mix = 1.0f;        // route on (1-mix)·z + mix·U
+    float mix = 1.0f;  // route on (1-mix)·z + mix·U
 };
 
 struct PiParams {
@@ -75,11 +75,11 @@ struct AntPredictor {
 
 // Routing state of one sequence in one MoE layer. Reset at every sequence start.
 struct LayerRouterState {
-    std::vector<float> membrane;     // β memory U over the raw logits
-    std::vector<float> ant_memory;   // the predictor's own β memory
-    std::vector<float> prediction;   // ẑ_t predicted at t-1 (for Π), empty before the first step
-    std::vector<float> variance;     // Π running variance, starts at 1
-    std::vector<float> precision;    // last normalised precision π̃ (for display)
+    std::vector<float> membrane;    // β memory U over the raw logits
+    std::vector<float> ant_memory;  // the predictor's own β memory
+    std::vector<float> prediction;  // ẑ_t predicted at t-1 (for Π), empty before the first step
+    std::vector<float> variance;    // Π running variance, starts at 1
+    std::vector<float> precision;   // last normalised precision π̃ (for display)
     bool started = false;
 
     void reset(int n_expert);
@@ -88,8 +88,7 @@ struct LayerRouterState {
 // Rewrites one token's router logits z (length E) in place according to the stateful logit
 // policies (β, Π, Ant); `ant` may be null when no predictor is used. Disable/boost biases are
 // not applied here: they are added in the graph, after these.
-void apply_logit_policies(const Policy & policy, const AntLayer * ant, float ant_beta,
-                          LayerRouterState & state, float * z, int n_expert);
+void apply_logit_policies(const Policy & policy, const AntLayer * ant, float ant_beta, LayerRouterState & state, float * z, int n_expert);
 
 // Shannon entropy (nats) of a probability vector; normalises first so sigmoid scores work too.
 float entropy_nats(const float * p, int n);

@@ -6,15 +6,14 @@ namespace moelens {
 
 using nlohmann::json;
 
-static double number(const json & obj, const char * key, const std::string & where, double lo, double hi,
-                     bool lo_open = false) {
+static double number(const json & obj, const char * key, const std::string & where, double lo, double hi, bool lo_open = false) {
     if (!obj.contains(key)) throw BadRequest(where + "." + key + " is required");
     const json & v = obj.at(key);
     if (!v.is_number()) throw BadRequest(where + "." + key + " must be a number");
     const double x = v.get<double>();
     if (!std::isfinite(x) || x < lo || x > hi || (lo_open && x == lo))
-        throw BadRequest(where + "." + key + " must be in " + (lo_open ? "(" : "[") + std::to_string(lo) + ", " +
-                         std::to_string(hi) + "], got " + v.dump());
+        throw BadRequest(where + "." + key + " must be in " + (lo_open ? "(" : "[") + std::to_string(lo) + ", " + std::to_string(hi) +
+                         "], got " + v.dump());
     return x;
 }
 
@@ -49,9 +48,12 @@ Policy policy_from_json(const json & j, int n_expert, int n_layer) {
         amg.threshold = float(number(a, "threshold", "policy.amg", 0.0, 1.0, true));
         amg.min_k = a.contains("min_k") ? integer(a["min_k"], "policy.amg.min_k", 1, n_expert) : 1;
         if (a.contains("mode")) {
-            if (a["mode"] == "selected") amg.mode = AmgMode::Selected;
-            else if (a["mode"] == "full") amg.mode = AmgMode::Full;
-            else throw BadRequest("policy.amg.mode must be \"selected\" or \"full\"");
+            if (a["mode"] == "selected")
+                amg.mode = AmgMode::Selected;
+            else if (a["mode"] == "full")
+                amg.mode = AmgMode::Full;
+            else
+                throw BadRequest("policy.amg.mode must be \"selected\" or \"full\"");
         }
         p.amg = amg;
     }
@@ -67,9 +69,12 @@ Policy policy_from_json(const json & j, int n_expert, int n_layer) {
         beta.beta = float(number(b, "beta", "policy.beta", 0.0, 0.9999));
         if (b.contains("theta") && !b["theta"].is_null()) beta.theta = float(number(b, "theta", "policy.beta", -1e6, 1e6));
         if (b.contains("form")) {
-            if (b["form"] == "raw") beta.form = BetaForm::Raw;
-            else if (b["form"] == "scale_preserving") beta.form = BetaForm::ScalePreserving;
-            else throw BadRequest("policy.beta.form must be \"raw\" or \"scale_preserving\"");
+            if (b["form"] == "raw")
+                beta.form = BetaForm::Raw;
+            else if (b["form"] == "scale_preserving")
+                beta.form = BetaForm::ScalePreserving;
+            else
+                throw BadRequest("policy.beta.form must be \"raw\" or \"scale_preserving\"");
         }
         beta.mix = float(number_or(b, "mix", "policy.beta", 0.0, 1.0, 1.0));
         p.beta = beta;
@@ -92,8 +97,7 @@ Policy policy_from_json(const json & j, int n_expert, int n_layer) {
         for (const json & e : j["boost"]) {
             if (!e.is_array() || e.size() != 3) throw BadRequest("policy.boost entries must be [layer, expert, bias]");
             const json wrap = {{"bias", e[2]}};
-            p.biases.push_back({integer(e[0], "policy.boost layer", 0, n_layer - 1),
-                                integer(e[1], "policy.boost expert", 0, n_expert - 1),
+            p.biases.push_back({integer(e[0], "policy.boost layer", 0, n_layer - 1), integer(e[1], "policy.boost expert", 0, n_expert - 1),
                                 float(number(wrap, "bias", "policy.boost", -100.0, 100.0))});
         }
     }
@@ -110,20 +114,21 @@ Policy policy_from_json(const json & j, int n_expert, int n_layer) {
 
 json policy_to_json(const Policy & p) {
     json j = json::object();
-    if (p.amg) j["amg"] = {{"threshold", p.amg->threshold}, {"min_k", p.amg->min_k},
-                           {"mode", p.amg->mode == AmgMode::Full ? "full" : "selected"}};
+    if (p.amg)
+        j["amg"] = {{"threshold", p.amg->threshold}, {"min_k", p.amg->min_k}, {"mode", p.amg->mode == AmgMode::Full ? "full" : "selected"}};
     if (p.max_k) j["max_k"] = *p.max_k;
     if (!p.skip) j["skip"] = false;
     if (p.beta) {
-        j["beta"] = {{"beta", p.beta->beta}, {"form", p.beta->form == BetaForm::Raw ? "raw" : "scale_preserving"},
-                     {"mix", p.beta->mix}};
+        j["beta"] = {{"beta", p.beta->beta}, {"form", p.beta->form == BetaForm::Raw ? "raw" : "scale_preserving"}, {"mix", p.beta->mix}};
         j["beta"]["theta"] = p.beta->theta ? json(*p.beta->theta) : json(nullptr);
     }
     if (p.pi) j["pi"] = {{"momentum", p.pi->momentum}, {"eps", p.pi->eps}};
     if (p.ant) j["ant"] = {{"gamma", p.ant->gamma}};
     for (const ExpertBias & b : p.biases) {
-        if (std::isinf(b.bias) && b.bias < 0) j["disable"].push_back({b.layer, b.expert});
-        else j["boost"].push_back({b.layer, b.expert, b.bias});
+        if (std::isinf(b.bias) && b.bias < 0)
+            j["disable"].push_back({b.layer, b.expert});
+        else
+            j["boost"].push_back({b.layer, b.expert, b.bias});
     }
     return j;
 }

@@ -14,7 +14,8 @@ using nlohmann::json;
 
 AntPredictor load_predictor(const std::string & path, ModelSession & s) {
     std::error_code ec;
-    if (!std::filesystem::is_regular_file(path, ec)) throw UserError("cannot read the predictor file " + path + ": it does not exist or is not a regular file");
+    if (!std::filesystem::is_regular_file(path, ec))
+        throw UserError("cannot read the predictor file " + path + ": it does not exist or is not a regular file");
     std::ifstream f(path);
     if (!f) throw UserError("cannot read the predictor file " + path);
     const json j = json::parse(f, nullptr, false);
@@ -32,8 +33,8 @@ AntPredictor load_predictor(const std::string & path, ModelSession & s) {
     const std::string want = s.model_sha256();
     const std::string have = field("model_sha256").is_string() ? field("model_sha256").get<std::string>() : std::string("?");
     if (have != want)
-        throw UserError("the predictor " + path + " was fitted for another model file (sha256 " + have.substr(0, 12) +
-                        "…, loaded model " + want.substr(0, 12) + "…); calibrate again on this model");
+        throw UserError("the predictor " + path + " was fitted for another model file (sha256 " + have.substr(0, 12) + "…, loaded model " +
+                        want.substr(0, 12) + "…); calibrate again on this model");
     if (!field("n_expert").is_number_integer() || field("n_expert") != L.n_expert || field("moe_layers") != json(L.moe_layers))
         throw UserError("the predictor " + path + " does not match the model's experts or MoE layers");
     AntPredictor p;
@@ -47,7 +48,8 @@ AntPredictor load_predictor(const std::string & path, ModelSession & s) {
     const size_t cols = size_t(2 * L.n_expert + 1);
     const json & layers = field("layers");
     if (!layers.is_array() || layers.size() != L.moe_layers.size())
-        throw UserError("the predictor " + path + " must have one entry in \"layers\" per MoE layer (" + std::to_string(L.moe_layers.size()) + ")");
+        throw UserError("the predictor " + path + " must have one entry in \"layers\" per MoE layer (" +
+                        std::to_string(L.moe_layers.size()) + ")");
     for (size_t m = 0; m < layers.size(); ++m) {
         const json & entry = layers[m];
         const std::string where = "the predictor " + path + " layer entry " + std::to_string(m);

@@ -11,4 +11,4 @@ namespace moelens {
 // Throws UserError when the file is unreadable, not a predictor, of an unknown version, or
 // fitted for another model (hash, expert count or MoE layers differ).
 AntPredictor load_predictor(const std::string & path, ModelSession & session);
-}
+}  // namespace moelens

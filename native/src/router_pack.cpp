@@ -38,9 +38,7 @@ struct Reader {
     const GgufFile & f;
     const std::string & path;
 
-    [[noreturn]] void refuse(const std::string & why) const {
-        throw UserError("router pack " + path + " refused: " + why);
-    }
+    [[noreturn]] void refuse(const std::string & why) const { throw UserError("router pack " + path + " refused: " + why); }
     int64_t key(const std::string & name, gguf_type type) const {
         const int64_t id = gguf_find_key(f.g, name.c_str());
         if (id < 0) refuse("it has no " + name);
@@ -83,7 +81,8 @@ RouterPack load_router_pack(const std::string & path, const ModelSession & sessi
     const Reader r{f, path};
     const MoeLayout & layout = session.layout();
 
-    if (r.str("general.architecture") != kArch) r.refuse("it is not a router pack (general.architecture is not " + std::string(kArch) + ")");
+    if (r.str("general.architecture") != kArch)
+        r.refuse("it is not a router pack (general.architecture is not " + std::string(kArch) + ")");
     const std::string p = kPrefix;
     if (r.u32(p + "version") != 1) r.refuse("version " + std::to_string(r.u32(p + "version")) + " is not known to this server (1 is)");
     if (r.str(p + "base.sha256") != session.model_sha256())
@@ -107,10 +106,14 @@ RouterPack load_router_pack(const std::string & path, const ModelSession & sessi
     while (!mech.empty() && at <= mech.size()) {
         const size_t plus = mech.find('+', at);
         const std::string m = mech.substr(at, plus == std::string::npos ? std::string::npos : plus - at);
-        if (m == "beta") pack.beta = true;
-        else if (m == "pi") pack.pi = true;
-        else if (m == "ant") pack.ant = true;
-        else r.refuse("unknown mechanism \"" + m + "\"");
+        if (m == "beta")
+            pack.beta = true;
+        else if (m == "pi")
+            pack.pi = true;
+        else if (m == "ant")
+            pack.ant = true;
+        else
+            r.refuse("unknown mechanism \"" + m + "\"");
         if (plus == std::string::npos) break;
         at = plus + 1;
     }

@@ -14,10 +14,10 @@ namespace moelens {
 class ModelSession;
 
 struct RouterPackLayer {
-    int layer = -1;                 // model layer index
-    std::vector<float> W;           // [n_expert][n_embd]: replaces ffn_gate_inp
-    std::vector<float> beta;        // [n_embd]
-    std::vector<float> pi;          // [n_expert]
+    int layer = -1;                                             // model layer index
+    std::vector<float> W;                                       // [n_expert][n_embd]: replaces ffn_gate_inp
+    std::vector<float> beta;                                    // [n_embd]
+    std::vector<float> pi;                                      // [n_expert]
     std::vector<float> ant_w1, ant_b1, ant_w2, ant_b2, w_pred;  // [H][n_ant_in], [H], [n_embd][H], [n_embd], [n_expert][n_embd]
 };
 

@@ -14,7 +14,10 @@
 namespace moelens {
 
 bool parse_moe_node_name(const char * name, MoeNode & kind, int & layer) {
-    static const struct { const char * prefix; MoeNode kind; } kNames[] = {
+    static const struct {
+        const char * prefix;
+        MoeNode kind;
+    } kNames[] = {
         {"ffn_moe_logits-", MoeNode::Logits},
         {"ffn_moe_probs-", MoeNode::Probs},
         {"ffn_moe_topk-", MoeNode::TopK},
@@ -39,8 +42,7 @@ bool parse_moe_node_name(const char * name, MoeNode & kind, int & layer) {
 }
 
 static bool is_weights_kind(MoeNode k) {
-    return k == MoeNode::Weights || k == MoeNode::WeightsSoftmax || k == MoeNode::WeightsNorm ||
-           k == MoeNode::WeightsScaled;
+    return k == MoeNode::Weights || k == MoeNode::WeightsSoftmax || k == MoeNode::WeightsNorm || k == MoeNode::WeightsScaled;
 }
 
 // Reads a contiguous f32 tensor.
@@ -136,9 +138,12 @@ MoeLayout RoutingTap::end_discovery(int n_layer) {
             const auto & z = disc_logits_[layer];
             std::vector<float> sig(z.size());
             for (size_t i = 0; i < z.size(); ++i) sig[i] = 1.0f / (1.0f + std::exp(-z[i]));
-            if (close_to(disc_probs_[layer], softmax_of(z))) L.gating = "softmax";
-            else if (close_to(disc_probs_[layer], sig)) L.gating = "sigmoid";
-            else L.gating = "other";
+            if (close_to(disc_probs_[layer], softmax_of(z)))
+                L.gating = "softmax";
+            else if (close_to(disc_probs_[layer], sig))
+                L.gating = "sigmoid";
+            else
+                L.gating = "other";
         }
     }
     return L;
@@ -329,8 +334,7 @@ void RoutingTap::on_scores(ggml_tensor * t, int m) {
         const RouterPack & pack = *run_.pack;
         read_f32(t->src[1], x_);
         GGML_ASSERT(int(x_.size()) == n * pack.n_embd);
-        for (int r = 0; r < n; ++r)
-            apply_pack(pack, pack.layers[m], pack_states_[m], &x_[size_t(r) * pack.n_embd], &buf_[size_t(r) * E]);
+        for (int r = 0; r < n; ++r) apply_pack(pack, pack.layers[m], pack_states_[m], &x_[size_t(r) * pack.n_embd], &buf_[size_t(r) * E]);
     }
     if (run_.capture_logits) {
         for (int r = 0; r < n && r < routing_.n_rows; ++r)
@@ -344,8 +348,7 @@ void RoutingTap::on_scores(ggml_tensor * t, int m) {
     const AntPredictor * ant = run_.ant;
     const bool use_ant = ant && (policy.ant || policy.pi) && m < int(ant->layers.size());
     const AntLayer * ant_layer = use_ant ? &ant->layers[m] : nullptr;
-    for (int r = 0; r < n; ++r)
-        apply_logit_policies(policy, ant_layer, use_ant ? ant->beta : 0.0f, states_[m], &buf_[size_t(r) * E], E);
+    for (int r = 0; r < n; ++r) apply_logit_policies(policy, ant_layer, use_ant ? ant->beta : 0.0f, states_[m], &buf_[size_t(r) * E], E);
     ggml_backend_tensor_set(t, buf_.data(), 0, ggml_nbytes(t));
 }
 

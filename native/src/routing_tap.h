@@ -30,22 +30,20 @@ bool parse_moe_node_name(const char * name, MoeNode & kind, int & layer);
 
 // What build_moe_ffn produces for this model, found by evaluating one token (discovery).
 struct MoeLayout {
-    std::vector<int> moe_layers;       // model layer indices with routed experts
-    std::vector<int> moe_index_of;     // model layer -> MoE ordinal, -1 for dense layers
+    std::vector<int> moe_layers;    // model layer indices with routed experts
+    std::vector<int> moe_index_of;  // model layer -> MoE ordinal, -1 for dense layers
     int n_expert = 0;
-    int k = 0;                         // expert slots as loaded
-    bool has_logits_node = true;       // false: the router scores are `ffn_moe_probs` itself
+    int k = 0;                    // expert slots as loaded
+    bool has_logits_node = true;  // false: the router scores are `ffn_moe_probs` itself
     MoeNode final_weights = MoeNode::Weights;
-    std::string gating = "softmax";    // softmax | sigmoid | softmax_weight | other
+    std::string gating = "softmax";  // softmax | sigmoid | softmax_weight | other
     bool weights_norm = false;
     float weights_scale = 1.0f;
     // Per MoE layer: the backend buffer its router probabilities were computed in at discovery
     // ("CPU", "Vulkan0", "RPC0[host:port]", …), i.e. where that layer's routing runs.
     std::vector<std::string> router_devices;
 
-    int moe_index(int layer) const {
-        return layer >= 0 && layer < int(moe_index_of.size()) ? moe_index_of[layer] : -1;
-    }
+    int moe_index(int layer) const { return layer >= 0 && layer < int(moe_index_of.size()) ? moe_index_of[layer] : -1; }
 };
 
 // Per-row routing of one decode, [row][moe layer][slot] like the trace arrays.
@@ -53,13 +51,13 @@ struct UbatchRouting {
     int n_rows = 0;
     std::vector<int32_t> experts;
     std::vector<float> weights;
-    std::vector<float> norms;        // ‖expert output‖₂ per slot, when asked (REAP saliency)
-    std::vector<uint16_t> probs;     // the router distribution in IEEE half, [row][layer][expert], when asked
+    std::vector<float> norms;     // ‖expert output‖₂ per slot, when asked (REAP saliency)
+    std::vector<uint16_t> probs;  // the router distribution in IEEE half, [row][layer][expert], when asked
     std::vector<float> entropy;
     std::vector<uint8_t> active;
     std::vector<int32_t> top_ids;
     std::vector<float> top_probs;
-    std::vector<float> logits;       // calibration: raw router logits [row][moe layer][expert]
+    std::vector<float> logits;  // calibration: raw router logits [row][moe layer][expert]
 };
 
 // What one evaluation (a trace, a perplexity, …) asks of the tap.
@@ -67,13 +65,13 @@ struct TapRun {
     const Policy * policy = nullptr;
     const AntPredictor * ant = nullptr;
     const RouterPack * pack = nullptr;  // trained routers replacing the model's (docs/router-packs.md)
-    bool record = false;           // fill `routing` per row (traces, generation)
-    int top_n = 0;                 // with record: the n most probable experts per row and layer
-    bool expert_norms = false;     // with record: ‖expert output‖₂ per selected slot
-    bool full_probs = false;       // with record: every expert's router probability (f16)
-    bool capture_logits = false;   // fill `routing.logits` (calibration)
-    bool count_active = false;     // active_sum / active_count over every evaluated row
-    int host_threads = 1;          // threads for the per-ubatch records (the context's own count)
+    bool record = false;                // fill `routing` per row (traces, generation)
+    int top_n = 0;                      // with record: the n most probable experts per row and layer
+    bool expert_norms = false;          // with record: ‖expert output‖₂ per selected slot
+    bool full_probs = false;            // with record: every expert's router probability (f16)
+    bool capture_logits = false;        // fill `routing.logits` (calibration)
+    bool count_active = false;          // active_sum / active_count over every evaluated row
+    int host_threads = 1;               // threads for the per-ubatch records (the context's own count)
 };
 
 class RoutingTap {
@@ -119,7 +117,7 @@ private:
     TapRun run_;
     MoeLayout layout_;
     UbatchRouting routing_;
-    int rows_seen_ = 0;              // rows of the current decode already delivered (several ubatches)
+    int rows_seen_ = 0;  // rows of the current decode already delivered (several ubatches)
     // Policy state per MoE layer for the one sequence being evaluated (stateful policies need
     // rows in token order, so they run with one sequence per batch).
     std::vector<LayerRouterState> states_;

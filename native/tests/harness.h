@@ -36,11 +36,11 @@ void request_tests();
 
 }  // namespace moelens_tests
 
-#define CHECK(cond)                                                                                        \
-    do {                                                                                                   \
-        if (!(cond)) {                                                                                     \
+#define CHECK(cond)                                                                                             \
+    do {                                                                                                        \
+        if (!(cond)) {                                                                                          \
             std::printf("  FAIL %s: %s (line %d)\n", moelens_tests::counts().current.c_str(), #cond, __LINE__); \
-            throw 0;                                                                                       \
-        }                                                                                                  \
+            throw 0;                                                                                            \
+        }                                                                                                       \
     } while (0)
 #define NEAR(a, b) CHECK(std::fabs(double(a) - double(b)) < 1e-5)

@@ -91,7 +91,8 @@ void moelens_tests::policy_tests() {
         CHECK(!base64_decode("YWI", back));
     });
     run("policy json validates ranges and round-trips", [] {
-        const auto j = nlohmann::json::parse(R"({"amg":{"threshold":0.5,"min_k":2,"mode":"full"},"beta":{"beta":0.9,"form":"scale_preserving"},"disable":[[1,3]],"boost":[[0,2,1.5]]})");
+        const auto j = nlohmann::json::parse(
+            R"({"amg":{"threshold":0.5,"min_k":2,"mode":"full"},"beta":{"beta":0.9,"form":"scale_preserving"},"disable":[[1,3]],"boost":[[0,2,1.5]]})");
         const Policy p = policy_from_json(j, 8, 4);
         CHECK(p.amg && p.amg->mode == AmgMode::Full && p.amg->min_k == 2);
         CHECK(p.beta && p.beta->form == BetaForm::ScalePreserving);
@@ -103,9 +104,7 @@ void moelens_tests::policy_tests() {
         auto rejects = [](const char * text) {
             try {
                 policy_from_json(nlohmann::json::parse(text), 8, 4);
-            } catch (const BadRequest &) {
-                return true;
-            }
+            } catch (const BadRequest &) { return true; }
             return false;
         };
         CHECK(rejects(R"({"amg":{"threshold":0}})"));

@@ -14,9 +14,7 @@ using nlohmann::json;
 template <class F> static bool bad_request(F && f) {
     try {
         f();
-    } catch (const BadRequest &) {
-        return true;
-    }
+    } catch (const BadRequest &) { return true; }
     return false;
 }
 
@@ -45,9 +43,7 @@ void moelens_tests::request_tests() {
             try {
                 optional_bool(body, "add_bos");
                 CHECK(false);
-            } catch (const BadRequest & e) {
-                CHECK(std::string(e.what()).find("\"add_bos\"") != std::string::npos);
-            }
+            } catch (const BadRequest & e) { CHECK(std::string(e.what()).find("\"add_bos\"") != std::string::npos); }
         }
         CHECK(!optional_bool(json::parse(R"({"add_bos":null})"), "add_bos").has_value());
         CHECK(optional_bool(json::parse(R"({"add_bos":false})"), "add_bos") == false);
@@ -90,16 +86,12 @@ void moelens_tests::request_tests() {
         bool refused = false;
         try {
             choose_bind_address("127.evil.example", {"0.0.0.0"}, false);
-        } catch (const UserError & e) {
-            refused = std::string(e.what()).find("non-loopback address 0.0.0.0") != std::string::npos;
-        }
+        } catch (const UserError & e) { refused = std::string(e.what()).find("non-loopback address 0.0.0.0") != std::string::npos; }
         CHECK(refused);
         bool mixed_refused = false;
         try {
             choose_bind_address("localhost", {"127.0.0.1", "192.168.1.5"}, false);
-        } catch (const UserError &) {
-            mixed_refused = true;
-        }
+        } catch (const UserError &) { mixed_refused = true; }
         CHECK(mixed_refused);
         CHECK(choose_bind_address("localhost", {"::1", "127.0.0.1"}, false) == "::1");
         CHECK(choose_bind_address("0.0.0.0", {}, true) == "0.0.0.0");
@@ -111,9 +103,7 @@ void moelens_tests::request_tests() {
         bool failed = false;
         try {
             resolve_host("no-such-host.invalid");
-        } catch (const UserError &) {
-            failed = true;
-        }
+        } catch (const UserError &) { failed = true; }
         CHECK(failed);
     });
 }

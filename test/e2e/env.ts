@@ -153,10 +153,14 @@ export async function startWorkbench(opts: { sampleName: string; sampleText: str
     process.execPath,
     [
       codeServerEntry(),
-      "--bind-addr", `127.0.0.1:${port}`,
-      "--auth", "none",
-      "--user-data-dir", userData,
-      "--extensions-dir", extDir,
+      "--bind-addr",
+      `127.0.0.1:${port}`,
+      "--auth",
+      "none",
+      "--user-data-dir",
+      userData,
+      "--extensions-dir",
+      extDir,
       "--disable-telemetry",
       "--disable-update-check",
       "--disable-workspace-trust",
@@ -195,7 +199,16 @@ export async function startWorkbench(opts: { sampleName: string; sampleText: str
     const { chromium } = playwright(root);
     browser = await chromium.launch({
       executablePath: chromiumPath,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"],
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+      ],
     });
     const context = await browser.newContext({ viewport: { width: 1500, height: 950 } });
     const page = await context.newPage();
@@ -239,7 +252,13 @@ export async function runCommand(page: Page, title: string): Promise<void> {
 }
 
 export async function closeQuickInput(page: Page): Promise<void> {
-  if (await page.locator(".quick-input-widget").isVisible().catch(() => false)) await page.keyboard.press("Escape");
+  if (
+    await page
+      .locator(".quick-input-widget")
+      .isVisible()
+      .catch(() => false)
+  )
+    await page.keyboard.press("Escape");
 }
 
 /**
@@ -247,8 +266,12 @@ export async function closeQuickInput(page: Page): Promise<void> {
  * The dialog fills in its start folder asynchronously; the path is typed after that. A folder
  * is accepted with the dialog's OK button (`okLabel`): Enter would open it instead.
  */
-export async function answerFileDialog(page: Page, title: string | RegExp, fsPath: string,
-  opts: { okLabel?: string; screenshotAs?: () => Promise<unknown> } = {}): Promise<void> {
+export async function answerFileDialog(
+  page: Page,
+  title: string | RegExp,
+  fsPath: string,
+  opts: { okLabel?: string; screenshotAs?: () => Promise<unknown> } = {},
+): Promise<void> {
   await page.locator(".quick-input-widget .quick-input-title", { hasText: title }).waitFor({ timeout: 15_000 });
   const input = page.locator(".quick-input-widget .quick-input-box input");
   for (let i = 0; i < 50 && !(await input.inputValue()).endsWith("/"); i++) await page.waitForTimeout(100);
@@ -338,9 +361,7 @@ export async function panelFrame(page: Page, timeoutMs = 30_000): Promise<Frame>
   while (Date.now() < end) {
     for (const frame of page.frames()) {
       if (frame === page.mainFrame()) continue;
-      const ours = await frame
-        .evaluate(() => Array.from(document.scripts).some((s) => /panel\.js/.test(s.src)))
-        .catch(() => false);
+      const ours = await frame.evaluate(() => Array.from(document.scripts).some((s) => /panel\.js/.test(s.src))).catch(() => false);
       if (ours) return frame;
     }
     await page.waitForTimeout(300);
@@ -402,5 +423,7 @@ export function descendants(pid: number): Array<{ pid: number; cmd: string }> {
 
 /** Pids of moe-lens-server processes started by this workbench's extension host. */
 export function serverPids(wb: Workbench): number[] {
-  return descendants(wb.codeServer.pid!).filter((p) => /moe-lens-server(\s|$)/.test(p.cmd)).map((p) => p.pid);
+  return descendants(wb.codeServer.pid!)
+    .filter((p) => /moe-lens-server(\s|$)/.test(p.cmd))
+    .map((p) => p.pid);
 }

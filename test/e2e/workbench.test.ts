@@ -20,8 +20,24 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
-  answerFileDialog, clearNotifications, closeQuickInput, extensionSource, openFile, panelFrame, repoRoot, requireBuilt, runCommand, screenshot, serverPids,
-  skipReason, startWorkbench, statusText, waitForFrameText, waitForNotification, waitForStatus, type Workbench,
+  answerFileDialog,
+  clearNotifications,
+  closeQuickInput,
+  extensionSource,
+  openFile,
+  panelFrame,
+  repoRoot,
+  requireBuilt,
+  runCommand,
+  screenshot,
+  serverPids,
+  skipReason,
+  startWorkbench,
+  statusText,
+  waitForFrameText,
+  waitForNotification,
+  waitForStatus,
+  type Workbench,
 } from "./env";
 
 const skip = skipReason();
@@ -55,7 +71,7 @@ let baselineActive = NaN;
 let panelBaseline = "";
 /** Set once "Trace Document" worked; the later tests build on it. */
 let traced = false;
-const needTrace = () => assert.ok(traced, "this test needs the trace from \"Trace Document\" above, which failed");
+const needTrace = () => assert.ok(traced, 'this test needs the trace from "Trace Document" above, which failed');
 /** What the panel shows once it has a trace (token counts, perplexity, active experts). */
 const PANEL_DATA = /\d+\s*tokens|tokens\D{0,3}\d+|ppl|perplexity|active/i;
 let k = NaN;
@@ -99,7 +115,8 @@ test("the extension activates: the Routing panel loads and the status bar shows 
 test("Trace Document: the panel shows the real trace of the sample", { skip, timeout: TRACE_TIMEOUT + 30_000 }, async () => {
   const w = wb!;
   requireBuilt(ext, [["out/bin/moe-lens-server", "run `npm run build:native`"]]);
-  if (process.env.MOE_LENS_E2E_MODEL) assert.ok(fs.existsSync(process.env.MOE_LENS_E2E_MODEL), `MOE_LENS_E2E_MODEL=${process.env.MOE_LENS_E2E_MODEL} does not exist`);
+  if (process.env.MOE_LENS_E2E_MODEL)
+    assert.ok(fs.existsSync(process.env.MOE_LENS_E2E_MODEL), `MOE_LENS_E2E_MODEL=${process.env.MOE_LENS_E2E_MODEL} does not exist`);
   else requireBuilt(ext, [["media/models/demo-moe.gguf", "build the demo model (see README, tools/train)"]]);
   await openFile(w.page, SAMPLE);
   await runCommand(w.page, "MoE Lens: Trace Document");
@@ -143,7 +160,10 @@ test("hovering a traced token shows its experts and weights per layer", { skip, 
       .filter({ hasText: "MoE Lens" })
       .first()
       .waitFor({ state: "visible", timeout: 5_000 })
-      .then(() => true, () => false);
+      .then(
+        () => true,
+        () => false,
+      );
     if (!hovered) await page.mouse.move(0, 0);
   }
   assert.ok(hovered, "a MoE Lens hover appeared over a traced token");
@@ -158,14 +178,21 @@ test("hovering a traced token shows its experts and weights per layer", { skip, 
 });
 
 /** The panel's AMG control (checked, τ) once `ready` holds, polled for up to 15 s. */
-async function waitForControls(page: Parameters<typeof panelFrame>[0], ready: (c: { amg: boolean; threshold?: string }) => boolean): Promise<{ amg: boolean; threshold?: string }> {
+async function waitForControls(
+  page: Parameters<typeof panelFrame>[0],
+  ready: (c: { amg: boolean; threshold?: string }) => boolean,
+): Promise<{ amg: boolean; threshold?: string }> {
   const end = Date.now() + 15_000;
   let last = { amg: false as boolean, threshold: undefined as string | undefined };
   while (Date.now() < end) {
-    last = await (await panelFrame(page)).evaluate(() => {
-      const el = (id: string) => document.getElementById(id) as unknown as { checked: boolean; value: string } | null;
-      return { amg: !!el("ctl-amg")?.checked, threshold: el("ctl-amg")?.checked ? el("ctl-threshold")?.value : undefined };
-    }).catch(() => last);
+    last = await (
+      await panelFrame(page)
+    )
+      .evaluate(() => {
+        const el = (id: string) => document.getElementById(id) as unknown as { checked: boolean; value: string } | null;
+        return { amg: !!el("ctl-amg")?.checked, threshold: el("ctl-amg")?.checked ? el("ctl-threshold")?.value : undefined };
+      })
+      .catch(() => last);
     if (ready(last)) return last;
     await page.waitForTimeout(300);
   }
@@ -188,7 +215,11 @@ test("Toggle AMG re-traces and the active-experts figure changes", { skip, timeo
     panelNow = await waitForFrameText(w.page, PANEL_DATA, 10_000);
   }
   assert.notEqual(panelNow, panelBaseline, "the panel updated for the AMG run");
-  assert.match(await waitForFrameText(w.page, new RegExp(`avg active ${active.toFixed(2)}/`), 10_000), new RegExp(`avg active ${active.toFixed(2)}/`), "the panel's figure equals the status bar's");
+  assert.match(
+    await waitForFrameText(w.page, new RegExp(`avg active ${active.toFixed(2)}/`), 10_000),
+    new RegExp(`avg active ${active.toFixed(2)}/`),
+    "the panel's figure equals the status bar's",
+  );
   // The panel's policy controls follow the command: AMG checked, with the threshold in use.
   const threshold = /AMG τ=([\d.]+)/.exec(status)?.[1];
   assert.deepEqual(await waitForControls(w.page, (c) => c.amg), { amg: true, threshold }, "the panel's AMG control shows the toggled policy");
@@ -261,7 +292,11 @@ test("Export Trace… writes the trace as JSON to disk, with every token's exact
   assert.equal(j.schema, "moe-lens-trace");
   assert.match(msg, new RegExp(`exported ${j.tokens.length} tokens`));
   assert.equal(j.summary.n_tokens, j.tokens.length);
-  assert.deepEqual(Buffer.concat(j.tokens.map((t) => Buffer.from(t.bytes, "base64"))), Buffer.from(sampleText(), "utf8"), "the tokens' bytes are the document's text");
+  assert.deepEqual(
+    Buffer.concat(j.tokens.map((t) => Buffer.from(t.bytes, "base64"))),
+    Buffer.from(sampleText(), "utf8"),
+    "the tokens' bytes are the document's text",
+  );
   assert.deepEqual(fs.readdirSync(path.dirname(out)), [path.basename(out)], "no temporary file left beside it");
   fs.rmSync(path.dirname(out), { recursive: true, force: true });
 });
@@ -283,7 +318,10 @@ async function hoverLine(w: Workbench, text: string, which: "first" | "last", wa
     assert.ok(box, `line "${text}" is visible`);
     await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2);
     const hover = page.locator(".monaco-hover, .monaco-resizable-hover").filter({ hasText: "MoE Lens" }).first();
-    const shown = await hover.waitFor({ state: "visible", timeout: waitMs }).then(() => true, () => false);
+    const shown = await hover.waitFor({ state: "visible", timeout: waitMs }).then(
+      () => true,
+      () => false,
+    );
     return shown ? (await hover.innerText()).trim() : "";
   }
   throw new Error(`no visible editor line "${text}"`);
@@ -350,7 +388,11 @@ test("Run AMG Sweep on Document: the sweep table appears in the panel", { skip, 
   for (const r of body) assert.match(r[4], /^\d+\.\d\d× decode, \d+\.\d\d× prefill at \d+\.\d\d\/\d+ active, [+−±][\d.]+ % PPL$/, JSON.stringify(r));
   // Per max_k: no gating, τ = 0.5 and τ = 1.0 (always added).
   assert.equal(body.length, 6, JSON.stringify(body));
-  const row = (re: RegExp) => { const r = body.find((x) => re.test(x[0])); assert.ok(r, `a row ${re}: ${JSON.stringify(body)}`); return r; };
+  const row = (re: RegExp) => {
+    const r = body.find((x) => re.test(x[0]));
+    assert.ok(r, `a row ${re}: ${JSON.stringify(body)}`);
+    return r;
+  };
   const baseline = row(new RegExp(`^k${k} baseline$`));
   assert.equal(baseline[3], `${k.toFixed(2)}/${k}`);
   // τ = 1.0 keeps every selected expert: the same perplexity as no gating.
@@ -386,14 +428,26 @@ test("Run β/Π/Ant Ablation on Folder…: the 2³ table appears in the panel", 
   const header = rows[0];
   assert.deepEqual(header.slice(0, 4), ["Gate", "β", "Π", "Ant"]);
   const body = rows.slice(1);
-  assert.deepEqual(body.map((r) => r[0]), ["Standard", "β", "Π", "Ant", "β + Π", "β + Ant", "Π + Ant", "β + Π + Ant"]);
+  assert.deepEqual(
+    body.map((r) => r[0]),
+    ["Standard", "β", "Π", "Ant", "β + Π", "β + Ant", "Π + Ant", "β + Π + Ant"],
+  );
   // Each row's check marks say its subset; every metric but the pooled K99 is "mean ± std" over
   // the 2 documents (the Δ columns are "–" for Standard itself).
-  const col = (name: string) => { const i = header.indexOf(name); assert.ok(i > 3, `column ${name}: ${header}`); return i; };
+  const col = (name: string) => {
+    const i = header.indexOf(name);
+    assert.ok(i > 3, `column ${name}: ${header}`);
+    return i;
+  };
   const meanStd = /^[+-]?\d+\.\d+ ± \d+\.\d+$/;
   const deltas = [col("Δ vs Standard"), col("Δ BPC")];
   for (const [ri, r] of body.entries()) {
-    for (const [i, name] of [[1, "β"], [2, "Π"], [3, "Ant"]] as const) assert.equal(r[i] === "✓", r[0].split(" + ").includes(name), `${r[0]}: column ${name}`);
+    for (const [i, name] of [
+      [1, "β"],
+      [2, "Π"],
+      [3, "Ant"],
+    ] as const)
+      assert.equal(r[i] === "✓", r[0].split(" + ").includes(name), `${r[0]}: column ${name}`);
     for (let i = 4; i < header.length; i++) {
       if (i === col("K99 pooled")) assert.match(r[i], /^\d+$/, `${r[0]}: ${header[i]}`);
       else if (ri === 0 && deltas.includes(i)) assert.equal(r[i], "–", `Standard: ${header[i]}`);

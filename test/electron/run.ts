@@ -33,7 +33,9 @@ export function findVSCodeDesktop(): string | undefined {
   if (env) return fs.existsSync(env) ? env : undefined;
   let cli: string;
   try {
-    cli = execFileSync(process.platform === "win32" ? "where" : "which", ["code"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).split(/\r?\n/)[0].trim();
+    cli = execFileSync(process.platform === "win32" ? "where" : "which", ["code"], { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+      .split(/\r?\n/)[0]
+      .trim();
   } catch {
     return undefined;
   }
@@ -65,8 +67,14 @@ export async function main(): Promise<"skipped" | "passed"> {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-electron-"));
   const suite = path.join(tmp, "suite.js");
   await esbuild.build({
-    entryPoints: [path.join(root, "test", "electron", "suite.ts")], bundle: true, platform: "node", format: "cjs",
-    target: "node20", external: ["vscode"], outfile: suite, logLevel: "warning",
+    entryPoints: [path.join(root, "test", "electron", "suite.ts")],
+    bundle: true,
+    platform: "node",
+    format: "cjs",
+    target: "node20",
+    external: ["vscode"],
+    outfile: suite,
+    logLevel: "warning",
   });
   const workspace = path.join(tmp, "workspace");
   fs.mkdirSync(workspace);

@@ -26,7 +26,10 @@ after(async () => {
 });
 
 test("fit, save, load and route with Ant", async () => {
-  await assert.rejects(server.client.trace({ text: EVAL, policy: { ant: { gamma: 0.5 } } }), (e: ServerError) => e.status === 409 && /predictor/.test(e.message));
+  await assert.rejects(
+    server.client.trace({ text: EVAL, policy: { ant: { gamma: 0.5 } } }),
+    (e: ServerError) => e.status === 409 && /predictor/.test(e.message),
+  );
   const out = await fitAntPredictor(server.client, CALIBRATION, DEMO_MODEL, { outPath: predictor });
   assert.equal(out, predictor);
   const file = JSON.parse(fs.readFileSync(predictor, "utf8"));

@@ -27,7 +27,11 @@ requireFile(path.join(ROOT, "out", "cli.js"), "run `npm run build`");
 function largeText(bytes: number): string {
   const parts = [fs.readFileSync(path.join(FIXTURES, "demo-sample.md"), "utf8")];
   const tdir = path.join(FIXTURES, "transitions");
-  for (const f of fs.readdirSync(tdir).filter((f) => f.endsWith(".txt")).sort()) parts.push(fs.readFileSync(path.join(tdir, f), "utf8"));
+  for (const f of fs
+    .readdirSync(tdir)
+    .filter((f) => f.endsWith(".txt"))
+    .sort())
+    parts.push(fs.readFileSync(path.join(tdir, f), "utf8"));
   const unit = parts.join("\n");
   const text = unit.repeat(Math.ceil(bytes / Buffer.byteLength(unit)));
   return text.slice(0, text.lastIndexOf("\n", bytes) + 1);
@@ -36,7 +40,9 @@ function largeText(bytes: number): string {
 /** RFC 4180 CSV: quoted fields may hold commas, quotes ("") and line breaks. */
 function parseCsv(text: string): string[][] {
   const rows: string[][] = [];
-  let row: string[] = [], field = "", quoted = false;
+  let row: string[] = [],
+    field = "",
+    quoted = false;
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (quoted) {
@@ -69,7 +75,9 @@ interface Run {
 /** Runs the CLI, sampling its peak RSS from /proc every 20 ms; `during` may act on it while it runs. */
 function runCli(args: string[], during?: (child: ReturnType<typeof spawn>, stderr: () => string) => void): Promise<Run> {
   const child = spawn(process.execPath, [CLI, ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "", stderr = "", peakKiB = NaN;
+  let stdout = "",
+    stderr = "",
+    peakKiB = NaN;
   child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
   child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
   const sample = () => {
@@ -82,10 +90,12 @@ function runCli(args: string[], during?: (child: ReturnType<typeof spawn>, stder
   };
   const timer = setInterval(sample, 20);
   during?.(child, () => stderr);
-  return new Promise((resolve) => child.on("exit", (code, signal) => {
-    clearInterval(timer);
-    resolve({ code, signal, stdout, stderr, peakMiB: peakKiB / 1024 });
-  }));
+  return new Promise((resolve) =>
+    child.on("exit", (code, signal) => {
+      clearInterval(timer);
+      resolve({ code, signal, stdout, stderr, peakMiB: peakKiB / 1024 });
+    }),
+  );
 }
 
 /**
@@ -126,13 +136,19 @@ describe("moe-lens trace --out: exports stream to disk (issue 17, item 7)", () =
     const r = await runCli(["trace", file, "--out", out, "--top-n", "8", "--threads", "2", "--json"]);
     assert.equal(r.code, 0, r.stderr);
     const printed = JSON.parse(r.stdout) as { tokens: number; summary: { n_tokens: number } };
-    const j = JSON.parse(fs.readFileSync(out, "utf8")) as { tokens: Array<{ index: number; bytes: string; layers: Array<{ top: unknown[] }> }>; summary: { n_tokens: number } };
+    const j = JSON.parse(fs.readFileSync(out, "utf8")) as {
+      tokens: Array<{ index: number; bytes: string; layers: Array<{ top: unknown[] }> }>;
+      summary: { n_tokens: number };
+    };
     assert.ok(printed.tokens > 15_000, `a large trace: ${printed.tokens} tokens`);
     assert.equal(j.tokens.length, printed.tokens);
     assert.equal(j.summary.n_tokens, printed.tokens);
     assert.ok(j.tokens.every((t, i) => t.index === i && t.layers[0].top.length === 8));
     assert.deepEqual(Buffer.concat(j.tokens.map((t) => Buffer.from(t.bytes, "base64"))), Buffer.from(text, "utf8"), "the tokens' bytes are the file");
-    assert.ok(fs.readdirSync(dir).every((f) => !f.includes(".partial")), "no temporary file left");
+    assert.ok(
+      fs.readdirSync(dir).every((f) => !f.includes(".partial")),
+      "no temporary file left",
+    );
     if (!Number.isNaN(r.peakMiB)) {
       console.log(`# trace --out JSON of ${printed.tokens} tokens: CLI peak RSS ${r.peakMiB.toFixed(0)} MiB`);
       assert.ok(r.peakMiB < 160, `the CLI's peak RSS was ${r.peakMiB.toFixed(0)} MiB`);

@@ -10,8 +10,18 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { PREDICTOR_FORMAT, predictorPathFor } from "../../extension/core/ant";
 import {
-  ABLATION_SUBSETS, ablationTable, ablationToCsv, experimentToJson, renderExperimentReport, runAblation, runAmgSweep, subsetName, sweepTable, sweepToCsv,
-  type AblationResult, type SweepResult,
+  ABLATION_SUBSETS,
+  ablationTable,
+  ablationToCsv,
+  experimentToJson,
+  renderExperimentReport,
+  runAblation,
+  runAmgSweep,
+  subsetName,
+  sweepTable,
+  sweepToCsv,
+  type AblationResult,
+  type SweepResult,
 } from "../../extension/core/experiments";
 import type { ServerProcess } from "../../extension/core/server-process";
 import type { ModelInfo } from "../../shared/wire";
@@ -24,7 +34,12 @@ const FIXTURES = path.join(ROOT, "test", "fixtures", "transitions");
 
 /** The first `n` labelled segments of a fixture (marker lines kept), to keep the run short. */
 function firstSegments(file: string, n: number): string {
-  return fs.readFileSync(file, "utf8").split(/(?=^<<<domain:)/m).filter(Boolean).slice(0, n).join("");
+  return fs
+    .readFileSync(file, "utf8")
+    .split(/(?=^<<<domain:)/m)
+    .filter(Boolean)
+    .slice(0, n)
+    .join("");
 }
 
 let server: ServerProcess;
@@ -43,10 +58,12 @@ describe("AMG sweep", () => {
   });
 
   test("rows in the AMG table's form: baseline, thresholds, k and 2k", () => {
-    const k = info.n_expert_used_trained, k2 = Math.min(info.n_expert, 2 * k);
-    assert.deepEqual(r.rows.map((x) => x.config), [
-      `k${k} baseline`, `k${k} + threshold 0.50`, `k${k} + threshold 1.00`, `k${k2} no gating`, `k${k2} + threshold 0.50`, `k${k2} + threshold 1.00`,
-    ]);
+    const k = info.n_expert_used_trained,
+      k2 = Math.min(info.n_expert, 2 * k);
+    assert.deepEqual(
+      r.rows.map((x) => x.config),
+      [`k${k} baseline`, `k${k} + threshold 0.50`, `k${k} + threshold 1.00`, `k${k2} no gating`, `k${k2} + threshold 0.50`, `k${k2} + threshold 1.00`],
+    );
     const t = sweepTable(r);
     assert.deepEqual(t.header, ["Config", "PPL", "±σ", "Avg experts active", `Speed and quality vs k${k} baseline`]);
     for (const [i, row] of t.rows.entries()) {
@@ -80,7 +97,10 @@ describe("AMG sweep", () => {
   test("threshold 1.0 equals no gating; active counts follow the threshold", () => {
     const k = info.n_expert_used_trained;
     const [base, half, one, big, bigHalf, bigOne] = r.rows;
-    for (const [a, b] of [[base, one], [big, bigOne]]) {
+    for (const [a, b] of [
+      [base, one],
+      [big, bigOne],
+    ]) {
       assert.equal(b.ppl, a.ppl, `${b.config} vs ${a.config}`);
       assert.equal(b.pplErr, a.pplErr);
       assert.equal(b.avgActive, a.avgActive);
@@ -110,7 +130,10 @@ describe("ablation of {β, Π, Ant} at transitions", () => {
   });
 
   test("eight rows, Standard first, in the form of the Affinity table", () => {
-    assert.deepEqual(r.rows.map((x) => x.config), ABLATION_SUBSETS.map(subsetName));
+    assert.deepEqual(
+      r.rows.map((x) => x.config),
+      ABLATION_SUBSETS.map(subsetName),
+    );
     assert.equal(r.rows.length, 8);
     const t = ablationTable(r);
     assert.equal(t.rows.length, 8);

@@ -13,7 +13,8 @@ import { after, before, describe, test } from "node:test";
 import type { ServerProcess } from "../../extension/core/server-process";
 import { DEMO_MODEL, rawRequest, requireFile, ROOT, SERVER_BIN, startServer, tempFile } from "../helpers";
 
-const SAMPLE = "The river ran quietly past the old mill.\n```python\ndef area(r):\n    return 3.14159 * r * r\n```\nDer Fluss floss ruhig an der alten Mühle vorbei.\n";
+const SAMPLE =
+  "The river ran quietly past the old mill.\n```python\ndef area(r):\n    return 3.14159 * r * r\n```\nDer Fluss floss ruhig an der alten Mühle vorbei.\n";
 
 let server: ServerProcess;
 before(async () => {
@@ -31,7 +32,11 @@ function rawExchange(port: number, bytes: string | Buffer, waitMs = 15_000): Pro
   return new Promise((resolve) => {
     const sock = net.connect({ host: "127.0.0.1", port });
     const chunks: Buffer[] = [];
-    const done = () => { clearTimeout(timer); sock.destroy(); resolve(Buffer.concat(chunks).toString("latin1")); };
+    const done = () => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(Buffer.concat(chunks).toString("latin1"));
+    };
     const timer = setTimeout(done, waitMs);
     sock.on("data", (d) => chunks.push(d));
     sock.on("close", done);
@@ -43,7 +48,10 @@ function rawExchange(port: number, bytes: string | Buffer, waitMs = 15_000): Pro
 /** A server with extra flags, started the way ServerProcess does, for the tests that need them. */
 async function startWithFlags(extra: string[]): Promise<{ port: number; token: string; child: ChildProcess; stop: () => Promise<void> }> {
   const token = "t".repeat(64);
-  const child = spawn(SERVER_BIN, ["-m", DEMO_MODEL, "--port", "0", "-t", "2", "--exit-with-stdin", ...extra], { env: { ...process.env, MOE_LENS_TOKEN: token }, stdio: ["pipe", "pipe", "ignore"] });
+  const child = spawn(SERVER_BIN, ["-m", DEMO_MODEL, "--port", "0", "-t", "2", "--exit-with-stdin", ...extra], {
+    env: { ...process.env, MOE_LENS_TOKEN: token },
+    stdio: ["pipe", "pipe", "ignore"],
+  });
   const exited = new Promise<void>((r) => child.once("exit", () => r()));
   const port = await new Promise<number>((resolve, reject) => {
     readline.createInterface({ input: child.stdout! }).on("line", (line) => {
@@ -52,7 +60,15 @@ async function startWithFlags(extra: string[]): Promise<{ port: number; token: s
       else reject(new Error(msg.message));
     });
   });
-  return { port, token, child, stop: async () => { child.stdin!.end(); await exited; } };
+  return {
+    port,
+    token,
+    child,
+    stop: async () => {
+      child.stdin!.end();
+      await exited;
+    },
+  };
 }
 
 describe("issue 17, server side", () => {
@@ -72,7 +88,9 @@ describe("issue 17, server side", () => {
     for (let round = 0; round < 4; round++) {
       // Each trace asks for other expert slots than loaded, so the model is freed and reloaded.
       const reload = post("/v1/trace", JSON.stringify({ text: SAMPLE, policy: { max_k: k + 1 + (round % 2) } }));
-      const readers = Array.from({ length: 16 }, (_, i) => (i % 4 === 3 ? rawRequest(server.port, "/v1/model", { token: server.client.token }) : post("/v1/tokenize", JSON.stringify({ text: SAMPLE }))));
+      const readers = Array.from({ length: 16 }, (_, i) =>
+        i % 4 === 3 ? rawRequest(server.port, "/v1/model", { token: server.client.token }) : post("/v1/tokenize", JSON.stringify({ text: SAMPLE })),
+      );
       const [t, ...others] = await Promise.all([reload, ...readers]);
       assert.equal(t.status, 200, t.text.slice(0, 200));
       for (const r of others) assert.ok(r.status === 200 || r.status === 429, `${r.status} ${r.text.slice(0, 200)}`);
@@ -95,7 +113,10 @@ describe("issue 17, server side", () => {
       }
       const head = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
       let at = 0;
-      const drip = setInterval(() => { for (const sock of slow) if (!sock.destroyed) sock.write(head[at % head.length]); at++; }, 1000);
+      const drip = setInterval(() => {
+        for (const sock of slow) if (!sock.destroyed) sock.write(head[at % head.length]);
+        at++;
+      }, 1000);
       try {
         await new Promise((r) => setTimeout(r, 1200));
         const t0 = Date.now();
@@ -118,7 +139,11 @@ describe("issue 17, server side", () => {
 
   test("4: a host that is not a loopback address is refused before anything listens", () => {
     for (const host of ["127.evil.example", "0.0.0.0", "::"]) {
-      const r = spawnSync(SERVER_BIN, ["-m", DEMO_MODEL, "--host", host, "--port", "0"], { encoding: "utf8", env: { ...process.env, MOE_LENS_TOKEN: "t" }, timeout: 30_000 });
+      const r = spawnSync(SERVER_BIN, ["-m", DEMO_MODEL, "--host", host, "--port", "0"], {
+        encoding: "utf8",
+        env: { ...process.env, MOE_LENS_TOKEN: "t" },
+        timeout: 30_000,
+      });
       assert.equal(r.status, 2, `${host}: ${r.stdout}`);
       const line = JSON.parse(r.stdout.trim().split("\n")[0]) as { event: string; message: string };
       assert.equal(line.event, "error");
@@ -152,7 +177,11 @@ describe("issue 17, server side", () => {
       }
       assert.equal((await post(route, '{"text":"hi","add_bos":null}')).status, 200);
     }
-    for (const [body, field] of [['{"text":"hi","top_n":"2"}', "top_n"], ['{"text":5}', "text"], ['{"text":"hi","n_ctx":1.5}', "n_ctx"]] as const) {
+    for (const [body, field] of [
+      ['{"text":"hi","top_n":"2"}', "top_n"],
+      ['{"text":5}', "text"],
+      ['{"text":"hi","n_ctx":1.5}', "n_ctx"],
+    ] as const) {
       const r = await post(body.includes("n_ctx") ? "/v1/perplexity" : "/v1/trace", body);
       assert.equal(r.status, 400, r.text);
       assert.match(errorMessage(r), new RegExp(`"${field}"`));
@@ -163,7 +192,15 @@ describe("issue 17, server side", () => {
     const info = await server.client.modelInfo();
     const sha = createHash("sha256").update(fs.readFileSync(DEMO_MODEL)).digest("hex");
     const W = Buffer.alloc(info.n_expert * (2 * info.n_expert + 1) * 4).toString("base64");
-    const good = { format: "moe-lens-ant-predictor", version: 1, model_sha256: sha, n_expert: info.n_expert, moe_layers: info.moe_layers, beta: 0.9, layers: info.moe_layers.map((l) => ({ layer: l, W })) };
+    const good = {
+      format: "moe-lens-ant-predictor",
+      version: 1,
+      model_sha256: sha,
+      n_expert: info.n_expert,
+      moe_layers: info.moe_layers,
+      beta: 0.9,
+      layers: info.moe_layers.map((l) => ({ layer: l, W })),
+    };
     const cases: Array<[string, unknown, RegExp]> = [
       ["version as a string", { ...good, version: "1" }, /version "1"/],
       ["missing layers", { ...good, layers: undefined }, /"layers"/],
@@ -186,7 +223,9 @@ describe("issue 17, server side", () => {
   test("9: 429 carries Retry-After: 1", async () => {
     const ac = new AbortController();
     const long = fetch(`http://127.0.0.1:${server.port}/v1/trace`, {
-      method: "POST", signal: ac.signal, headers: { Authorization: `Bearer ${server.client.token}` },
+      method: "POST",
+      signal: ac.signal,
+      headers: { Authorization: `Bearer ${server.client.token}` },
       body: JSON.stringify({ text: SAMPLE.repeat(300) }),
     });
     try {
@@ -260,8 +299,18 @@ describe("issue 17, server side", () => {
 
 describe("issue 15: the fuzzer", () => {
   test("a short deterministic fuzz run passes (no crash, every request answered, no 5xx, same trace after)", () => {
-    const r = spawnSync(process.execPath, [path.join(ROOT, "tools", "fuzz", "fuzz-server.mjs"), "--requests", "150", "--seed", "7", "--gguf", "14", "--json"], { encoding: "utf8", timeout: 600_000 });
-    const summary = JSON.parse(r.stdout.trim().split("\n").pop()!) as { pass: boolean; crashes: number; noResponse: number; fiveXX: number; traceIdentical: boolean; gguf: { crashed: number } };
+    const r = spawnSync(process.execPath, [path.join(ROOT, "tools", "fuzz", "fuzz-server.mjs"), "--requests", "150", "--seed", "7", "--gguf", "14", "--json"], {
+      encoding: "utf8",
+      timeout: 600_000,
+    });
+    const summary = JSON.parse(r.stdout.trim().split("\n").pop()!) as {
+      pass: boolean;
+      crashes: number;
+      noResponse: number;
+      fiveXX: number;
+      traceIdentical: boolean;
+      gguf: { crashed: number };
+    };
     assert.equal(r.status, 0, r.stdout + r.stderr);
     assert.equal(summary.pass, true);
     assert.equal(summary.crashes + summary.noResponse + summary.fiveXX + summary.gguf.crashed, 0);
@@ -280,10 +329,18 @@ function statFields(pid: number): string[] | undefined {
   }
 }
 function childrenOf(pid: number): number[] {
-  return fs.readdirSync("/proc").filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => statFields(p)?.[1] === String(pid));
+  return fs
+    .readdirSync("/proc")
+    .filter((d) => /^\d+$/.test(d))
+    .map(Number)
+    .filter((p) => statFields(p)?.[1] === String(pid));
 }
 function processName(pid: number): string {
-  try { return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim(); } catch { return ""; }
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim();
+  } catch {
+    return "";
+  }
 }
 function processCpuTicks(pid: number): number {
   const f = statFields(pid);

@@ -13,7 +13,12 @@ import { after, before, test } from "node:test";
 import type { ServerProcess } from "../../extension/core/server-process";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
 
-interface ReferenceToken { id: number; logprob_next: number | null; experts: number[][]; probs: number[][] }
+interface ReferenceToken {
+  id: number;
+  logprob_next: number | null;
+  experts: number[][];
+  probs: number[][];
+}
 
 let server: ServerProcess;
 before(async () => {
@@ -22,7 +27,9 @@ before(async () => {
 after(async () => server?.stop());
 
 test("llama.cpp's tokenizer gives the training tokenizer's ids", async () => {
-  const expected = JSON.parse(fs.readFileSync(path.join(ROOT, "test", "fixtures", "tokenizer", "expected-ids.json"), "utf8")) as { ids: Record<string, number[]> };
+  const expected = JSON.parse(fs.readFileSync(path.join(ROOT, "test", "fixtures", "tokenizer", "expected-ids.json"), "utf8")) as {
+    ids: Record<string, number[]>;
+  };
   for (const [file, ids] of Object.entries(expected.ids)) {
     const text = fs.readFileSync(path.join(ROOT, file), "utf8");
     const got = await server.client.tokenize(text);
@@ -33,13 +40,21 @@ test("llama.cpp's tokenizer gives the training tokenizer's ids", async () => {
 });
 
 test("log-probabilities and expert choices match the PyTorch reference", async () => {
-  const ref = JSON.parse(fs.readFileSync(path.join(ROOT, "test", "fixtures", "parity", "demo-sample.trace.json"), "utf8")) as { n_expert: number; tokens: ReferenceToken[] };
+  const ref = JSON.parse(fs.readFileSync(path.join(ROOT, "test", "fixtures", "parity", "demo-sample.trace.json"), "utf8")) as {
+    n_expert: number;
+    tokens: ReferenceToken[];
+  };
   const text = fs.readFileSync(path.join(ROOT, "test", "fixtures", "demo-sample.md"), "utf8");
   const t = await server.client.trace({ text, top_n: ref.n_expert });
   const { n_moe_layers: L, k: K } = t.header;
   const E = ref.n_expert;
   assert.equal(t.columns.count, ref.tokens.length);
-  let pairs = 0, same = 0, sumDiff = 0, nDiff = 0, maxDiff = 0, maxProbDiff = 0;
+  let pairs = 0,
+    same = 0,
+    sumDiff = 0,
+    nDiff = 0,
+    maxDiff = 0,
+    maxProbDiff = 0;
   ref.tokens.forEach((r, i) => {
     assert.equal(t.columns.tokenIds[i], r.id, `token ${i}`);
     if (r.logprob_next !== null && i < t.columns.count - 1) {
@@ -59,7 +74,9 @@ test("log-probabilities and expert choices match the PyTorch reference", async (
     }
   });
   const share = same / pairs;
-  console.log(`parity: experts equal on ${same}/${pairs} (${(100 * share).toFixed(2)}%), mean |Δ log p| ${(sumDiff / nDiff).toExponential(2)}, max ${maxDiff.toExponential(2)}, max |Δ p_router| ${maxProbDiff.toExponential(2)}`);
+  console.log(
+    `parity: experts equal on ${same}/${pairs} (${(100 * share).toFixed(2)}%), mean |Δ log p| ${(sumDiff / nDiff).toExponential(2)}, max ${maxDiff.toExponential(2)}, max |Δ p_router| ${maxProbDiff.toExponential(2)}`,
+  );
   assert.ok(share >= 0.99, `experts match on ${(100 * share).toFixed(2)}% of (token, layer) pairs`);
   assert.ok(sumDiff / nDiff <= 2e-3, `mean |Δ log p| = ${sumDiff / nDiff}`);
   assert.ok(maxDiff <= 0.25, `max |Δ log p| = ${maxDiff}`);

@@ -11,7 +11,13 @@ const MODEL = process.env.MOE_LENS_TEST_MODEL ?? DEMO_MODEL;
 
 function evalText(): string {
   const dir = path.join(ROOT, "test", "fixtures");
-  const files = ["demo-sample.md", ...fs.readdirSync(path.join(dir, "transitions")).filter((f) => f.endsWith(".txt")).map((f) => path.join("transitions", f))];
+  const files = [
+    "demo-sample.md",
+    ...fs
+      .readdirSync(path.join(dir, "transitions"))
+      .filter((f) => f.endsWith(".txt"))
+      .map((f) => path.join("transitions", f)),
+  ];
   const text = files.map((f) => fs.readFileSync(path.join(dir, f), "utf8")).join("\n");
   return text.length > 20_000 ? text : (text + "\n" + fs.readFileSync(path.join(ROOT, "native", "API.md"), "utf8")).repeat(2);
 }

@@ -12,7 +12,15 @@ import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { chooseExperts, keptExpertCount, openForPruning, PROVENANCE_PREFIX, writePrunedModel } from "../../extension/core/prune";
-import { computeSaliency, EXPERT_NORMS_CAPABILITY, expertOrder, hasExpertNorms, textSource, type PruneMethod, type SaliencyFile } from "../../extension/core/saliency";
+import {
+  computeSaliency,
+  EXPERT_NORMS_CAPABILITY,
+  expertOrder,
+  hasExpertNorms,
+  textSource,
+  type PruneMethod,
+  type SaliencyFile,
+} from "../../extension/core/saliency";
 import type { TraceBatch } from "../../shared/trace";
 import { DEMO_MODEL, llamaPerplexity, requireFile, ROOT, startServer, tempFile, tinyModel, variedText } from "../helpers";
 import { assertPrunedFrom, kvValue, widenExperts } from "../prune-helpers";
@@ -34,7 +42,9 @@ function cliJson<T>(args: string[]): T {
 
 /** Perplexity text for the demo model: the mixed sample and three labelled documents (≈ 2,000 tokens). */
 function demoEvalFile(): string {
-  const parts = ["demo-sample.md", "transitions/01.txt", "transitions/02.txt", "transitions/03.txt"].map((f) => fs.readFileSync(path.join(FIXTURES, f), "utf8"));
+  const parts = ["demo-sample.md", "transitions/01.txt", "transitions/02.txt", "transitions/03.txt"].map((f) =>
+    fs.readFileSync(path.join(FIXTURES, f), "utf8"),
+  );
   return tempFile("prune-eval.txt", parts.join("\n"));
 }
 
@@ -58,23 +68,35 @@ describe("prune: demo model", () => {
     const sal = JSON.parse(fs.readFileSync(salFile, "utf8")) as SaliencyFile;
     const tokens = sal.calibration.tokens;
     assert.equal(tokens, 838);
-    assert.deepEqual(sal.layers.map((l) => l.layer), [0, 1, 2, 3]);
+    assert.deepEqual(
+      sal.layers.map((l) => l.layer),
+      [0, 1, 2, 3],
+    );
     for (const l of sal.layers) {
       // At baseline every token fills k = 2 slots with non-zero, renormalised weights.
-      assert.equal(l.frequency.reduce((a, b) => a + b, 0), 2 * tokens);
+      assert.equal(
+        l.frequency.reduce((a, b) => a + b, 0),
+        2 * tokens,
+      );
       assert.ok(Math.abs(l.weight.reduce((a, b) => a + b, 0) - tokens) < 1e-3 * tokens);
     }
 
     const p75 = path.join(dir, "demo-75.gguf");
-    const r = cliJson<{ expert_count: { before: number; after: number }; expert_used_count: { after: number }; layers: Array<{ layer: number; kept: number[]; removed: number[] }>; sizes: { out_bytes: number; source_bytes: number } }>(
-      ["prune", "--model", DEMO_MODEL, "--saliency", salFile, "--keep", "0.75", "--method", "weight", "--out", p75]);
+    const r = cliJson<{
+      expert_count: { before: number; after: number };
+      expert_used_count: { after: number };
+      layers: Array<{ layer: number; kept: number[]; removed: number[] }>;
+      sizes: { out_bytes: number; source_bytes: number };
+    }>(["prune", "--model", DEMO_MODEL, "--saliency", salFile, "--keep", "0.75", "--method", "weight", "--out", p75]);
     assert.deepEqual(r.expert_count, { before: 8, after: 6 });
     assert.equal(r.expert_used_count.after, 2);
     assert.equal(r.sizes.out_bytes, fs.statSync(p75).size);
     assert.ok(r.sizes.out_bytes < r.sizes.source_bytes);
     const kept = assertPrunedFrom(DEMO_MODEL, p75);
     for (const l of sal.layers) {
-      const top6 = expertOrder(l, "weight").slice(0, 6).sort((a, b) => a - b);
+      const top6 = expertOrder(l, "weight")
+        .slice(0, 6)
+        .sort((a, b) => a - b);
       assert.deepEqual(kept.get(l.layer), top6, `layer ${l.layer}: the 6 experts with the largest summed gate weight`);
       assert.deepEqual(r.layers.find((x) => x.layer === l.layer)!.kept, top6);
     }
@@ -104,7 +126,8 @@ describe("prune: demo model", () => {
     const text = fs.readFileSync(path.join(FIXTURES, "demo-sample.md"), "utf8");
     try {
       const info = await server.client.modelInfo();
-      if (!hasExpertNorms(info)) return t.skip(`this moe-lens-server lacks the "${EXPERT_NORMS_CAPABILITY}" capability (GET /v1/model "capabilities"), which REAP needs`);
+      if (!hasExpertNorms(info))
+        return t.skip(`this moe-lens-server lacks the "${EXPERT_NORMS_CAPABILITY}" capability (GET /v1/model "capabilities"), which REAP needs`);
       /** The run's slots, [token][moe layer][slot], concatenated over its batches. */
       const collect = async (policy?: { amg: { threshold: number } }) => {
         const batches: TraceBatch[] = [];
@@ -113,17 +136,38 @@ describe("prune: demo model", () => {
         const cat = <T extends Int32Array | Float32Array>(f: (b: TraceBatch) => T, make: (n: number) => T) => {
           const out = make(batches.reduce((n, b) => n + f(b).length, 0));
           let at = 0;
-          for (const b of batches) { out.set(f(b), at); at += f(b).length; }
+          for (const b of batches) {
+            out.set(f(b), at);
+            at += f(b).length;
+          }
           return out;
         };
-        return { experts: cat((b) => b.experts, (n) => new Int32Array(n)), weights: cat((b) => b.weights, (n) => new Float32Array(n)), norms: cat((b) => b.expertNorms!, (n) => new Float32Array(n)) };
+        return {
+          experts: cat(
+            (b) => b.experts,
+            (n) => new Int32Array(n),
+          ),
+          weights: cat(
+            (b) => b.weights,
+            (n) => new Float32Array(n),
+          ),
+          norms: cat(
+            (b) => b.expertNorms!,
+            (n) => new Float32Array(n),
+          ),
+        };
       };
       const base = await collect();
       const amg = await collect({ amg: { threshold: 0.5 } });
-      const L = info.moe_layers.length, K = info.n_expert_used, E = info.n_expert;
-      const sum = new Float64Array(L * E), count = new Float64Array(L * E);
-      let compared = 0, zeroed = 0;
-      const b = base, a = amg;
+      const L = info.moe_layers.length,
+        K = info.n_expert_used,
+        E = info.n_expert;
+      const sum = new Float64Array(L * E),
+        count = new Float64Array(L * E);
+      let compared = 0,
+        zeroed = 0;
+      const b = base,
+        a = amg;
       assert.equal(a.experts.length, b.experts.length);
       for (let i = 0; i < b.experts.length; i++) {
         assert.ok(b.weights[i] > 0 && b.norms[i] > 0 && Number.isFinite(b.norms[i]), `slot ${i}: a selected expert has a positive output norm`);
@@ -152,9 +196,25 @@ describe("prune: demo model", () => {
     }
     const dir = tmp();
     const out = path.join(dir, "demo-reap.gguf");
-    const r = cliJson<{ method: string; layers: Array<{ layer: number; kept: number[] }> }>(["prune", "--model", DEMO_MODEL, "--calibration", path.join(FIXTURES, "demo-sample.md"), "--keep", "0.5", "--out", out]);
+    const r = cliJson<{ method: string; layers: Array<{ layer: number; kept: number[] }> }>([
+      "prune",
+      "--model",
+      DEMO_MODEL,
+      "--calibration",
+      path.join(FIXTURES, "demo-sample.md"),
+      "--keep",
+      "0.5",
+      "--out",
+      out,
+    ]);
     assert.equal(r.method, "reap", "REAP is the default method");
-    for (const l of sal.layers) assert.deepEqual(r.layers.find((x) => x.layer === l.layer)!.kept, expertOrder(l, "reap").slice(0, 4).sort((a, b) => a - b));
+    for (const l of sal.layers)
+      assert.deepEqual(
+        r.layers.find((x) => x.layer === l.layer)!.kept,
+        expertOrder(l, "reap")
+          .slice(0, 4)
+          .sort((a, b) => a - b),
+      );
     assertPrunedFrom(DEMO_MODEL, out);
     assert.ok(Number.isFinite(Number(llamaPerplexity(out, demoEvalFile(), 128).ppl)));
   });
@@ -176,7 +236,11 @@ describe("prune: demo model", () => {
     refuse([...base, "--model", path.join(FIXTURES, "demo-sample.md"), "--keep", "0.5"], 1, /not a GGUF file/);
     refuse([...base, "--model", DEMO_MODEL, "--keep", "0.1"], 1, /leaves 1; at least 2 must remain/);
     refuse([...base, "--model", DEMO_MODEL, "--keep", "1.5"], 2, /--keep must be a fraction in \(0, 1\]/);
-    refuse(["prune", "--model", DEMO_MODEL, "--keep", "0.5", "--method", "magnitude", "--out", out], 2, /--method must be one of reap, weight, frequency, random/);
+    refuse(
+      ["prune", "--model", DEMO_MODEL, "--keep", "0.5", "--method", "magnitude", "--out", out],
+      2,
+      /--method must be one of reap, weight, frequency, random/,
+    );
     refuse(["prune", "--model", DEMO_MODEL, "--keep", "0.5", "--method", "weight", "--out", out], 2, /needs --calibration FILE\|DIR/);
     refuse([...base, "--model", DEMO_MODEL, "--keep", "0.5", "--out", DEMO_MODEL], 2, /must not be the model itself/);
     assert.ok(!fs.existsSync(out), "nothing written");
@@ -193,7 +257,11 @@ describe("prune: demo model", () => {
 // Random models of test-llama-archs (2 experts each), widened to 8 experts.
 const ARCHS: Array<{ arch: string; what: string; groups?: { count: number; used: number } }> = [
   { arch: "qwen2moe", what: "shared expert with its own gate" },
-  { arch: "deepseek2", what: "sigmoid gating, selection bias exp_probs_b, 2 expert groups, a shared expert, a leading dense layer", groups: { count: 2, used: 1 } },
+  {
+    arch: "deepseek2",
+    what: "sigmoid gating, selection bias exp_probs_b, 2 expert groups, a shared expert, a leading dense layer",
+    groups: { count: 2, used: 1 },
+  },
   { arch: "gpt-oss", what: "router and expert biases, softmax after top-k" },
   { arch: "glm4moe", what: "selection bias, shared expert, a leading dense layer" },
 ];
@@ -222,13 +290,24 @@ describe("prune: architectures", () => {
       const write = async (keep: number) => {
         const out = path.join(dir, `${arch}-${keep}.gguf`);
         const choice = chooseExperts(structure, keptExpertCount(structure, keep), method, sal);
-        await writePrunedModel(layout, structure, choice, out, { method, keep, sourceSha256: "0".repeat(64), calibration: { files: ["varied"], tokens: sal.calibration.tokens } });
+        await writePrunedModel(layout, structure, choice, out, {
+          method,
+          keep,
+          sourceSha256: "0".repeat(64),
+          calibration: { files: ["varied"], tokens: sal.calibration.tokens },
+        });
         return { out, choice };
       };
       const half = await write(0.5);
       const kept = assertPrunedFrom(wide, half.out);
       assert.deepEqual(kept, half.choice.kept);
-      if (groups) for (const k of kept.values()) assert.deepEqual(k.map((e) => Math.floor(e / 4)), [0, 0, 1, 1], "two experts from each group");
+      if (groups)
+        for (const k of kept.values())
+          assert.deepEqual(
+            k.map((e) => Math.floor(e / 4)),
+            [0, 0, 1, 1],
+            "two experts from each group",
+          );
       const traced = await expertIdsTraced(half.out, variedText(200));
       assert.equal(traced.nExpert, 4);
       assert.ok(traced.maxId < 4);
@@ -243,11 +322,30 @@ describe("prune: architectures", () => {
   test("quantized (Q4_K) random qwen3moe, 16 experts, k = 8: keep 0.25 copies blocks exactly and lowers k to 4", () => {
     const dir = tmp();
     const src = path.join(dir, "q4k.gguf");
-    const bench = requireFile(path.join(ROOT, "out", "bin", process.platform === "win32" ? "moe-lens-bench.exe" : "moe-lens-bench"), "run `npm run build:native`");
-    const w = spawnSync(bench, ["random-moe", "-m", DEMO_MODEL, "-o", src, "--layers", "2", "--embd", "256", "--ff", "256", "--experts", "16", "--k", "8", "--type", "q4_k"], { encoding: "utf8" });
+    const bench = requireFile(
+      path.join(ROOT, "out", "bin", process.platform === "win32" ? "moe-lens-bench.exe" : "moe-lens-bench"),
+      "run `npm run build:native`",
+    );
+    const w = spawnSync(
+      bench,
+      ["random-moe", "-m", DEMO_MODEL, "-o", src, "--layers", "2", "--embd", "256", "--ff", "256", "--experts", "16", "--k", "8", "--type", "q4_k"],
+      { encoding: "utf8" },
+    );
     assert.equal(w.status, 0, w.stderr);
     const out = path.join(dir, "q4k-25.gguf");
-    const r = cliJson<{ expert_count: { after: number }; expert_used_count: { before: number; after: number } }>(["prune", "--model", src, "--keep", "0.25", "--method", "random", "--seed", "3", "--out", out]);
+    const r = cliJson<{ expert_count: { after: number }; expert_used_count: { before: number; after: number } }>([
+      "prune",
+      "--model",
+      src,
+      "--keep",
+      "0.25",
+      "--method",
+      "random",
+      "--seed",
+      "3",
+      "--out",
+      out,
+    ]);
     assert.deepEqual([r.expert_count.after, r.expert_used_count.before, r.expert_used_count.after], [4, 8, 4]);
     assertPrunedFrom(src, out);
     const info = cliJson<{ n_expert: number; n_expert_used: number; n_expert_used_trained: number }>(["info", "--model", out]);

@@ -86,12 +86,18 @@ describe("router packs", () => {
 
   test("a pack made for another file is refused with the reason, and the loaded pack stays", async () => {
     await server.client.loadRouterPack(basePack);
-    await assert.rejects(server.client.loadRouterPack(foreignPack), (e: unknown) =>
-      e instanceof ServerError && e.status === 400 && /another model file/.test(e.message));
-    await assert.rejects(server.client.loadRouterPack(path.join(dir, "missing.gguf")), (e: unknown) =>
-      e instanceof ServerError && e.status === 400 && /cannot be read/.test(e.message));
-    await assert.rejects(server.client.loadRouterPack(DEMO_MODEL), (e: unknown) =>
-      e instanceof ServerError && e.status === 400 && /not a router pack/.test(e.message));
+    await assert.rejects(
+      server.client.loadRouterPack(foreignPack),
+      (e: unknown) => e instanceof ServerError && e.status === 400 && /another model file/.test(e.message),
+    );
+    await assert.rejects(
+      server.client.loadRouterPack(path.join(dir, "missing.gguf")),
+      (e: unknown) => e instanceof ServerError && e.status === 400 && /cannot be read/.test(e.message),
+    );
+    await assert.rejects(
+      server.client.loadRouterPack(DEMO_MODEL),
+      (e: unknown) => e instanceof ServerError && e.status === 400 && /not a router pack/.test(e.message),
+    );
     assert.equal((await server.client.modelInfo()).router_pack?.path, basePack);
     await server.client.loadRouterPack(null);
   });
@@ -113,7 +119,10 @@ describe("router packs", () => {
     fs.mkdirSync(routerPackDir(model), { recursive: true });
     fs.copyFileSync(basePack, path.join(routerPackDir(model), "base.gguf"));
     fs.writeFileSync(path.join(routerPackDir(model), "junk.gguf"), "not a pack");
-    assert.deepEqual(packsForModel(model).map((p) => p.name), ["base"]);
+    assert.deepEqual(
+      packsForModel(model).map((p) => p.name),
+      ["base"],
+    );
     fs.rmSync(modelDir, { recursive: true, force: true });
   });
 });

@@ -11,7 +11,7 @@ import { DEMO_MODEL, startServer, tinyModel } from "../helpers";
 
 const SAMPLE =
   "The river ran quietly past the old mill.\n```python\ndef area(r):\n    return 3.14159 * r * r\n```\n" +
-  "{\"name\": \"mill\", \"built\": 1852}\nDer Fluss floss ruhig an der alten Mühle vorbei.\n12 + 35 = 47\n";
+  '{"name": "mill", "built": 1852}\nDer Fluss floss ruhig an der alten Mühle vorbei.\n12 + 35 = 47\n';
 
 /**
  * The cumulative-threshold rule (docs: native/API.md, policy object) for one token and layer:
@@ -50,7 +50,8 @@ function assertGated(base: Trace, gated: Trace, opts: { tau?: number; minK?: num
       const row = token * L + m;
       const own = m > 0 ? gated : base;
       const ids = Array.from(own.columns.experts.subarray(row * K, (row + 1) * K));
-      if (m === 0) assert.deepEqual(Array.from(gated.columns.experts.subarray(row * K, (row + 1) * K)), ids, `token ${token}: the first layer's selection is unchanged`);
+      if (m === 0)
+        assert.deepEqual(Array.from(gated.columns.experts.subarray(row * K, (row + 1) * K)), ids, `token ${token}: the first layer's selection is unchanged`);
       // the router distribution of this row, by expert id
       const p = new Map<number, number>();
       if (N > 0) {
@@ -59,9 +60,8 @@ function assertGated(base: Trace, gated: Trace, opts: { tau?: number; minK?: num
         topIds.forEach((id, i) => p.set(id, topProbs[i]));
       }
       const selectedProbs = ids.map((e) => p.get(e)!);
-      const w = m === 0
-        ? Array.from(base.columns.weights.subarray(row * K, (row + 1) * K))
-        : selectedProbs.map((x) => x / selectedProbs.reduce((a, b) => a + b, 0));
+      const w =
+        m === 0 ? Array.from(base.columns.weights.subarray(row * K, (row + 1) * K)) : selectedProbs.map((x) => x / selectedProbs.reduce((a, b) => a + b, 0));
       const full = opts.full ? { values: selectedProbs, total: [...p.values()].reduce((a, b) => a + b, 0) } : {};
       const want = gateOracle(w, { ...opts, ...full });
       const got = gated.columns.weights.subarray(row * K, (row + 1) * K);
@@ -88,7 +88,11 @@ describe("in-graph routing on the demo model", () => {
   after(async () => server?.stop());
 
   test("AMG (selected mode) at several thresholds and min_k follows the rule; τ = 1 is the baseline bit for bit", async () => {
-    for (const [tau, minK] of [[0.5, 1], [0.9, 1], [0.5, 2]] as const) {
+    for (const [tau, minK] of [
+      [0.5, 1],
+      [0.9, 1],
+      [0.5, 2],
+    ] as const) {
       const t = await server.client.trace({ text: SAMPLE, top_n: base.header.top_n, policy: { amg: { threshold: tau, min_k: minK } } });
       const dropped = assertGated(base, t, { tau, minK, allLayers: true });
       if (minK === 1 && tau === 0.5) assert.ok(dropped > 0, "τ = 0.5 drops experts on this text");
@@ -115,8 +119,7 @@ describe("in-graph routing on the demo model", () => {
     const layer = base.header.model.moe_layers[L - 1];
     const count = (t: Trace, e: number) => {
       let n = 0;
-      for (let row = 0; row < t.columns.count; row++)
-        for (let i = 0; i < K; i++) if (t.columns.experts[(row * L + L - 1) * K + i] === e) n++;
+      for (let row = 0; row < t.columns.count; row++) for (let i = 0; i < K; i++) if (t.columns.experts[(row * L + L - 1) * K + i] === e) n++;
       return n;
     };
     const top = [...Array(base.header.model.n_expert).keys()].sort((a, b) => count(base, b) - count(base, a))[0];
@@ -138,7 +141,8 @@ describe("in-graph routing on the demo model", () => {
       assert.deepEqual(on.columns.experts, off.columns.experts);
       assert.deepEqual(on.columns.weights, off.columns.weights);
       for (let i = 0; i < on.columns.count; i++) {
-        const a = on.columns.nll[i], b = off.columns.nll[i];
+        const a = on.columns.nll[i],
+          b = off.columns.nll[i];
         assert.ok((Number.isNaN(a) && Number.isNaN(b)) || Math.abs(a - b) <= 1e-5 * Math.max(1, Math.abs(b)), `token ${i}: ${a} vs ${b}`);
       }
     }

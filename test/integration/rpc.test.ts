@@ -12,10 +12,12 @@ import { DEMO_MODEL, requireFile, ROOT, startServer, tempFile } from "../helpers
 const TEXT = [
   "The river ran quietly past the old mill, and the miller counted the sacks twice.",
   "```python\ndef area(r):\n    return 3.14159 * r * r\n```",
-  "{\"name\": \"mill\", \"built\": 1852, \"sacks\": [12, 35, 47]}",
+  '{"name": "mill", "built": 1852, "sacks": [12, 35, 47]}',
   "Der Fluss floss ruhig an der alten Mühle vorbei.",
   "12 + 35 = 47; 47 * 2 = 94; gcd(94, 47) = 47",
-].join("\n").repeat(4);
+]
+  .join("\n")
+  .repeat(4);
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -32,7 +34,10 @@ async function listening(port: number, child: ChildProcess): Promise<void> {
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`ggml-rpc-server exited with ${child.exitCode}`);
     const ok = await new Promise<boolean>((resolve) => {
-      const c = net.connect(port, "127.0.0.1", () => { c.destroy(); resolve(true); });
+      const c = net.connect(port, "127.0.0.1", () => {
+        c.destroy();
+        resolve(true);
+      });
       c.on("error", () => resolve(false));
     });
     if (ok) return;
@@ -61,7 +66,11 @@ describe("llama.cpp RPC: two workers on 127.0.0.1", () => {
   test("moe-lens ppl --rpc … --ngl 99 equals the local run within 1e-4", () => {
     const file = tempFile("rpc.txt", TEXT);
     const run = (extra: string[]) => {
-      const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "moe-lens.js"), "ppl", file, "--ctx", "64", "--json", "--threads", "2", ...extra], { encoding: "utf8", cwd: ROOT, timeout: 300_000 });
+      const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "moe-lens.js"), "ppl", file, "--ctx", "64", "--json", "--threads", "2", ...extra], {
+        encoding: "utf8",
+        cwd: ROOT,
+        timeout: 300_000,
+      });
       assert.equal(r.status, 0, r.stderr);
       return JSON.parse(r.stdout) as { ppl: number; tokens: number };
     };
@@ -83,8 +92,12 @@ describe("llama.cpp RPC: two workers on 127.0.0.1", () => {
         let same = 0;
         const { n_moe_layers: L, k: K } = a.header;
         for (let row = 0; row < a.columns.count * L; row++) {
-          const x = Array.from(a.columns.experts.subarray(row * K, (row + 1) * K)).sort().join();
-          const y = Array.from(b.columns.experts.subarray(row * K, (row + 1) * K)).sort().join();
+          const x = Array.from(a.columns.experts.subarray(row * K, (row + 1) * K))
+            .sort()
+            .join();
+          const y = Array.from(b.columns.experts.subarray(row * K, (row + 1) * K))
+            .sort()
+            .join();
           if (x === y) same++;
         }
         assert.ok(same >= 0.99 * a.columns.count * L, `${JSON.stringify(policy)}: ${same} of ${a.columns.count * L} (token, layer) pairs equal`);

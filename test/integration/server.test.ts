@@ -10,7 +10,8 @@ import { halfToFloat, type TraceBatch } from "../../shared/trace";
 import { DEMO_MODEL, rawRequest, requireFile, SERVER_BIN, startServer, tempFile, tinyModel } from "../helpers";
 
 const MODEL = process.env.MOE_LENS_TEST_MODEL ?? DEMO_MODEL;
-const SAMPLE = "The river ran quietly past the old mill.\n```python\ndef area(r):\n    return 3.14159 * r * r\n```\n{\"name\": \"mill\", \"built\": 1852}\nDer Fluss floss ruhig an der alten Mühle vorbei. 🌊\n";
+const SAMPLE =
+  'The river ran quietly past the old mill.\n```python\ndef area(r):\n    return 3.14159 * r * r\n```\n{"name": "mill", "built": 1852}\nDer Fluss floss ruhig an der alten Mühle vorbei. 🌊\n';
 
 let server: ServerProcess;
 before(async () => {
@@ -80,7 +81,8 @@ describe("model info and trace", () => {
     const E = info.n_expert;
     const t = await server.client.trace({ text: SAMPLE, top_n: E });
     const { header, columns: c, summary } = t;
-    const L = header.n_moe_layers, K = header.k;
+    const L = header.n_moe_layers,
+      K = header.k;
     assert.equal(c.count, header.n_tokens);
     // Byte spans cover the text exactly, multi-byte characters included.
     assert.equal(textOfSpans(SAMPLE, c.byteStart, c.byteEnd), SAMPLE);
@@ -123,7 +125,8 @@ describe("model info and trace", () => {
         const sel = Array.from(c.experts.subarray((i * L + m) * K, (i * L + m + 1) * K));
         const mass = sel.reduce((s, e) => s + probs[e], 0);
         const pre = sel.map((e) => probs[e] / mass).sort((a, b) => b - a);
-        let keep = 0, cum = 0;
+        let keep = 0,
+          cum = 0;
         while (keep < K) {
           cum += pre[keep++];
           if (cum >= 0.6 * (1 - 1e-6)) break;
@@ -142,7 +145,9 @@ describe("model info and trace", () => {
     const batches: TraceBatch[] = [];
     const t = await server.client.traceStream({ text: SAMPLE, top_n: 2, probs: true }, { onBatch: (b) => void batches.push(b) });
     assert.equal(t.header.probs, true);
-    const L = t.header.n_moe_layers, E = t.header.model.n_expert, N = t.header.top_n;
+    const L = t.header.n_moe_layers,
+      E = t.header.model.n_expert,
+      N = t.header.top_n;
     for (const b of batches) {
       assert.equal(b.routerProbs?.length, b.count * L * E);
       for (let row = 0; row < b.count * L; row++) {
@@ -168,14 +173,22 @@ describe("model info and trace", () => {
     assert.equal(header.kv_shift, info.n_ctx / 2, "the demo model's KV cache can shift");
     assert.deepEqual(t.header.windows, [{ start: 0, end: t.header.n_tokens, scored_from: 0, recorded_end: t.header.n_tokens }]);
     assert.ok(sizes[0] <= 64, `first batch ${sizes[0]} tokens`);
-    assert.equal(sizes.reduce((a, b) => a + b, 0), t.header.n_tokens, "each token recorded once");
+    assert.equal(
+      sizes.reduce((a, b) => a + b, 0),
+      t.header.n_tokens,
+      "each token recorded once",
+    );
     assert.equal(t.columns.count, t.header.n_tokens);
     for (let i = 0; i < t.columns.count; i++) assert.equal(t.columns.start + i, i);
     assert.equal(textOfSpans(long, t.columns.byteStart, t.columns.byteEnd), long);
     for (let i = 0; i < t.columns.count - 1; i++) assert.ok(Number.isFinite(t.columns.nll[i]));
     assert.ok(Number.isNaN(t.columns.nll[t.columns.count - 1]));
     // past the first context the model still predicts well: the shift keeps n_ctx/2 tokens of context
-    const mean = (a: number, b: number) => { let x = 0; for (let i = a; i < b; i++) x += t.columns.nll[i]; return x / (b - a); };
+    const mean = (a: number, b: number) => {
+      let x = 0;
+      for (let i = a; i < b; i++) x += t.columns.nll[i];
+      return x / (b - a);
+    };
     assert.ok(mean(2 * info.n_ctx, t.columns.count - 1) < mean(0, info.n_ctx) + 1, "no collapse after the shifts");
   });
 
@@ -195,8 +208,7 @@ describe("model info and trace", () => {
     const layer = info.moe_layers[0];
     const t = await server.client.trace({ text: SAMPLE, policy: { disable: [[layer, 0]] } });
     const { n_moe_layers: L, k: K } = t.header;
-    for (let i = 0; i < t.columns.count; i++)
-      for (let j = 0; j < K; j++) assert.notEqual(t.columns.experts[(i * L + 0) * K + j], 0);
+    for (let i = 0; i < t.columns.count; i++) for (let j = 0; j < K; j++) assert.notEqual(t.columns.experts[(i * L + 0) * K + j], 0);
   });
 
   test("generation streams routing per generated token", async () => {
@@ -243,7 +255,10 @@ describe("bad input keeps the server up", () => {
 
   test("unknown routes get 404 and perplexity on too little text a clear 400", async () => {
     assert.equal((await rawRequest(server.port, "/v2/nothing", { token: server.client.token })).status, 404);
-    await assert.rejects(server.client.perplexity({ text: "short", n_ctx: 128 }), (e: ServerError) => e.status === 400 && /at least 256 tokens/.test(e.message));
+    await assert.rejects(
+      server.client.perplexity({ text: "short", n_ctx: 128 }),
+      (e: ServerError) => e.status === 400 && /at least 256 tokens/.test(e.message),
+    );
   });
 
   test("concurrent requests queue or get 429, and all complete", async () => {
@@ -262,8 +277,18 @@ describe("bad input keeps the server up", () => {
     const ac = new AbortController();
     const long = SAMPLE.repeat(400);
     let batches = 0;
-    await assert.rejects(server.client.trace({ text: long }, { onBatch: () => { if (++batches === 1) ac.abort(); } }, ac.signal),
-      (e: ServerError) => e.code === "cancelled");
+    await assert.rejects(
+      server.client.trace(
+        { text: long },
+        {
+          onBatch: () => {
+            if (++batches === 1) ac.abort();
+          },
+        },
+        ac.signal,
+      ),
+      (e: ServerError) => e.code === "cancelled",
+    );
     // The model is free again soon after: a new trace runs without 429.
     const t0 = Date.now();
     const t = await server.client.trace({ text: "after the cancel" });

@@ -12,8 +12,23 @@ import { fitAntPredictor } from "../../extension/core/ant";
 import type { ServerProcess } from "../../extension/core/server-process";
 import { AMG_KEYS, ANT_KEYS, BETA_KEYS, PI_KEYS, POLICY_KEYS, type Policy } from "../../shared/policy";
 import {
-  BATCH_EXPERT_NORMS_KEYS, BATCH_KEYS, BATCH_PROBS_KEYS, BATCH_TOP_N_KEYS, CALIBRATE_KEYS, ERROR_BODY_KEYS, ERROR_KEYS, HEALTH_KEYS, MODEL_INFO_KEYS, PERPLEXITY_KEYS,
-  PREDICTOR_KEYS, SERVER_MODEL_INFO_KEYS, SPEED_KEYS, SUMMARY_KEYS, TOKENIZE_KEYS, TRACE_HEADER_KEYS, TRACE_WINDOW_KEYS,
+  BATCH_EXPERT_NORMS_KEYS,
+  BATCH_KEYS,
+  BATCH_PROBS_KEYS,
+  BATCH_TOP_N_KEYS,
+  CALIBRATE_KEYS,
+  ERROR_BODY_KEYS,
+  ERROR_KEYS,
+  HEALTH_KEYS,
+  MODEL_INFO_KEYS,
+  PERPLEXITY_KEYS,
+  PREDICTOR_KEYS,
+  SERVER_MODEL_INFO_KEYS,
+  SPEED_KEYS,
+  SUMMARY_KEYS,
+  TOKENIZE_KEYS,
+  TRACE_HEADER_KEYS,
+  TRACE_WINDOW_KEYS,
 } from "../../shared/wire";
 import { DEMO_MODEL, rawRequest, ROOT, startServer } from "../helpers";
 
@@ -89,7 +104,11 @@ function batchKeys(asked: { topN?: boolean; norms?: boolean; probs?: boolean }):
   ];
 }
 
-function assertTraceRecords(records: Map<string, Array<Record<string, unknown>>>, asked: { topN?: boolean; norms?: boolean; probs?: boolean }, what: string): void {
+function assertTraceRecords(
+  records: Map<string, Array<Record<string, unknown>>>,
+  asked: { topN?: boolean; norms?: boolean; probs?: boolean },
+  what: string,
+): void {
   assert.deepEqual([...records.keys()].sort(), ["batch", "header", "summary"], `${what}: record types`);
   const [header] = records.get("header")!;
   assertKeys(header, TRACE_HEADER_KEYS, `${what} header`);

@@ -22,7 +22,11 @@ const eslint = new ESLint({
 async function crossings(file: string, code: string): Promise<string[]> {
   const [r] = await eslint.lintText(code, { filePath: path.join(ROOT, file) });
   const other = r.messages.filter((m) => !/^no-restricted-(imports|globals)$/.test(m.ruleId ?? ""));
-  assert.deepEqual(other.map((m) => m.message), [], `${file}: only boundary findings expected`);
+  assert.deepEqual(
+    other.map((m) => m.message),
+    [],
+    `${file}: only boundary findings expected`,
+  );
   return r.messages.map((m) => m.message);
 }
 
@@ -71,7 +75,10 @@ describe("import boundaries (eslint.config.mjs)", () => {
   }
 
   test("type-only imports are refused as well", async () => {
-    assert.match((await crossings("webview/probe.ts", 'import type { Services } from "../extension/vscode/services";\nexport type S = Services;\n')).join(), /restricted/);
+    assert.match(
+      (await crossings("webview/probe.ts", 'import type { Services } from "../extension/vscode/services";\nexport type S = Services;\n')).join(),
+      /restricted/,
+    );
   });
 
   test("shared/ and webview/ may not use Node globals (they run in the browser)", async () => {

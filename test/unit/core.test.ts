@@ -20,10 +20,12 @@ function smallTrace(): Trace {
   return {
     header: { model, policy: {}, n_moe_layers: 1, k: 2, top_n: 0, n_tokens: 3, windows: [], kv_shift: 0, probs: false },
     columns: {
-      start: 0, count: 3,
+      start: 0,
+      count: 3,
       tokenIds: Int32Array.from([1, 2, 3]),
-      byteStart: Int32Array.from([0, 1, 3]), byteEnd: Int32Array.from([1, 3, 4]),
-      pieces: ["a", "b,", "\""],
+      byteStart: Int32Array.from([0, 1, 3]),
+      byteEnd: Int32Array.from([1, 3, 4]),
+      pieces: ["a", "b,", '"'],
       nll: Float32Array.from([1, 3, NaN]),
       experts: Int32Array.from([0, 1, 0, 2, 3, 2]),
       weights: Float32Array.from([0.6, 0.4, 1, 0, 0.5, 0.5]),
@@ -53,7 +55,10 @@ describe("policy parsing", () => {
     assert.equal(describePolicy({}), "baseline");
     assert.equal(describePolicy({ max_k: 12, amg: { threshold: 0.9 } }), "k=12 + AMG τ=0.9");
     assert.equal(describePolicy({ amg: { threshold: 0.8999999761581421 } }), "AMG τ=0.9", "the server's float32 echo reads as typed");
-    assert.deepEqual(parseExpertList("1:2,3:4", false), [[1, 2], [3, 4]]);
+    assert.deepEqual(parseExpertList("1:2,3:4", false), [
+      [1, 2],
+      [3, 4],
+    ]);
     assert.deepEqual(parseExpertList("1:2:0.5", true), [[1, 2, 0.5]]);
     assert.throws(() => parseExpertList("1", false), /LAYER:EXPERT/);
   });
@@ -91,7 +96,12 @@ describe("metrics", () => {
 describe("exports", () => {
   /** The text smallTrace() is a trace of: its byte spans cover "a", "b,", '"'. */
   const TEXT = 'ab,"';
-  type Exported = { schema: string; version: number; tokens: Array<{ text: string; bytes: string; nll: number | null; layers: Array<{ layer: number; experts: number[] }> }>; summary: unknown };
+  type Exported = {
+    schema: string;
+    version: number;
+    tokens: Array<{ text: string; bytes: string; nll: number | null; layers: Array<{ layer: number; experts: number[] }> }>;
+    summary: unknown;
+  };
 
   test("JSON export follows the documented schema", async () => {
     const j = JSON.parse(await traceToString("json", smallTrace(), TEXT)) as Exported;
@@ -133,12 +143,19 @@ describe("exports", () => {
     const text = "é🌊";
     const bytes = Buffer.from(text, "utf8"); // c3 a9 f0 9f 8c 8a
     const t = smallTrace();
-    const spans = [[0, 1], [1, 2], [2, 6]];
+    const spans = [
+      [0, 1],
+      [1, 2],
+      [2, 6],
+    ];
     t.columns.byteStart = Int32Array.from(spans.map((s) => s[0]));
     t.columns.byteEnd = Int32Array.from(spans.map((s) => s[1]));
     t.columns.pieces = ["\uFFFD", "\uFFFD", "🌊"];
     const j = JSON.parse(await traceToString("json", t, text)) as Exported;
-    assert.deepEqual(j.tokens.map((x) => x.text), ["\uFFFD", "\uFFFD", "🌊"]);
+    assert.deepEqual(
+      j.tokens.map((x) => x.text),
+      ["\uFFFD", "\uFFFD", "🌊"],
+    );
     assert.deepEqual(Buffer.concat(j.tokens.map((x) => Buffer.from(x.bytes, "base64"))), bytes);
     assert.deepEqual(Buffer.from(j.tokens[0].bytes, "base64"), Buffer.from([0xc3]));
   });
@@ -153,12 +170,14 @@ describe("Ant fitting", () => {
   });
   test("a predictable logit sequence is fitted", () => {
     // z_{t+1} = 0.5·z_t + 1 for one expert; the fit must predict it closely.
-    const T = 400, E = 1;
+    const T = 400,
+      E = 1;
     const z = new Float32Array(T);
     z[0] = 3;
     for (let t = 1; t < T; t++) z[t] = 0.5 * z[t - 1] + 1 + 0.05 * Math.sin(t);
     const W = fitLayer(z, T, E, 0.9, 1e-6);
-    let err = 0, U = 0;
+    let err = 0,
+      U = 0;
     for (let t = 0; t + 1 < T; t++) {
       U = 0.9 * U + 0.1 * z[t];
       err = Math.max(err, Math.abs(W[0] * z[t] + W[1] * U + W[2] - z[t + 1]));

@@ -22,7 +22,18 @@ test("the demo model reads as a MoE model", async () => {
 
 test("a GGUF cut anywhere is refused as truncated or corrupt, with its path", async () => {
   const whole = fs.readFileSync(DEMO_MODEL);
-  const cuts = [8, 16, 24, 100, 1000, 50_000, Math.floor(whole.length * 0.1), Math.floor(whole.length * 0.5), Math.floor(whole.length * 0.99), whole.length - 1];
+  const cuts = [
+    8,
+    16,
+    24,
+    100,
+    1000,
+    50_000,
+    Math.floor(whole.length * 0.1),
+    Math.floor(whole.length * 0.5),
+    Math.floor(whole.length * 0.99),
+    whole.length - 1,
+  ];
   for (const cut of cuts) {
     const file = path.join(dir, `cut-${cut}.gguf`);
     fs.writeFileSync(file, whole.subarray(0, cut));

@@ -6,7 +6,8 @@ import { fmtWeight, shiftThresholds, formatTokenHover, layerLines, modelLabel, s
 import type { TokenInfo } from "../../extension/core/trace-store";
 
 function token(L: number, K: number): TokenInfo {
-  const experts = new Int32Array(L * K), weights = new Float32Array(L * K);
+  const experts = new Int32Array(L * K),
+    weights = new Float32Array(L * K);
   for (let l = 0; l < L; l++) {
     experts[l * K] = (l * 3) % 64;
     experts[l * K + 1] = (l * 7 + 1) % 64;
@@ -14,8 +15,16 @@ function token(L: number, K: number): TokenInfo {
     weights[l * K + 1] = l % 2 ? 0 : 0.39;
   }
   return {
-    index: 12, piece: " wor`ld\n", tokenId: 4242, start: 0, end: 5, nll: 2.0794415,
-    experts, weights, entropy: new Float32Array(L).fill(1.2), active: new Uint8Array(L).map((_, l) => (l % 2 ? 1 : 2)),
+    index: 12,
+    piece: " wor`ld\n",
+    tokenId: 4242,
+    start: 0,
+    end: 5,
+    nll: 2.0794415,
+    experts,
+    weights,
+    entropy: new Float32Array(L).fill(1.2),
+    active: new Uint8Array(L).map((_, l) => (l % 2 ? 1 : 2)),
   };
 }
 
@@ -64,7 +73,9 @@ test("pieces show whitespace and control characters visibly", () => {
 });
 
 test("routing shift is 1 − Jaccard of the non-zero selected sets, averaged over layers", () => {
-  const L = 2, K = 2, n = 3;
+  const L = 2,
+    K = 2,
+    n = 3;
   // token0: {1,2},{3,4}; token1: {1,2},{5,6}; token2: {1,(7 zero-gated)},{5,6}
   const experts = new Int32Array([1, 2, 3, 4, 1, 2, 5, 6, 1, 7, 5, 6]);
   const weights = new Float32Array([0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 1, 0, 0.5, 0.5]);

@@ -19,7 +19,13 @@ const renderer = new MarkdownIt({ html: true });
 /** The rendered HTML and its visible text. */
 function render(md: string): { html: string; text: string } {
   const html = renderer.render(md);
-  const text = html.replace(/<[^>]*>/g, "").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&amp;/g, "&").trim();
+  const text = html
+    .replace(/<[^>]*>/g, "")
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&quot;/g, '"')
+    .replace(/&amp;/g, "&")
+    .trim();
   return { html, text };
 }
 
@@ -56,8 +62,16 @@ test("marker-line domain names reach the hover as literal text", () => {
 
 test("the token hover escapes the token's text and the policy label", () => {
   const token: TokenInfo = {
-    index: 0, piece: "[click](command:x)`", tokenId: 7, start: 0, end: 1, nll: 1,
-    experts: Int32Array.from([1, 2]), weights: Float32Array.from([0.5, 0.5]), entropy: Float32Array.from([1]), active: Uint8Array.from([2]),
+    index: 0,
+    piece: "[click](command:x)`",
+    tokenId: 7,
+    start: 0,
+    end: 1,
+    nll: 1,
+    experts: Int32Array.from([1, 2]),
+    weights: Float32Array.from([0.5, 0.5]),
+    entropy: Float32Array.from([1]),
+    active: Uint8Array.from([2]),
   };
   const md = formatTokenHover(token, { moeLayers: [0], k: 2, trainedK: 2, policyLabel: "![p](https://evil.example/p.png)" });
   const { html } = render(md);

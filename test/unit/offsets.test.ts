@@ -114,7 +114,11 @@ test("columnar spans with a base offset (selection traces)", () => {
   const base = doc.indexOf("é");
   const m = new Utf8ToUtf16(sel);
   const spans = charSpans(sel);
-  const { start, end } = m.spans(spans.map((s) => s[0]), spans.map((s) => s[1]), base);
+  const { start, end } = m.spans(
+    spans.map((s) => s[0]),
+    spans.map((s) => s[1]),
+    base,
+  );
   for (let i = 0; i < spans.length; i++) assert.equal(doc.slice(start[i], end[i]), spans[i][2]);
 });
 

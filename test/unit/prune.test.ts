@@ -7,20 +7,26 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, test } from "node:test";
-import {
-  decodeKv, encodeKv, findKv, GgufError, GgufType, readGgufLayout, writeGguf, type GgufKv, type OutputTensor,
-} from "../../extension/core/gguf-file";
+import { decodeKv, encodeKv, findKv, GgufError, GgufType, readGgufLayout, writeGguf, type GgufKv, type OutputTensor } from "../../extension/core/gguf-file";
 import { analyzeMoe, chooseExperts, keptExpertCount, PROVENANCE_PREFIX, writePrunedModel, type PruneProvenance } from "../../extension/core/prune";
 import { splitInterleaved } from "../../extension/core/prune-eval";
 import {
-  calibrationSources, expertOrder, fileSource, readSaliency, SaliencyAccumulator, seededOrder, textSource, type SaliencyFile,
+  calibrationSources,
+  expertOrder,
+  fileSource,
+  readSaliency,
+  SaliencyAccumulator,
+  seededOrder,
+  textSource,
+  type SaliencyFile,
 } from "../../extension/core/saliency";
 import type { TraceBatch } from "../../shared/trace";
 import { DEMO_MODEL } from "../helpers";
 import { assertPrunedFrom, kvValue, readTensorBytes } from "../prune-helpers";
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-prune-unit-"));
-const F32 = 0, Q8_0 = 8;
+const F32 = 0,
+  Q8_0 = 8;
 
 /** Bytes where every expert's slice differs (the expert id and the position are mixed in). */
 function pattern(bytes: number, nExpert: number, salt: number): Uint8Array {
@@ -51,9 +57,13 @@ async function synthModel(file: string, o: SynthOptions = {}): Promise<string> {
     encodeKv("general.name", GgufType.STRING, "synthetic"),
     encodeKv("qwen3moe.block_count", GgufType.UINT32, 3),
     encodeKv("qwen3moe.expert_count", GgufType.UINT32, o.noExperts ? 0 : E),
-    Array.isArray(o.used) ? encodeKv("qwen3moe.expert_used_count", GgufType.ARRAY, o.used, GgufType.UINT32) : encodeKv("qwen3moe.expert_used_count", GgufType.UINT32, o.used ?? 4),
+    Array.isArray(o.used)
+      ? encodeKv("qwen3moe.expert_used_count", GgufType.ARRAY, o.used, GgufType.UINT32)
+      : encodeKv("qwen3moe.expert_used_count", GgufType.UINT32, o.used ?? 4),
     encodeKv("tokenizer.ggml.tokens", GgufType.ARRAY, ["a", "b", "ü", "€"], GgufType.STRING),
-    ...(o.groups ? [encodeKv("qwen3moe.expert_group_count", GgufType.UINT32, o.groups[0]), encodeKv("qwen3moe.expert_group_used_count", GgufType.UINT32, o.groups[1])] : []),
+    ...(o.groups
+      ? [encodeKv("qwen3moe.expert_group_count", GgufType.UINT32, o.groups[0]), encodeKv("qwen3moe.expert_group_used_count", GgufType.UINT32, o.groups[1])]
+      : []),
     ...(o.extraKvs ?? []),
   ];
   const t = (name: string, dims: number[], type: number, data: Uint8Array): OutputTensor => ({ name, dims, type, pieces: [{ data }] });
@@ -76,7 +86,13 @@ async function synthModel(file: string, o: SynthOptions = {}): Promise<string> {
 
 function saliencyFor(layers: number[], nExpert: number, weight: (layer: number, e: number) => number): SaliencyFile {
   return {
-    format: "moe-lens-saliency", version: 1, model_sha256: "x".repeat(64), model_file: "m.gguf", architecture: "qwen3moe", n_expert: nExpert, k: 2,
+    format: "moe-lens-saliency",
+    version: 1,
+    model_sha256: "x".repeat(64),
+    model_file: "m.gguf",
+    architecture: "qwen3moe",
+    n_expert: nExpert,
+    k: 2,
     calibration: { files: [{ name: "cal.txt", tokens: 100 }], tokens: 100 },
     layers: layers.map((layer) => {
       const w = Array.from({ length: nExpert }, (_v, e) => weight(layer, e));
@@ -85,36 +101,88 @@ function saliencyFor(layers: number[], nExpert: number, weight: (layer: number, 
   };
 }
 
-const provenance = (p: Partial<PruneProvenance> = {}): PruneProvenance => ({ method: "weight", keep: 0.5, sourceSha256: "ab".repeat(32), calibration: { files: ["cal.txt"], tokens: 100 }, ...p });
+const provenance = (p: Partial<PruneProvenance> = {}): PruneProvenance => ({
+  method: "weight",
+  keep: 0.5,
+  sourceSha256: "ab".repeat(32),
+  calibration: { files: ["cal.txt"], tokens: 100 },
+  ...p,
+});
 
 describe("GGUF reader and writer", () => {
   test("every metadata type round-trips; a file written from pieces of another is byte-identical", async () => {
     const dir = tmp();
     const kvs = [
-      encodeKv("u8", GgufType.UINT8, 200), encodeKv("i8", GgufType.INT8, -5), encodeKv("u16", GgufType.UINT16, 60000), encodeKv("i16", GgufType.INT16, -300),
-      encodeKv("u32", GgufType.UINT32, 4e9), encodeKv("i32", GgufType.INT32, -2e9), encodeKv("f32", GgufType.FLOAT32, 0.5), encodeKv("bool", GgufType.BOOL, true),
-      encodeKv("str", GgufType.STRING, "Grüße 🌍"), encodeKv("u64", GgufType.UINT64, 2 ** 40), encodeKv("i64", GgufType.INT64, -(2 ** 40)), encodeKv("f64", GgufType.FLOAT64, Math.PI),
-      encodeKv("arr", GgufType.ARRAY, [1, 2, 3], GgufType.INT32), encodeKv("strs", GgufType.ARRAY, ["x", "", "ÿ"], GgufType.STRING),
+      encodeKv("u8", GgufType.UINT8, 200),
+      encodeKv("i8", GgufType.INT8, -5),
+      encodeKv("u16", GgufType.UINT16, 60000),
+      encodeKv("i16", GgufType.INT16, -300),
+      encodeKv("u32", GgufType.UINT32, 4e9),
+      encodeKv("i32", GgufType.INT32, -2e9),
+      encodeKv("f32", GgufType.FLOAT32, 0.5),
+      encodeKv("bool", GgufType.BOOL, true),
+      encodeKv("str", GgufType.STRING, "Grüße 🌍"),
+      encodeKv("u64", GgufType.UINT64, 2 ** 40),
+      encodeKv("i64", GgufType.INT64, -(2 ** 40)),
+      encodeKv("f64", GgufType.FLOAT64, Math.PI),
+      encodeKv("arr", GgufType.ARRAY, [1, 2, 3], GgufType.INT32),
+      encodeKv("strs", GgufType.ARRAY, ["x", "", "ÿ"], GgufType.STRING),
     ];
     const a = path.join(dir, "a.gguf");
-    await writeGguf(a, { version: 3, alignment: 64 }, [...kvs, encodeKv("general.alignment", GgufType.UINT32, 64)], [
-      { name: "t0", dims: [3], type: F32, pieces: [{ data: f32([1, 2, 3]) }] },
-      { name: "t1", dims: [32, 2], type: Q8_0, pieces: [{ data: pattern(68, 1, 3) }] },
-    ]);
+    await writeGguf(
+      a,
+      { version: 3, alignment: 64 },
+      [...kvs, encodeKv("general.alignment", GgufType.UINT32, 64)],
+      [
+        { name: "t0", dims: [3], type: F32, pieces: [{ data: f32([1, 2, 3]) }] },
+        { name: "t1", dims: [32, 2], type: Q8_0, pieces: [{ data: pattern(68, 1, 3) }] },
+      ],
+    );
     const la = readGgufLayout(a);
     assert.equal(la.alignment, 64);
-    assert.deepEqual(la.kvs.slice(0, kvs.length).map(decodeKv), [200, -5, 60000, -300, 4e9, -2e9, 0.5, true, "Grüße 🌍", 2 ** 40, -(2 ** 40), Math.PI, [1, 2, 3], ["x", "", "ÿ"]]);
-    assert.deepEqual(la.tensors.map((t) => [t.name, t.dims, t.nbytes, t.offset]), [["t0", [3], 12, 0], ["t1", [32, 2], 68, 64]]);
+    assert.deepEqual(la.kvs.slice(0, kvs.length).map(decodeKv), [
+      200,
+      -5,
+      60000,
+      -300,
+      4e9,
+      -2e9,
+      0.5,
+      true,
+      "Grüße 🌍",
+      2 ** 40,
+      -(2 ** 40),
+      Math.PI,
+      [1, 2, 3],
+      ["x", "", "ÿ"],
+    ]);
+    assert.deepEqual(
+      la.tensors.map((t) => [t.name, t.dims, t.nbytes, t.offset]),
+      [
+        ["t0", [3], 12, 0],
+        ["t1", [32, 2], 68, 64],
+      ],
+    );
     assert.deepEqual(Array.from(new Float32Array(new Uint8Array(readTensorBytes(la, la.tensors[0])).buffer)), [1, 2, 3]);
     const b = path.join(dir, "b.gguf");
-    await writeGguf(b, la, la.kvs, la.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type, pieces: [{ offset: t.offset, length: t.nbytes }] })));
+    await writeGguf(
+      b,
+      la,
+      la.kvs,
+      la.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type, pieces: [{ offset: t.offset, length: t.nbytes }] })),
+    );
     assert.ok(fs.readFileSync(a).equals(fs.readFileSync(b)));
   });
 
   test("the demo model copied tensor by tensor through the writer holds the same header and tensors", async () => {
     const src = readGgufLayout(DEMO_MODEL);
     const out = path.join(tmp(), "copy.gguf");
-    await writeGguf(out, src, src.kvs, src.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type, pieces: [{ offset: t.offset, length: t.nbytes }] })));
+    await writeGguf(
+      out,
+      src,
+      src.kvs,
+      src.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type, pieces: [{ offset: t.offset, length: t.nbytes }] })),
+    );
     const copy = readGgufLayout(out);
     assert.deepEqual(copy.kvs, src.kvs);
     assert.deepEqual(copy.tensors, src.tensors);
@@ -126,9 +194,16 @@ describe("GGUF reader and writer", () => {
     const dir = tmp();
     const good = await synthModel(path.join(dir, "good.gguf"));
     const bytes = fs.readFileSync(good);
-    const write = (name: string, b: Uint8Array) => { const f = path.join(dir, name); fs.writeFileSync(f, b); return f; };
+    const write = (name: string, b: Uint8Array) => {
+      const f = path.join(dir, name);
+      fs.writeFileSync(f, b);
+      return f;
+    };
     assert.throws(() => readGgufLayout(write("text.gguf", Buffer.from("hello, this is not a model at all"))), /not a GGUF file/);
-    assert.throws(() => readGgufLayout(write("cut-data.gguf", bytes.subarray(0, bytes.length - 100))), /truncated or corrupt: tensor blk\.\d+\.\w+\.weight ends at byte \d+, the file has \d+/);
+    assert.throws(
+      () => readGgufLayout(write("cut-data.gguf", bytes.subarray(0, bytes.length - 100))),
+      /truncated or corrupt: tensor blk\.\d+\.\w+\.weight ends at byte \d+, the file has \d+/,
+    );
     assert.throws(() => readGgufLayout(write("cut-header.gguf", bytes.subarray(0, 60))), /truncated/);
     const huge = Buffer.from(bytes);
     huge.writeBigUInt64LE(1n << 40n, 24); // the first key's length
@@ -137,9 +212,14 @@ describe("GGUF reader and writer", () => {
     v9.writeUInt32LE(9, 4);
     assert.throws(() => readGgufLayout(write("v9.gguf", v9)), /GGUF version 9/);
     assert.throws(() => readGgufLayout(path.join(dir, "absent.gguf")), /not found/);
-    const odd = fs.readFileSync(await synthModel(path.join(dir, "odd.gguf"), { extraTensors: [{ name: "odd_tensor", dims: [4], type: F32, pieces: [{ data: new Uint8Array(16) }] }] }));
+    const odd = fs.readFileSync(
+      await synthModel(path.join(dir, "odd.gguf"), { extraTensors: [{ name: "odd_tensor", dims: [4], type: F32, pieces: [{ data: new Uint8Array(16) }] }] }),
+    );
     odd.writeUInt32LE(4, odd.indexOf("odd_tensor") + 10 + 4 + 8); // its type field: 4 (Q4_2, removed from ggml)
-    assert.throws(() => readGgufLayout(write("type.gguf", odd)), (e: Error) => e instanceof GgufError && /ggml type 4, which this reader does not know/.test(e.message));
+    assert.throws(
+      () => readGgufLayout(write("type.gguf", odd)),
+      (e: Error) => e instanceof GgufError && /ggml type 4, which this reader does not know/.test(e.message),
+    );
   });
 });
 
@@ -149,7 +229,13 @@ describe("what pruning touches", () => {
     assert.equal(s.nExpert, 8);
     assert.equal(s.nExpertUsed, 4);
     assert.deepEqual(s.moeBlocks, [0, 1]);
-    assert.deepEqual(s.expertTensors.get(1)!.map((t) => t.name).sort(), ["blk.1.exp_probs_b.bias", "blk.1.ffn_down_exps.weight", "blk.1.ffn_gate_exps.weight", "blk.1.ffn_gate_inp.weight"]);
+    assert.deepEqual(
+      s.expertTensors
+        .get(1)!
+        .map((t) => t.name)
+        .sort(),
+      ["blk.1.exp_probs_b.bias", "blk.1.ffn_down_exps.weight", "blk.1.ffn_gate_exps.weight", "blk.1.ffn_gate_inp.weight"],
+    );
   });
 
   test("a dense model, an unknown per-expert tensor, split experts and a wrong expert dimension are refused", async () => {
@@ -157,23 +243,35 @@ describe("what pruning touches", () => {
     const refuse = (name: string, re: RegExp) => assert.throws(() => analyzeMoe(readGgufLayout(path.join(dir, name))), re, name);
     await synthModel(path.join(dir, "dense.gguf"), { noExperts: true });
     refuse("dense.gguf", /no routed experts \(a dense qwen3moe model\)/);
-    await synthModel(path.join(dir, "unknown.gguf"), { extraTensors: [{ name: "blk.1.ffn_new_exps.weight", dims: [4, 8], type: F32, pieces: [{ data: new Uint8Array(128) }] }] });
+    await synthModel(path.join(dir, "unknown.gguf"), {
+      extraTensors: [{ name: "blk.1.ffn_new_exps.weight", dims: [4, 8], type: F32, pieces: [{ data: new Uint8Array(128) }] }],
+    });
     refuse("unknown.gguf", /blk\.1\.ffn_new_exps\.weight: a per-expert tensor this tool does not know/);
-    await synthModel(path.join(dir, "split.gguf"), { extraTensors: [{ name: "blk.1.ffn_gate.3.weight", dims: [4, 3], type: F32, pieces: [{ data: new Uint8Array(48) }] }] });
+    await synthModel(path.join(dir, "split.gguf"), {
+      extraTensors: [{ name: "blk.1.ffn_gate.3.weight", dims: [4, 3], type: F32, pieces: [{ data: new Uint8Array(48) }] }],
+    });
     refuse("split.gguf", /stores each expert as its own tensor/);
-    await synthModel(path.join(dir, "dim.gguf"), { extraTensors: [{ name: "blk.1.ffn_up_exps.weight", dims: [4, 3, 7], type: F32, pieces: [{ data: new Uint8Array(336) }] }] });
+    await synthModel(path.join(dir, "dim.gguf"), {
+      extraTensors: [{ name: "blk.1.ffn_up_exps.weight", dims: [4, 3, 7], type: F32, pieces: [{ data: new Uint8Array(336) }] }],
+    });
     refuse("dim.gguf", /blk\.1\.ffn_up_exps\.weight has 7 entries along its last dimension, expected qwen3moe\.expert_count = 8/);
   });
 
   test("the kept count is round(keep·E), in whole groups, and never below two experts (two per group)", async () => {
     const dir = tmp();
     const plain = analyzeMoe(readGgufLayout(await synthModel(path.join(dir, "p.gguf"))));
-    assert.deepEqual([1, 0.875, 0.75, 0.5, 0.3, 0.2].map((k) => keptExpertCount(plain, k)), [8, 7, 6, 4, 2, 2]);
+    assert.deepEqual(
+      [1, 0.875, 0.75, 0.5, 0.3, 0.2].map((k) => keptExpertCount(plain, k)),
+      [8, 7, 6, 4, 2, 2],
+    );
     assert.throws(() => keptExpertCount(plain, 0.1), /leaves 1; at least 2 must remain .*the smallest keep is 0\.2500/);
     assert.throws(() => keptExpertCount(plain, 0), /in \(0, 1\]/);
     assert.throws(() => keptExpertCount(plain, 1.5), /in \(0, 1\]/);
     const grouped = analyzeMoe(readGgufLayout(await synthModel(path.join(dir, "g.gguf"), { groups: [2, 1] })));
-    assert.deepEqual([1, 0.75, 0.6, 0.5].map((k) => keptExpertCount(grouped, k)), [8, 6, 4, 4]);
+    assert.deepEqual(
+      [1, 0.75, 0.6, 0.5].map((k) => keptExpertCount(grouped, k)),
+      [8, 6, 4, 4],
+    );
     assert.throws(() => keptExpertCount(grouped, 0.3), /at least 4 must remain \(two in each of the 2 expert groups/);
   });
 });
@@ -194,19 +292,47 @@ describe("choosing experts", () => {
 
   test("a layer without calibration data keeps its first N experts and is reported", async () => {
     const s = analyzeMoe(readGgufLayout(await synthModel(path.join(tmp(), "m.gguf"))));
-    const c = chooseExperts(s, 2, "frequency", saliencyFor([0], 8, (_l, e) => e));
+    const c = chooseExperts(
+      s,
+      2,
+      "frequency",
+      saliencyFor([0], 8, (_l, e) => e),
+    );
     assert.deepEqual(c.kept.get(0), [6, 7]);
     assert.deepEqual(c.kept.get(1), [0, 1]);
     assert.deepEqual(c.uncalibrated, [1]);
-    assert.throws(() => chooseExperts(s, 2, "weight", saliencyFor([0, 5], 8, () => 1)), /layer 5, which has no experts/);
-    assert.throws(() => chooseExperts(s, 2, "weight", saliencyFor([0], 6, () => 1)), /6 experts per layer, the model has 8/);
+    assert.throws(
+      () =>
+        chooseExperts(
+          s,
+          2,
+          "weight",
+          saliencyFor([0, 5], 8, () => 1),
+        ),
+      /layer 5, which has no experts/,
+    );
+    assert.throws(
+      () =>
+        chooseExperts(
+          s,
+          2,
+          "weight",
+          saliencyFor([0], 6, () => 1),
+        ),
+      /6 experts per layer, the model has 8/,
+    );
     assert.throws(() => chooseExperts(s, 2, "weight", undefined), /needs saliency/);
   });
 
   test("with expert groups, the same number from every group", async () => {
     const s = analyzeMoe(readGgufLayout(await synthModel(path.join(tmp(), "g.gguf"), { groups: [2, 1] })));
     // Group 0 (experts 0-3) is far more salient than group 1, yet each keeps 2.
-    const c = chooseExperts(s, 4, "weight", saliencyFor([0, 1], 8, (_l, e) => (e < 4 ? 100 + e : e)));
+    const c = chooseExperts(
+      s,
+      4,
+      "weight",
+      saliencyFor([0, 1], 8, (_l, e) => (e < 4 ? 100 + e : e)),
+    );
     assert.deepEqual(c.kept.get(0), [2, 3, 6, 7]);
   });
 
@@ -228,7 +354,12 @@ describe("writing the pruned model", () => {
     const src = await synthModel(path.join(dir, "m.gguf"));
     const layout = readGgufLayout(src);
     const s = analyzeMoe(layout);
-    const choice = chooseExperts(s, 2, "weight", saliencyFor([0, 1], 8, (l, e) => (l === 0 ? e : -e)));
+    const choice = chooseExperts(
+      s,
+      2,
+      "weight",
+      saliencyFor([0, 1], 8, (l, e) => (l === 0 ? e : -e)),
+    );
     const out = path.join(dir, "out.gguf");
     const r = await writePrunedModel(layout, s, choice, out, provenance({ keep: 0.25 }));
     const kept = assertPrunedFrom(src, out);
@@ -261,14 +392,26 @@ describe("writing the pruned model", () => {
     const layout = readGgufLayout(src);
     const s = analyzeMoe(layout);
     const once = path.join(dir, "once.gguf");
-    await writePrunedModel(layout, s, chooseExperts(s, 3, "random", undefined, 9), once, provenance({ method: "random", keep: 0.375, seed: 9, calibration: undefined }));
+    await writePrunedModel(
+      layout,
+      s,
+      chooseExperts(s, 3, "random", undefined, 9),
+      once,
+      provenance({ method: "random", keep: 0.375, seed: 9, calibration: undefined }),
+    );
     const o = readGgufLayout(once);
     assert.deepEqual(kvValue(o, "qwen3moe.expert_used_count"), [3, 1, 0]);
     assert.equal(kvValue(o, `${PROVENANCE_PREFIX}seed`), 9);
     assert.equal(kvValue(o, `${PROVENANCE_PREFIX}calibration`), "none (random selection)");
     const s2 = analyzeMoe(o);
     const twice = path.join(dir, "twice.gguf");
-    await writePrunedModel(o, s2, chooseExperts(s2, 2, "random", undefined, 1), twice, provenance({ method: "random", keep: 0.67, seed: 1, calibration: undefined }));
+    await writePrunedModel(
+      o,
+      s2,
+      chooseExperts(s2, 2, "random", undefined, 1),
+      twice,
+      provenance({ method: "random", keep: 0.67, seed: 1, calibration: undefined }),
+    );
     const t = readGgufLayout(twice); // duplicate keys would be refused here
     assert.equal(kvValue(t, `${PROVENANCE_PREFIX}source_expert_count`), 3);
     assert.equal(t.kvs.filter((k) => k.key === `${PROVENANCE_PREFIX}seed`).length, 1);
@@ -278,9 +421,18 @@ describe("writing the pruned model", () => {
 
 describe("saliency", () => {
   const batch = (count: number, experts: number[], weights: number[], norms?: number[]): TraceBatch => ({
-    start: 0, count, tokenIds: new Int32Array(count), byteStart: new Int32Array(count), byteEnd: new Int32Array(count), pieces: [],
-    nll: new Float32Array(count), experts: Int32Array.from(experts), weights: Float32Array.from(weights), entropy: new Float32Array(count * 2),
-    active: new Uint8Array(count * 2), expertNorms: norms ? Float32Array.from(norms) : undefined,
+    start: 0,
+    count,
+    tokenIds: new Int32Array(count),
+    byteStart: new Int32Array(count),
+    byteEnd: new Int32Array(count),
+    pieces: [],
+    nll: new Float32Array(count),
+    experts: Int32Array.from(experts),
+    weights: Float32Array.from(weights),
+    entropy: new Float32Array(count * 2),
+    active: new Uint8Array(count * 2),
+    expertNorms: norms ? Float32Array.from(norms) : undefined,
   });
 
   test("frequency counts non-zero-weight selections, weight sums gates, REAP averages gate × norm over routed tokens", () => {
@@ -312,7 +464,11 @@ describe("saliency", () => {
 });
 
 describe("calibration text", () => {
-  const collect = async (it: AsyncIterable<string>) => { const out: string[] = []; for await (const p of it) out.push(p); return out; };
+  const collect = async (it: AsyncIterable<string>) => {
+    const out: string[] = [];
+    for await (const p of it) out.push(p);
+    return out;
+  };
 
   test("files are read in bounded pieces cut at line ends, never inside a character", async () => {
     const dir = tmp();
@@ -325,7 +481,10 @@ describe("calibration text", () => {
       const pieces = await collect(source.pieces());
       assert.equal(pieces.join(""), text);
       for (const p of pieces) assert.ok(Buffer.byteLength(p) <= 1000);
-      assert.ok(pieces.slice(0, 5).every((p) => p.endsWith("\n")), "cut at line ends where there are some");
+      assert.ok(
+        pieces.slice(0, 5).every((p) => p.endsWith("\n")),
+        "cut at line ends where there are some",
+      );
     }
   });
 
@@ -342,8 +501,14 @@ describe("calibration text", () => {
     fs.writeFileSync(path.join(dir, "latin1.txt"), Buffer.from([0x47, 0x72, 0xfc, 0xdf, 0x65]));
     fs.writeFileSync(path.join(dir, "empty.txt"), "");
     const r = calibrationSources(dir);
-    assert.deepEqual(r.sources.map((s) => path.relative(dir, s.name)), ["b.md", path.join("sub", "a.py")]);
-    assert.deepEqual(r.skipped.map((s) => path.basename(s)), ["img.png", "latin1.txt"]);
+    assert.deepEqual(
+      r.sources.map((s) => path.relative(dir, s.name)),
+      ["b.md", path.join("sub", "a.py")],
+    );
+    assert.deepEqual(
+      r.skipped.map((s) => path.basename(s)),
+      ["img.png", "latin1.txt"],
+    );
     assert.throws(() => calibrationSources(path.join(dir, "img.png")), /not UTF-8 text/);
     assert.throws(() => calibrationSources(path.join(dir, "nope")), /no such file or folder/);
   });
@@ -354,7 +519,10 @@ describe("calibration text", () => {
     const cal = calibration.split("\n").filter(Boolean).map(Number);
     const held = heldout.split("\n").filter(Boolean).map(Number);
     assert.equal(cal.length, 80, "blocks 3 and 7 of 10");
-    assert.deepEqual([...cal, ...held].sort((a, b) => a - b), lines.map((_l, i) => i));
+    assert.deepEqual(
+      [...cal, ...held].sort((a, b) => a - b),
+      lines.map((_l, i) => i),
+    );
     assert.deepEqual(cal.slice(0, 3), [120, 121, 122], "block 3 (lines 120-159) is the first calibration block");
     assert.deepEqual(cal.slice(40, 43), [280, 281, 282]);
     assert.throws(() => splitInterleaved("a\n", 1), /in \(0, 1\)/);

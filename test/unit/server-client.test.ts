@@ -18,7 +18,20 @@ const DELAY_MS = 1500;
 const QUICK_LIMIT_MS = 300;
 const TOKEN = "t0ken";
 
-const PPL = { ppl: 12.5, ppl_err: 0.5, n_chunks: 2, n_ctx: 64, n_seq: 2, tokens: 256, scored: 64, chunk_ppl: [12, 13], avg_active_experts: 2, k: 2, printed: "Final estimate: PPL = 12.5000 +/- 0.50000", policy: {} };
+const PPL = {
+  ppl: 12.5,
+  ppl_err: 0.5,
+  n_chunks: 2,
+  n_ctx: 64,
+  n_seq: 2,
+  tokens: 256,
+  scored: 64,
+  chunk_ppl: [12, 13],
+  avg_active_experts: 2,
+  k: 2,
+  printed: "Final estimate: PPL = 12.5000 +/- 0.50000",
+  policy: {},
+};
 const HEADER = { type: "header", model: {}, policy: {}, n_moe_layers: 1, k: 2, top_n: 0, n_tokens: 0, windows: [] };
 const SUMMARY = { type: "summary", n_tokens: 0, ppl: null, mean_nll: null, avg_active: 0, avg_active_per_layer: [0], usage: [[0, 0]], elapsed_ms: 1 };
 
@@ -30,11 +43,15 @@ let closedEarly = 0;
 before(async () => {
   server = http.createServer((req, res) => {
     if (req.headers.authorization !== `Bearer ${TOKEN}`) {
-      res.writeHead(401, { "Content-Type": "application/json" }).end(JSON.stringify({ error: { code: "unauthorized", message: "missing or wrong bearer token" } }));
+      res
+        .writeHead(401, { "Content-Type": "application/json" })
+        .end(JSON.stringify({ error: { code: "unauthorized", message: "missing or wrong bearer token" } }));
       return;
     }
     let answered = false;
-    res.on("close", () => { if (!answered) closedEarly++; });
+    res.on("close", () => {
+      if (!answered) closedEarly++;
+    });
     let body = "";
     req.on("data", (c: Buffer) => (body += c.toString()));
     req.on("end", () => {
@@ -52,7 +69,12 @@ before(async () => {
         res.end(`${JSON.stringify(HEADER)}\n${JSON.stringify(SUMMARY)}\n`);
         return;
       }
-      const body = req.url === "/v1/perplexity" ? PPL : req.url === "/v1/calibrate" ? { n_tokens: 0, n_expert: 2, moe_layers: [0], logits: [""] } : { ok: true, busy: false };
+      const body =
+        req.url === "/v1/perplexity"
+          ? PPL
+          : req.url === "/v1/calibrate"
+            ? { n_tokens: 0, n_expert: 2, moe_layers: [0], logits: [""] }
+            : { ok: true, busy: false };
       res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify(body));
     }, DELAY_MS);
   });
@@ -69,11 +91,7 @@ const client = () => new ServerClient(base, TOKEN, { quickRequestTimeoutMs: QUIC
 describe("ServerClient transport", () => {
   test("long jobs wait for a late answer: perplexity, calibration and a trace stream", async () => {
     const t0 = Date.now();
-    const [ppl, cal, trace] = await Promise.all([
-      client().perplexity({ text: "x", n_ctx: 64 }),
-      client().calibrate("x"),
-      client().trace({ text: "x" }),
-    ]);
+    const [ppl, cal, trace] = await Promise.all([client().perplexity({ text: "x", n_ctx: 64 }), client().calibrate("x"), client().trace({ text: "x" })]);
     assert.ok(Date.now() - t0 >= DELAY_MS - 50, "the answers came after the delay");
     assert.deepEqual(ppl, PPL);
     assert.equal(cal.n_expert, 2);
@@ -92,7 +110,10 @@ describe("ServerClient transport", () => {
   });
 
   test("a wrong token gets the server's error, not a transport error", async () => {
-    await assert.rejects(new ServerClient(base, "wrong").perplexity({ text: "x", n_ctx: 64 }), (e: ServerError) => e.status === 401 && e.code === "unauthorized");
+    await assert.rejects(
+      new ServerClient(base, "wrong").perplexity({ text: "x", n_ctx: 64 }),
+      (e: ServerError) => e.status === 401 && e.code === "unauthorized",
+    );
   });
 
   test("cancelling closes the connection at once", async () => {
@@ -108,13 +129,18 @@ describe("ServerClient transport", () => {
   });
 
   test("a server that drops the connection is reported as such; a closed port as unreachable", async () => {
-    await assert.rejects(client().perplexity({ text: "drop", n_ctx: 64 }),
-      (e: ServerError) => e.code === "connection_lost" && /closed the connection during \/v1\/perplexity/.test(e.message));
+    await assert.rejects(
+      client().perplexity({ text: "drop", n_ctx: 64 }),
+      (e: ServerError) => e.code === "connection_lost" && /closed the connection during \/v1\/perplexity/.test(e.message),
+    );
     const closed = http.createServer();
     await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
     const port = (closed.address() as AddressInfo).port;
     closed.close();
-    await assert.rejects(new ServerClient(`http://127.0.0.1:${port}`, TOKEN).perplexity({ text: "x", n_ctx: 64 }), (e: ServerError) => e.code === "unreachable" && /connection refused/.test(e.message));
+    await assert.rejects(
+      new ServerClient(`http://127.0.0.1:${port}`, TOKEN).perplexity({ text: "x", n_ctx: 64 }),
+      (e: ServerError) => e.code === "unreachable" && /connection refused/.test(e.message),
+    );
   });
 
   test("a request after a busy pause does not reuse a connection the server has closed meanwhile", async () => {
@@ -124,7 +150,11 @@ describe("ServerClient transport", () => {
     // failed as "socket hang up".
     // Like cpp-httplib, it keeps connections open without announcing its idle timeout (no
     // Keep-Alive header), so the client cannot know when it will close one.
-    const child = spawn(process.execPath, ["-e", `
+    const child = spawn(
+      process.execPath,
+      [
+        "-e",
+        `
       const net = require("node:net");
       const body = '{"ok":true,"busy":false}';
       const srv = net.createServer((sock) => {
@@ -142,7 +172,10 @@ describe("ServerClient transport", () => {
         sock.on("error", () => {});
       });
       srv.listen(0, "127.0.0.1", () => console.log(srv.address().port));
-    `], { stdio: ["ignore", "pipe", "inherit"] });
+    `,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
     try {
       const port = await new Promise<number>((resolve) => child.stdout.once("data", (d: Buffer) => resolve(Number(d.toString().trim()))));
       const c = new ServerClient(`http://127.0.0.1:${port}`, TOKEN);

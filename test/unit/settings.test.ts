@@ -15,7 +15,14 @@ test("unset settings read as the defaults", () => {
 });
 
 test("valid values are kept; out-of-range or wrong types fall back with a message", () => {
-  const raw: Record<string, unknown> = { modelPath: " /m/x.gguf ", threads: 8, contextSize: 10, gpuLayers: 1.5, serverPath: 42, defaultPolicy: { amg: { threshold: 0.7 } } };
+  const raw: Record<string, unknown> = {
+    modelPath: " /m/x.gguf ",
+    threads: 8,
+    contextSize: 10,
+    gpuLayers: 1.5,
+    serverPath: 42,
+    defaultPolicy: { amg: { threshold: 0.7 } },
+  };
   const { settings, problems } = readSettings((k) => raw[k], validatePolicy);
   assert.equal(settings.modelPath, "/m/x.gguf");
   assert.equal(settings.threads, 8);

@@ -11,7 +11,10 @@ import { decodeText, firstInvalidUtf8, NotTextError, requireText } from "../../e
 test("a 20,000-byte binary file is refused, naming the first invalid byte", () => {
   const bin = Buffer.concat([Buffer.from("GIF89a"), randomBytes(20_000 - 6)]);
   bin[10] = 0xff;
-  assert.throws(() => decodeText(bin, "image.gif"), (e: Error) => e instanceof NotTextError && /image\.gif is not UTF-8 text: byte \d+ \(0x[0-9a-f]{2}\)/.test(e.message));
+  assert.throws(
+    () => decodeText(bin, "image.gif"),
+    (e: Error) => e instanceof NotTextError && /image\.gif is not UTF-8 text: byte \d+ \(0x[0-9a-f]{2}\)/.test(e.message),
+  );
 });
 
 test("well-formed UTF-8 passes unchanged, byte for byte", () => {
@@ -29,8 +32,14 @@ test("NUL bytes are refused even in valid UTF-8, in files and in editor text", (
 
 test("invalid forms: lone continuation, overlong, surrogate, above U+10FFFF, cut off", () => {
   const cases: Array<[number[], number]> = [
-    [[0x61, 0x80], 1], [[0xc0, 0xaf], 0], [[0xe0, 0x80, 0xaf], 0], [[0xed, 0xa0, 0x80], 0],
-    [[0xf4, 0x90, 0x80, 0x80], 0], [[0xf5, 0x80, 0x80, 0x80], 0], [[0x61, 0xe2, 0x82], 1], [[0xf0, 0x9f, 0x8c], 0],
+    [[0x61, 0x80], 1],
+    [[0xc0, 0xaf], 0],
+    [[0xe0, 0x80, 0xaf], 0],
+    [[0xed, 0xa0, 0x80], 0],
+    [[0xf4, 0x90, 0x80, 0x80], 0],
+    [[0xf5, 0x80, 0x80, 0x80], 0],
+    [[0x61, 0xe2, 0x82], 1],
+    [[0xf0, 0x9f, 0x8c], 0],
   ];
   for (const [bytes, at] of cases) assert.equal(firstInvalidUtf8(Uint8Array.from(bytes)), at, JSON.stringify(bytes));
   assert.equal(firstInvalidUtf8(Buffer.from("€𝄞", "utf8")), -1);

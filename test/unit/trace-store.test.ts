@@ -5,17 +5,45 @@ import type { TraceBatch } from "../../shared/trace";
 import type { TraceHeader } from "../../shared/wire";
 
 const enc = new TextEncoder();
-const L = 2, K = 2;
+const L = 2,
+  K = 2;
 
 function header(n: number): TraceHeader {
   return {
     model: {
-      path: "/m.gguf", architecture: "qwen3moe", n_layer: 2, moe_layers: [0, 1], n_expert: 8, n_expert_used: K,
-      n_expert_used_trained: K, n_expert_shared: 0, gating: "softmax", weights_norm: true, weights_scale: 1,
-      n_ctx: 2048, n_ctx_train: 256, n_vocab: 3000, add_bos: true, description: "test", bos: 1, vocab_type: "bpe", size_bytes: 0, n_params: 0,
-      capabilities: [], skip_supported: true, router_pack: null, router_devices: ["CPU", "CPU"],
+      path: "/m.gguf",
+      architecture: "qwen3moe",
+      n_layer: 2,
+      moe_layers: [0, 1],
+      n_expert: 8,
+      n_expert_used: K,
+      n_expert_used_trained: K,
+      n_expert_shared: 0,
+      gating: "softmax",
+      weights_norm: true,
+      weights_scale: 1,
+      n_ctx: 2048,
+      n_ctx_train: 256,
+      n_vocab: 3000,
+      add_bos: true,
+      description: "test",
+      bos: 1,
+      vocab_type: "bpe",
+      size_bytes: 0,
+      n_params: 0,
+      capabilities: [],
+      skip_supported: true,
+      router_pack: null,
+      router_devices: ["CPU", "CPU"],
     },
-    policy: {}, n_moe_layers: L, k: K, top_n: 0, n_tokens: n, windows: [{ start: 0, end: n, scored_from: 0, recorded_end: n }], kv_shift: 0, probs: false,
+    policy: {},
+    n_moe_layers: L,
+    k: K,
+    top_n: 0,
+    n_tokens: n,
+    windows: [{ start: 0, end: n, scored_from: 0, recorded_end: n }],
+    kv_shift: 0,
+    probs: false,
   };
 }
 
@@ -23,9 +51,17 @@ function header(n: number): TraceHeader {
 function batch(pieces: string[], start: number, byte0: number): TraceBatch {
   const n = pieces.length;
   const b: TraceBatch = {
-    start, count: n, tokenIds: new Int32Array(n), byteStart: new Int32Array(n), byteEnd: new Int32Array(n),
-    pieces, nll: new Float32Array(n), experts: new Int32Array(n * L * K), weights: new Float32Array(n * L * K),
-    entropy: new Float32Array(n * L), active: new Uint8Array(n * L),
+    start,
+    count: n,
+    tokenIds: new Int32Array(n),
+    byteStart: new Int32Array(n),
+    byteEnd: new Int32Array(n),
+    pieces,
+    nll: new Float32Array(n),
+    experts: new Int32Array(n * L * K),
+    weights: new Float32Array(n * L * K),
+    entropy: new Float32Array(n * L),
+    active: new Uint8Array(n * L),
   };
   let at = byte0;
   for (let i = 0; i < n; i++) {
@@ -49,8 +85,13 @@ function batch(pieces: string[], start: number, byte0: number): TraceBatch {
 
 function traced(store: TraceStore, text: string, pieces: string[], opts: { base?: number; whole?: boolean; uri?: string } = {}) {
   const r = store.begin({
-    uri: opts.uri ?? "file:///a.md", version: 1, text, baseOffset: opts.base ?? 0, wholeDocument: opts.whole ?? true,
-    label: "doc", policy: {},
+    uri: opts.uri ?? "file:///a.md",
+    version: 1,
+    text,
+    baseOffset: opts.base ?? 0,
+    wholeDocument: opts.whole ?? true,
+    label: "doc",
+    policy: {},
   });
   store.setHeader(r.id, header(pieces.length));
   store.append(r.id, batch(pieces, 0, 0));
@@ -86,7 +127,10 @@ test("a BOS token (empty span) is never found under the cursor", () => {
   const r = store.begin({ uri: "u", version: 3, text: "ab", baseOffset: 0, wholeDocument: true, label: "", policy: {} });
   store.setHeader(r.id, header(3));
   const b = batch(["", "a", "b"], 0, 0);
-  b.byteStart[1] = 0; b.byteEnd[1] = 1; b.byteStart[2] = 1; b.byteEnd[2] = 2;
+  b.byteStart[1] = 0;
+  b.byteEnd[1] = 1;
+  b.byteStart[2] = 1;
+  b.byteEnd[2] = 2;
   store.append(r.id, b);
   assert.deepEqual(store.tokensAt("u", 3, 0)!.tokens, [1]);
   assert.deepEqual(store.tokensAt("u", 3, 1)!.tokens, [2]);
@@ -98,7 +142,8 @@ test("tokens that split one character both map to the whole character and both a
   const r = store.begin({ uri: "u", version: 1, text, baseOffset: 0, wholeDocument: true, label: "", policy: {} });
   store.setHeader(r.id, header(4));
   const b = batch(["a", "?", "?", "b"], 0, 0);
-  b.byteStart.set([0, 1, 3, 5]); b.byteEnd.set([1, 3, 5, 6]);
+  b.byteStart.set([0, 1, 3, 5]);
+  b.byteEnd.set([1, 3, 5, 6]);
   store.append(r.id, b);
   assert.deepEqual(r.range(1), [1, 3]);
   assert.deepEqual(r.range(2), [1, 3]);
@@ -149,7 +194,11 @@ test("an edit inside the trace keeps only the tokens that end before it", () => 
   assert.equal(store.tokensAt("file:///a.md", 2, text.indexOf("3")), undefined);
   assert.ok(Number.isNaN(r.token(1).nll), "the last kept token's next-token NLL is stale");
   assert.equal(r.token(0).nll, 0.5);
-  assert.equal(r.batches.reduce((s, b) => s + b.count, 0), 2, "stored batches are trimmed too");
+  assert.equal(
+    r.batches.reduce((s, b) => s + b.count, 0),
+    2,
+    "stored batches are trimmed too",
+  );
 });
 
 test("a token ending exactly where text is inserted is dropped (its tokenization may change)", () => {

@@ -4,14 +4,37 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
-  ABLATION_SUBSETS, ablationTable, ablationToCsv, chooseNCtx, markdownTable, stat, subsetName, subsetPolicy, sweepPolicies, sweepTable, sweepToCsv,
-  type AblationResult, type SweepResult,
+  ABLATION_SUBSETS,
+  ablationTable,
+  ablationToCsv,
+  chooseNCtx,
+  markdownTable,
+  stat,
+  subsetName,
+  subsetPolicy,
+  sweepPolicies,
+  sweepTable,
+  sweepToCsv,
+  type AblationResult,
+  type SweepResult,
 } from "../../extension/core/experiments";
 import type { ModelInfo } from "../../shared/wire";
 import type { Trace } from "../../shared/trace";
 import {
-  analyzeTransitions, changePointSegments, concatLabelled, detectChangePoints, domainExperts, kCoverage, labelText, markdownFenceSpans,
-  parseDomainMarkers, routerDistribution, spansToSegments, tokenSpanIndex, transitionSteps, type DomainSegment,
+  analyzeTransitions,
+  changePointSegments,
+  concatLabelled,
+  detectChangePoints,
+  domainExperts,
+  kCoverage,
+  labelText,
+  markdownFenceSpans,
+  parseDomainMarkers,
+  routerDistribution,
+  spansToSegments,
+  tokenSpanIndex,
+  transitionSteps,
+  type DomainSegment,
 } from "../../extension/core/transitions";
 
 interface Tok {
@@ -24,36 +47,46 @@ interface Tok {
 
 /** A trace with E experts, K slots, one row per token; `top_n` = E when every token has probs. */
 function buildTrace(E: number, K: number, toks: Tok[]): Trace {
-  const T = toks.length, L = toks[0].layers.length;
+  const T = toks.length,
+    L = toks[0].layers.length;
   const full = toks.every((t) => t.layers.every((l) => l.probs));
   const N = full ? E : 0;
-  const experts = new Int32Array(T * L * K), weights = new Float32Array(T * L * K);
-  const topIds = new Int32Array(T * L * N), topProbs = new Float32Array(T * L * N);
-  toks.forEach((tok, t) => tok.layers.forEach((l, m) => {
-    for (let j = 0; j < K; j++) {
-      experts[(t * L + m) * K + j] = l.experts[j];
-      weights[(t * L + m) * K + j] = l.weights?.[j] ?? 1 / K;
-    }
-    if (full) {
-      const order = l.probs!.map((_, e) => e).sort((a, b) => l.probs![b] - l.probs![a]);
-      order.forEach((e, i) => {
-        topIds[(t * L + m) * N + i] = e;
-        topProbs[(t * L + m) * N + i] = l.probs![e];
-      });
-    }
-  }));
+  const experts = new Int32Array(T * L * K),
+    weights = new Float32Array(T * L * K);
+  const topIds = new Int32Array(T * L * N),
+    topProbs = new Float32Array(T * L * N);
+  toks.forEach((tok, t) =>
+    tok.layers.forEach((l, m) => {
+      for (let j = 0; j < K; j++) {
+        experts[(t * L + m) * K + j] = l.experts[j];
+        weights[(t * L + m) * K + j] = l.weights?.[j] ?? 1 / K;
+      }
+      if (full) {
+        const order = l.probs!.map((_, e) => e).sort((a, b) => l.probs![b] - l.probs![a]);
+        order.forEach((e, i) => {
+          topIds[(t * L + m) * N + i] = e;
+          topProbs[(t * L + m) * N + i] = l.probs![e];
+        });
+      }
+    }),
+  );
   const model = { moe_layers: Array.from({ length: L }, (_, m) => 2 * m), n_expert: E, architecture: "qwen3moe" } as unknown as ModelInfo;
   return {
     header: { model, policy: {}, n_moe_layers: L, k: K, top_n: N, n_tokens: T, windows: [], kv_shift: 0, probs: false },
     columns: {
-      start: 0, count: T,
+      start: 0,
+      count: T,
       tokenIds: Int32Array.from(toks.map((_, i) => i)),
-      byteStart: Int32Array.from(toks.map((t) => t.bytes[0])), byteEnd: Int32Array.from(toks.map((t) => t.bytes[1])),
+      byteStart: Int32Array.from(toks.map((t) => t.bytes[0])),
+      byteEnd: Int32Array.from(toks.map((t) => t.bytes[1])),
       pieces: toks.map((t) => t.piece ?? "x".repeat(t.bytes[1] - t.bytes[0])),
-      nll: Float32Array.from(toks.map((t, i) => (i === T - 1 ? NaN : t.nll ?? 1))),
-      experts, weights,
-      entropy: new Float32Array(T * L), active: new Uint8Array(T * L).fill(K),
-      topIds: N ? topIds : undefined, topProbs: N ? topProbs : undefined,
+      nll: Float32Array.from(toks.map((t, i) => (i === T - 1 ? NaN : (t.nll ?? 1)))),
+      experts,
+      weights,
+      entropy: new Float32Array(T * L),
+      active: new Uint8Array(T * L).fill(K),
+      topIds: N ? topIds : undefined,
+      topProbs: N ? topProbs : undefined,
     },
   };
 }
@@ -90,11 +123,14 @@ describe("labels", () => {
     const text = "Intro é\n```python\nx = 1\n```\nAfter\n";
     const l = markdownFenceSpans(text)!;
     const b = (s: string) => Buffer.byteLength(s);
-    assert.deepEqual(l.spans.map((s) => [s.domain, s.start, s.end]), [
-      ["prose", 0, b("Intro é\n```python\n")],
-      ["python", b("Intro é\n```python\n"), b("Intro é\n```python\nx = 1\n```\n")],
-      ["prose", b("Intro é\n```python\nx = 1\n```\n"), b(text)],
-    ]);
+    assert.deepEqual(
+      l.spans.map((s) => [s.domain, s.start, s.end]),
+      [
+        ["prose", 0, b("Intro é\n```python\n")],
+        ["python", b("Intro é\n```python\n"), b("Intro é\n```python\nx = 1\n```\n")],
+        ["prose", b("Intro é\n```python\nx = 1\n```\n"), b(text)],
+      ],
+    );
     assert.equal(markdownFenceSpans("plain text\n"), null);
   });
 
@@ -102,29 +138,56 @@ describe("labels", () => {
     const text = "Text\n```\na\n```\n\n~~~json\n{}\n~~~\n";
     const l = markdownFenceSpans(text)!;
     // The prose between the blocks is the blank line and the next opening fence line.
-    assert.deepEqual(l.spans.map((s) => s.domain), ["prose", "code", "prose", "json"]);
+    assert.deepEqual(
+      l.spans.map((s) => s.domain),
+      ["prose", "code", "prose", "json"],
+    );
     assert.equal(l.spans[0].start, 0);
     assert.equal(l.spans[3].end, Buffer.byteLength(text));
     const tail = markdownFenceSpans("x\n```\na\n```\n\n  \n")!;
-    assert.deepEqual(tail.spans.map((s) => [s.domain, s.start, s.end]), [["prose", 0, 6], ["code", 6, 16]]);
+    assert.deepEqual(
+      tail.spans.map((s) => [s.domain, s.start, s.end]),
+      [
+        ["prose", 0, 6],
+        ["code", 6, 16],
+      ],
+    );
   });
 
   test("labelText prefers markers, then fences, else none; concatLabelled for cells", () => {
     assert.equal(labelText("<<<domain:a>>>\n```py\nx\n```\n").source, "label");
     assert.equal(labelText("t\n```py\nx\n```\n").source, "fence");
     assert.deepEqual(labelText("just text"), { text: "just text", spans: [], source: "none" });
-    const c = concatLabelled([{ text: "print(1)\n", domain: "python" }, { text: "# Title\n", domain: "markdown" }]);
+    const c = concatLabelled([
+      { text: "print(1)\n", domain: "python" },
+      { text: "# Title\n", domain: "markdown" },
+    ]);
     assert.equal(c.text, "print(1)\n# Title\n");
-    assert.deepEqual(c.spans.map((s) => [s.domain, s.start, s.end, s.source]), [["python", 0, 9, "language"], ["markdown", 9, 17, "language"]]);
+    assert.deepEqual(
+      c.spans.map((s) => [s.domain, s.start, s.end, s.source]),
+      [
+        ["python", 0, 9, "language"],
+        ["markdown", 9, 17, "language"],
+      ],
+    );
   });
 });
 
 describe("byte → token mapping", () => {
   // Text "ab\ncd\n": spans a = [0,3), b = [3,6). Tokens: BOS [0,0), "ab" [0,2), "\nc" [2,4) straddles, "d" [4,5), "\n" [5,6).
-  const l = { spans: [{ start: 0, end: 3, domain: "A", source: "label" as const }, { start: 3, end: 6, domain: "B", source: "label" as const }] };
+  const l = {
+    spans: [
+      { start: 0, end: 3, domain: "A", source: "label" as const },
+      { start: 3, end: 6, domain: "B", source: "label" as const },
+    ],
+  };
   const lay = [{ experts: [0, 1] }];
   const trace = buildTrace(4, 2, [
-    { bytes: [0, 0], layers: lay }, { bytes: [0, 2], layers: lay }, { bytes: [2, 4], layers: lay }, { bytes: [4, 5], layers: lay }, { bytes: [5, 6], layers: lay },
+    { bytes: [0, 0], layers: lay },
+    { bytes: [0, 2], layers: lay },
+    { bytes: [2, 4], layers: lay },
+    { bytes: [4, 5], layers: lay },
+    { bytes: [5, 6], layers: lay },
   ]);
 
   test("a token belongs to the span of its last byte; BOS to the span at its start", () => {
@@ -133,17 +196,35 @@ describe("byte → token mapping", () => {
 
   test("segments are runs of tokens; the transition step is the old domain's last token", () => {
     const segs = spansToSegments(trace, l.spans);
-    assert.deepEqual(segs, [{ start: 0, end: 2, domain: "A", source: "label" }, { start: 2, end: 5, domain: "B", source: "label" }]);
+    assert.deepEqual(segs, [
+      { start: 0, end: 2, domain: "A", source: "label" },
+      { start: 2, end: 5, domain: "B", source: "label" },
+    ]);
     assert.deepEqual(transitionSteps(segs), [{ token: 1, from: "A", to: "B", fromSegment: 0, toSegment: 1 }]);
   });
 
   test("unlabelled tokens break segments; same-domain neighbours merge; no transition across a gap", () => {
-    const spans = [{ start: 0, end: 2, domain: "A", source: "label" as const }, { start: 4, end: 6, domain: "B", source: "label" as const }];
+    const spans = [
+      { start: 0, end: 2, domain: "A", source: "label" as const },
+      { start: 4, end: 6, domain: "B", source: "label" as const },
+    ];
     const segs = spansToSegments(trace, spans);
-    assert.deepEqual(segs.map((s) => [s.start, s.end, s.domain]), [[0, 2, "A"], [3, 5, "B"]]);
+    assert.deepEqual(
+      segs.map((s) => [s.start, s.end, s.domain]),
+      [
+        [0, 2, "A"],
+        [3, 5, "B"],
+      ],
+    );
     assert.deepEqual(transitionSteps(segs), []);
-    const same = spansToSegments(trace, [{ start: 0, end: 3, domain: "A", source: "label" }, { start: 3, end: 6, domain: "A", source: "label" }]);
-    assert.deepEqual(same.map((s) => [s.start, s.end]), [[0, 5]]);
+    const same = spansToSegments(trace, [
+      { start: 0, end: 3, domain: "A", source: "label" },
+      { start: 3, end: 6, domain: "A", source: "label" },
+    ]);
+    assert.deepEqual(
+      same.map((s) => [s.start, s.end]),
+      [[0, 5]],
+    );
   });
 });
 
@@ -151,21 +232,48 @@ describe("transition metrics", () => {
   // 2 layers, 4 experts, k = 2. Domain A (tokens 0–4) uses {0, 1}; domain B (tokens 5–9) uses {2, 1}.
   // Layer 0 and layer 1 route the same way, but the transition step's distributions differ.
   const E = 4;
-  const aTok = (i: number): Tok => ({ bytes: [i, i + 1], nll: 1, layers: [{ experts: [0, 1], probs: peaked(E, 0, 0.7) }, { experts: [0, 1], probs: peaked(E, 0, 0.7) }] });
-  const bTok = (i: number): Tok => ({ bytes: [i, i + 1], nll: 2, layers: [{ experts: [2, 1], probs: peaked(E, 2, 0.7) }, { experts: [2, 1], probs: peaked(E, 2, 0.7) }] });
+  const aTok = (i: number): Tok => ({
+    bytes: [i, i + 1],
+    nll: 1,
+    layers: [
+      { experts: [0, 1], probs: peaked(E, 0, 0.7) },
+      { experts: [0, 1], probs: peaked(E, 0, 0.7) },
+    ],
+  });
+  const bTok = (i: number): Tok => ({
+    bytes: [i, i + 1],
+    nll: 2,
+    layers: [
+      { experts: [2, 1], probs: peaked(E, 2, 0.7) },
+      { experts: [2, 1], probs: peaked(E, 2, 0.7) },
+    ],
+  });
   const toks = [0, 1, 2, 3, 4].map(aTok).concat([5, 6, 7, 8, 9].map(bTok));
   // Transition step = token 4 (last A). Layer 0: p(2) = 0.3, second after expert 0; layer 1: p(2) = 0.05, last.
-  toks[4] = { bytes: [4, 5], nll: 6, layers: [{ experts: [0, 2], probs: [0.6, 0.05, 0.3, 0.05] }, { experts: [0, 1], probs: [0.5, 0.3, 0.05, 0.15] }] };
+  toks[4] = {
+    bytes: [4, 5],
+    nll: 6,
+    layers: [
+      { experts: [0, 2], probs: [0.6, 0.05, 0.3, 0.05] },
+      { experts: [0, 1], probs: [0.5, 0.3, 0.05, 0.15] },
+    ],
+  };
   toks[5].piece = "xy"; // the predicted token: two characters
   toks[5].bytes = [5, 7];
   const trace = buildTrace(E, 2, toks);
-  const segs: DomainSegment[] = [{ start: 0, end: 5, domain: "A", source: "label" }, { start: 5, end: 10, domain: "B", source: "label" }];
+  const segs: DomainSegment[] = [
+    { start: 0, end: 5, domain: "A", source: "label" },
+    { start: 5, end: 10, domain: "B", source: "label" },
+  ];
 
   test("domain experts: largest usage difference, per layer", () => {
     const de = domainExperts([{ trace, segments: segs }]);
     assert.deepEqual(de.domains, ["A", "B"]);
     // Expert 1 is used by both domains (difference ≈ 0); 0 is A's, 2 is B's.
-    assert.deepEqual(de.experts, [[0, 2], [0, 2]]);
+    assert.deepEqual(de.experts, [
+      [0, 2],
+      [0, 2],
+    ]);
     assert.deepEqual(de.tokens, [5, 5]);
     assert.equal(de.usage[0][1][2], 1);
   });
@@ -177,7 +285,10 @@ describe("transition metrics", () => {
     assert.equal(x.token, 4);
     assert.deepEqual([x.from, x.to], ["A", "B"]);
     assert.deepEqual(x.newExpert, [2, 2]);
-    assert.deepEqual(x.probNewExpert.map((p) => +p.toFixed(4)), [0.3, 0.05]);
+    assert.deepEqual(
+      x.probNewExpert.map((p) => +p.toFixed(4)),
+      [0.3, 0.05],
+    );
     assert.deepEqual(x.rankNewExpert, [2, 4]);
     assert.equal(x.nll, 6);
     assert.equal(x.chars, 2);
@@ -199,11 +310,20 @@ describe("transition metrics", () => {
 
   test("fixed domain experts from another trace are used as given", () => {
     const de = domainExperts([{ trace, segments: segs }]);
-    const forced = { ...de, experts: [[0, 3], [0, 3]] };
+    const forced = {
+      ...de,
+      experts: [
+        [0, 3],
+        [0, 3],
+      ],
+    };
     const x = analyzeTransitions(trace, segs, { experts: forced }).transitions[0];
     // Layer 0: p(3) = 0.05 ties with expert 1; rank counts only strictly larger probabilities.
     assert.deepEqual(x.rankNewExpert, [3, 3]);
-    assert.deepEqual(x.probNewExpert.map((p) => +p.toFixed(4)), [0.05, 0.15]);
+    assert.deepEqual(
+      x.probNewExpert.map((p) => +p.toFixed(4)),
+      [0.05, 0.15],
+    );
   });
 
   test("exact character counts come from the text's bytes when given", () => {
@@ -213,7 +333,11 @@ describe("transition metrics", () => {
   });
 
   test("without the full router distribution the metrics refuse with a clear message", () => {
-    const partial = buildTrace(E, 2, toks.map((t) => ({ ...t, layers: t.layers.map((l) => ({ experts: l.experts })) })));
+    const partial = buildTrace(
+      E,
+      2,
+      toks.map((t) => ({ ...t, layers: t.layers.map((l) => ({ experts: l.experts })) })),
+    );
     assert.throws(() => routerDistribution(partial, 4, 0), /top_n = n_expert/);
     assert.throws(() => analyzeTransitions(partial, segs), /top_n = n_expert/);
   });
@@ -229,10 +353,20 @@ describe("transition metrics", () => {
 
 describe("change points", () => {
   const E = 4;
-  const tok = (i: number, a: number, b: number): Tok => ({ bytes: [i, i + 1], layers: [{ experts: [a, b], weights: [0.6, 0.4] }, { experts: [a, b], weights: [0.6, 0.4] }] });
+  const tok = (i: number, a: number, b: number): Tok => ({
+    bytes: [i, i + 1],
+    layers: [
+      { experts: [a, b], weights: [0.6, 0.4] },
+      { experts: [a, b], weights: [0.6, 0.4] },
+    ],
+  });
 
   test("a clean switch of experts is found at its first token", () => {
-    const trace = buildTrace(E, 2, Array.from({ length: 60 }, (_, i) => (i < 25 ? tok(i, 0, 1) : tok(i, 2, 3))));
+    const trace = buildTrace(
+      E,
+      2,
+      Array.from({ length: 60 }, (_, i) => (i < 25 ? tok(i, 0, 1) : tok(i, 2, 3))),
+    );
     const cp = detectChangePoints(trace, { window: 8 });
     assert.deepEqual(cp.points, [25]);
     assert.ok(Math.abs(cp.scores[25] - 1) < 1e-6);
@@ -245,12 +379,20 @@ describe("change points", () => {
   });
 
   test("two switches, a minimum gap, and none in steady routing", () => {
-    const trace = buildTrace(E, 2, Array.from({ length: 90 }, (_, i) => (i < 30 ? tok(i, 0, 1) : i < 60 ? tok(i, 2, 3) : tok(i, 0, 3))));
+    const trace = buildTrace(
+      E,
+      2,
+      Array.from({ length: 90 }, (_, i) => (i < 30 ? tok(i, 0, 1) : i < 60 ? tok(i, 2, 3) : tok(i, 0, 3))),
+    );
     assert.deepEqual(detectChangePoints(trace, { window: 8 }).points, [30, 60]);
     // The second switch moves only the first expert's share (0.6 of the mass): it scores 0.6.
     assert.ok(Math.abs(detectChangePoints(trace, { window: 8 }).scores[60] - 0.6) < 1e-6);
     assert.deepEqual(detectChangePoints(trace, { window: 8, threshold: 0.8 }).points, [30]);
-    const steady = buildTrace(E, 2, Array.from({ length: 40 }, (_, i) => tok(i, i % 2, 2 + (i % 2))));
+    const steady = buildTrace(
+      E,
+      2,
+      Array.from({ length: 40 }, (_, i) => tok(i, i % 2, 2 + (i % 2))),
+    );
     assert.deepEqual(detectChangePoints(steady, { window: 8 }).points, []);
   });
 });
@@ -265,7 +407,10 @@ describe("experiment tables (pure parts)", () => {
 
   test("the sweep plan: baseline, thresholds incl. 1.0, and k above the trained k", () => {
     const plan = sweepPolicies(8, [0.75], [8, 12]);
-    assert.deepEqual(plan.map((p) => p.config), ["k8 baseline", "k8 + threshold 0.75", "k8 + threshold 1.00", "k12 no gating", "k12 + threshold 0.75", "k12 + threshold 1.00"]);
+    assert.deepEqual(
+      plan.map((p) => p.config),
+      ["k8 baseline", "k8 + threshold 0.75", "k8 + threshold 1.00", "k12 no gating", "k12 + threshold 0.75", "k12 + threshold 1.00"],
+    );
     assert.deepEqual(plan[0].policy, {});
     assert.deepEqual(plan[2].policy, { amg: { threshold: 1 } });
     assert.deepEqual(plan[4].policy, { max_k: 12, amg: { threshold: 0.75 } });
@@ -273,10 +418,27 @@ describe("experiment tables (pure parts)", () => {
   });
 
   test("the sweep table has the AMG table's columns", () => {
-    const r = { trainedK: 8, nCtx: 512, tokens: 5000, model: { architecture: "qwen3moe" }, rows: [
-      { config: "k8 baseline", policy: {}, k: 8, threshold: null, ppl: 11.3277, pplErr: 0.143, avgActive: 8, nChunks: 9, nCtx: 512, printed: "" },
-      { config: "k12 + threshold 0.90", policy: { max_k: 12, amg: { threshold: 0.9 } }, k: 12, threshold: 0.9, ppl: 11.2925, pplErr: 0.143, avgActive: 10.31, nChunks: 9, nCtx: 512, printed: "" },
-    ] } as unknown as SweepResult;
+    const r = {
+      trainedK: 8,
+      nCtx: 512,
+      tokens: 5000,
+      model: { architecture: "qwen3moe" },
+      rows: [
+        { config: "k8 baseline", policy: {}, k: 8, threshold: null, ppl: 11.3277, pplErr: 0.143, avgActive: 8, nChunks: 9, nCtx: 512, printed: "" },
+        {
+          config: "k12 + threshold 0.90",
+          policy: { max_k: 12, amg: { threshold: 0.9 } },
+          k: 12,
+          threshold: 0.9,
+          ppl: 11.2925,
+          pplErr: 0.143,
+          avgActive: 10.31,
+          nChunks: 9,
+          nCtx: 512,
+          printed: "",
+        },
+      ],
+    } as unknown as SweepResult;
     const t = sweepTable(r);
     assert.deepEqual(t.header, ["Config", "PPL", "±σ", "Avg experts active"]);
     assert.deepEqual(t.rows[1], ["k12 + threshold 0.90", "11.2925", "±0.143", "10.31/12"]);
@@ -287,12 +449,48 @@ describe("experiment tables (pure parts)", () => {
   });
 
   test("with speed measured, the sweep table reads speed and quality together", () => {
-    const speed = (decode: number, prefill: number, active: number) =>
-      ({ decode_ratio: decode, prefill_ratio: prefill, avg_active_experts: active, k: 8, prefill_tps: 100 * prefill, decode_tps: 10 * decode });
-    const r = { trainedK: 8, nCtx: 512, tokens: 5000, model: { architecture: "qwen3moe" }, rows: [
-      { config: "k8 baseline", policy: {}, k: 8, threshold: null, ppl: 10, pplErr: 0.1, avgActive: 8, nChunks: 9, nCtx: 512, printed: "", speed: speed(1, 1, 8) },
-      { config: "k8 + threshold 0.50", policy: { amg: { threshold: 0.5 } }, k: 8, threshold: 0.5, ppl: 10.08, pplErr: 0.1, avgActive: 4.1, nChunks: 9, nCtx: 512, printed: "", speed: speed(1.42, 1.3, 4.1) },
-    ] } as unknown as SweepResult;
+    const speed = (decode: number, prefill: number, active: number) => ({
+      decode_ratio: decode,
+      prefill_ratio: prefill,
+      avg_active_experts: active,
+      k: 8,
+      prefill_tps: 100 * prefill,
+      decode_tps: 10 * decode,
+    });
+    const r = {
+      trainedK: 8,
+      nCtx: 512,
+      tokens: 5000,
+      model: { architecture: "qwen3moe" },
+      rows: [
+        {
+          config: "k8 baseline",
+          policy: {},
+          k: 8,
+          threshold: null,
+          ppl: 10,
+          pplErr: 0.1,
+          avgActive: 8,
+          nChunks: 9,
+          nCtx: 512,
+          printed: "",
+          speed: speed(1, 1, 8),
+        },
+        {
+          config: "k8 + threshold 0.50",
+          policy: { amg: { threshold: 0.5 } },
+          k: 8,
+          threshold: 0.5,
+          ppl: 10.08,
+          pplErr: 0.1,
+          avgActive: 4.1,
+          nChunks: 9,
+          nCtx: 512,
+          printed: "",
+          speed: speed(1.42, 1.3, 4.1),
+        },
+      ],
+    } as unknown as SweepResult;
     const t = sweepTable(r);
     assert.deepEqual(t.header, ["Config", "PPL", "±σ", "Avg experts active", "Speed and quality vs k8 baseline"]);
     assert.equal(t.rows[1][4], "1.42× decode, 1.30× prefill at 4.10/8 active, +0.8 % PPL");
@@ -304,8 +502,11 @@ describe("experiment tables (pure parts)", () => {
     assert.equal(new Set(ABLATION_SUBSETS.map((s) => `${s.beta}${s.pi}${s.ant}`)).size, 8);
     assert.deepEqual(ABLATION_SUBSETS.map(subsetName), ["Standard", "β", "Π", "Ant", "β + Π", "β + Ant", "Π + Ant", "β + Π + Ant"]);
     assert.deepEqual(subsetPolicy(ABLATION_SUBSETS[0]), {});
-    assert.deepEqual(subsetPolicy(ABLATION_SUBSETS[7], { beta: 0.8, gamma: 0.3, betaForm: "scale_preserving" }),
-      { beta: { beta: 0.8, form: "scale_preserving" }, pi: {}, ant: { gamma: 0.3 } });
+    assert.deepEqual(subsetPolicy(ABLATION_SUBSETS[7], { beta: 0.8, gamma: 0.3, betaForm: "scale_preserving" }), {
+      beta: { beta: 0.8, form: "scale_preserving" },
+      pi: {},
+      ant: { gamma: 0.3 },
+    });
     const s = stat([1, 2, 3, NaN]);
     assert.equal(s.mean, 2);
     assert.equal(s.std, 1);
@@ -316,10 +517,27 @@ describe("experiment tables (pure parts)", () => {
   test("the ablation table and CSV have one row per subset", () => {
     const st = (m: number) => ({ mean: m, std: 0.01, n: 2 });
     const rows = ABLATION_SUBSETS.map((subset, i) => ({
-      config: subsetName(subset), subset, policy: subsetPolicy(subset), perDoc: [],
-      prob: st(0.1 * (i + 1)), deltaProb: st(0.1 * i), k99: st(4), k99Pooled: 4, top1: st(0.5), bpcTransition: st(3), deltaBpc: st(0), nllTransition: st(2), nllInside: st(1), bpcInside: st(1),
+      config: subsetName(subset),
+      subset,
+      policy: subsetPolicy(subset),
+      perDoc: [],
+      prob: st(0.1 * (i + 1)),
+      deltaProb: st(0.1 * i),
+      k99: st(4),
+      k99Pooled: 4,
+      top1: st(0.5),
+      bpcTransition: st(3),
+      deltaBpc: st(0),
+      nllTransition: st(2),
+      nllInside: st(1),
+      bpcInside: st(1),
     }));
-    const r = { rows, settings: { beta: 0.9, betaForm: "raw", gamma: 0.5, piMomentum: null }, docs: [], predictor: { source: "fitted" } } as unknown as AblationResult;
+    const r = {
+      rows,
+      settings: { beta: 0.9, betaForm: "raw", gamma: 0.5, piMomentum: null },
+      docs: [],
+      predictor: { source: "fitted" },
+    } as unknown as AblationResult;
     const t = ablationTable(r);
     assert.equal(t.rows.length, 8);
     assert.equal(t.header[0], "Gate");

@@ -10,10 +10,22 @@ import type { ModelInfo } from "../../shared/wire";
 import type { Trace } from "../../shared/trace";
 import { analyzeTransitions } from "../../extension/core/transitions";
 import {
-  defaultExportName, evaluationFiles, experimentExport, experimentMessage, parseMaxK, parseThresholds, type ExperimentRun,
+  defaultExportName,
+  evaluationFiles,
+  experimentExport,
+  experimentMessage,
+  parseMaxK,
+  parseThresholds,
+  type ExperimentRun,
 } from "../../extension/vscode/experiment-view";
 import {
-  editorSegments, labelEditorText, markerSpansInPlace, partialTransitions, TOP_N_CAP, traceTopN, transitionLabel,
+  editorSegments,
+  labelEditorText,
+  markerSpansInPlace,
+  partialTransitions,
+  TOP_N_CAP,
+  traceTopN,
+  transitionLabel,
 } from "../../extension/vscode/segments";
 
 /**
@@ -22,16 +34,22 @@ import {
  */
 function lineTrace(text: string, E: number, L: number, expertOf: (line: string) => number, topN = E): Trace {
   const lines = text.split(/(?<=\n)/);
-  const T = lines.length, K = 2, N = topN;
-  const experts = new Int32Array(T * L * K), weights = new Float32Array(T * L * K);
-  const topIds = new Int32Array(T * L * N), topProbs = new Float32Array(T * L * N);
-  const byteStart = new Int32Array(T), byteEnd = new Int32Array(T);
+  const T = lines.length,
+    K = 2,
+    N = topN;
+  const experts = new Int32Array(T * L * K),
+    weights = new Float32Array(T * L * K);
+  const topIds = new Int32Array(T * L * N),
+    topProbs = new Float32Array(T * L * N);
+  const byteStart = new Int32Array(T),
+    byteEnd = new Int32Array(T);
   let at = 0;
   lines.forEach((line, t) => {
     byteStart[t] = at;
     at += Buffer.byteLength(line);
     byteEnd[t] = at;
-    const e = expertOf(line), second = (e + 1) % E;
+    const e = expertOf(line),
+      second = (e + 1) % E;
     const probs = Array.from({ length: E }, (_, x) => (x === e ? 0.7 : x === second ? 0.2 : 0.1 / (E - 2)));
     const order = probs.map((_, x) => x).sort((a, b) => probs[b] - probs[a] || a - b);
     for (let m = 0; m < L; m++) {
@@ -49,10 +67,19 @@ function lineTrace(text: string, E: number, L: number, expertOf: (line: string) 
   return {
     header: { model, policy: {}, n_moe_layers: L, k: K, top_n: N, n_tokens: T, windows: [], kv_shift: 0, probs: false },
     columns: {
-      start: 0, count: T, tokenIds: Int32Array.from(lines.map((_, i) => i)), byteStart, byteEnd, pieces: lines,
+      start: 0,
+      count: T,
+      tokenIds: Int32Array.from(lines.map((_, i) => i)),
+      byteStart,
+      byteEnd,
+      pieces: lines,
       nll: Float32Array.from(lines.map((_, i) => (i === T - 1 ? NaN : 1 + i / 100))),
-      experts, weights, entropy: new Float32Array(T * L), active: new Uint8Array(T * L).fill(K),
-      topIds: N ? topIds : undefined, topProbs: N ? topProbs : undefined,
+      experts,
+      weights,
+      entropy: new Float32Array(T * L),
+      active: new Uint8Array(T * L).fill(K),
+      topIds: N ? topIds : undefined,
+      topProbs: N ? topProbs : undefined,
     },
   };
 }
@@ -76,7 +103,11 @@ describe("editor labels", () => {
     const l = markerSpansInPlace(raw)!;
     assert.equal(l.text, raw);
     const b = (s: string) => Buffer.byteLength(s);
-    const m1 = b("<<<domain:en>>>\n"), hello = b("Hello\n"), m2 = b("<<<domain:de>>>\n"), gr = b("Grüße\n"), m3 = b("<<<domain:en>>>\n");
+    const m1 = b("<<<domain:en>>>\n"),
+      hello = b("Hello\n"),
+      m2 = b("<<<domain:de>>>\n"),
+      gr = b("Grüße\n"),
+      m3 = b("<<<domain:en>>>\n");
     assert.deepEqual(l.spans, [
       { start: m1, end: m1 + hello + m2, domain: "en", source: "label" },
       { start: m1 + hello + m2, end: m1 + hello + m2 + gr + m3, domain: "de", source: "label" },
@@ -85,7 +116,10 @@ describe("editor labels", () => {
     assert.equal(markerSpansInPlace("plain\ntext\n"), null);
     // Two markers in a row: the empty domain is dropped.
     const twice = markerSpansInPlace("<<<domain:a>>>\n<<<domain:b>>>\nx\n")!;
-    assert.deepEqual(twice.spans.map((s) => s.domain), ["b"]);
+    assert.deepEqual(
+      twice.spans.map((s) => s.domain),
+      ["b"],
+    );
   });
 
   test("markers first, then fences, else none", () => {
@@ -104,10 +138,26 @@ describe("editor segments and transitions", () => {
     const s = editorSegments(tr, raw, "plaintext");
     assert.equal(s.source, "label");
     assert.equal(s.partial, false);
-    assert.deepEqual(s.segments.map((x) => [x.domain, x.start, x.end]), [["math", 1, 7], ["code", 7, 13], ["math", 13, 18]]);
-    assert.deepEqual(s.transitions.map((x) => [x.token, x.from, x.to]), [[6, "math", "code"], [12, "code", "math"]]);
+    assert.deepEqual(
+      s.segments.map((x) => [x.domain, x.start, x.end]),
+      [
+        ["math", 1, 7],
+        ["code", 7, 13],
+        ["math", 13, 18],
+      ],
+    );
+    assert.deepEqual(
+      s.transitions.map((x) => [x.token, x.from, x.to]),
+      [
+        [6, "math", "code"],
+        [12, "code", "math"],
+      ],
+    );
     const ref = analyzeTransitions(tr, s.segments, { text: raw }).transitions;
-    assert.deepEqual(s.transitions.map((x) => x.probNewExpert), ref.map((x) => x.probNewExpert));
+    assert.deepEqual(
+      s.transitions.map((x) => x.probNewExpert),
+      ref.map((x) => x.probNewExpert),
+    );
     // The step token is the marker line (routed to expert 3): the new domain's expert (5, then 1) is second or third.
     for (const x of s.transitions) for (const r of x.rankNewExpert) assert.ok(r > 1);
     assert.match(transitionLabel(s.transitions[0]), /^math → code · NLL 1\.06 · P\(new expert\) 0\.\d\d$/);
@@ -139,19 +189,40 @@ describe("editor segments and transitions", () => {
 
   test("fences label markdown; unlabelled text: change points, else one segment named after the language", () => {
     const md = "Some prose here.\n".repeat(3) + "```python\n" + "x = 1\n".repeat(3) + "```\n" + "Prose again.\n";
-    const f = editorSegments(lineTrace(md, 8, 2, (l) => (l.startsWith("x") ? 5 : 1)), md, "markdown");
+    const f = editorSegments(
+      lineTrace(md, 8, 2, (l) => (l.startsWith("x") ? 5 : 1)),
+      md,
+      "markdown",
+    );
     assert.equal(f.source, "fence");
-    assert.deepEqual(f.segments.map((s) => s.domain), ["prose", "python", "prose"]);
+    assert.deepEqual(
+      f.segments.map((s) => s.domain),
+      ["prose", "python", "prose"],
+    );
     assert.equal(f.transitions.length, 2);
 
     const shift = "aaa\n".repeat(150) + "bbb\n".repeat(150); // long enough that the default threshold is the 0.3 floor
-    const cp = editorSegments(lineTrace(shift, 8, 2, (l) => (l.startsWith("a") ? 1 : 6)), shift, "plaintext");
+    const cp = editorSegments(
+      lineTrace(shift, 8, 2, (l) => (l.startsWith("a") ? 1 : 6)),
+      shift,
+      "plaintext",
+    );
     assert.equal(cp.source, "change-point");
-    assert.deepEqual(cp.segments.map((s) => [s.domain, s.start]), [["segment 1", 0], ["segment 2", 150]]);
+    assert.deepEqual(
+      cp.segments.map((s) => [s.domain, s.start]),
+      [
+        ["segment 1", 0],
+        ["segment 2", 150],
+      ],
+    );
     assert.equal(cp.transitions[0].token, 149);
 
     const flat = "x = 1\n".repeat(10);
-    const one = editorSegments(lineTrace(flat, 8, 2, () => 2), flat, "python");
+    const one = editorSegments(
+      lineTrace(flat, 8, 2, () => 2),
+      flat,
+      "python",
+    );
     assert.deepEqual(one.segments, [{ start: 0, end: 10, domain: "python", source: "language" }]);
     assert.deepEqual(one.transitions, []);
   });
@@ -164,10 +235,24 @@ describe("editor segments and transitions", () => {
 
 const model = { path: "/m/demo.gguf", architecture: "qwen3moe", n_expert: 8, n_expert_used_trained: 2 } as unknown as ModelInfo;
 const sweep: SweepResult = {
-  model, trainedK: 2, nCtx: 64, tokens: 512,
+  model,
+  trainedK: 2,
+  nCtx: 64,
+  tokens: 512,
   rows: [
     { config: "k2 baseline", policy: {}, k: 2, threshold: null, ppl: 5.4321, pplErr: 0.123, avgActive: 2, nChunks: 8, nCtx: 64, printed: "" },
-    { config: "k2 + threshold 1.00", policy: { amg: { threshold: 1 } }, k: 2, threshold: 1, ppl: 5.4321, pplErr: 0.123, avgActive: 2, nChunks: 8, nCtx: 64, printed: "" },
+    {
+      config: "k2 + threshold 1.00",
+      policy: { amg: { threshold: 1 } },
+      k: 2,
+      threshold: 1,
+      ppl: 5.4321,
+      pplErr: 0.123,
+      avgActive: 2,
+      nChunks: 8,
+      nCtx: 64,
+      printed: "",
+    },
   ],
 };
 

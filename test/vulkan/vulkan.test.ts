@@ -37,9 +37,11 @@ async function startVulkan(model: string, extra: { ctx?: number } = {}): Promise
   const server = await startServer(model, { ...extra, binary: VULKAN_SERVER, gpuLayers: 99 });
   const info = await server.client.modelInfo();
   try {
-    assert.ok(info.router_devices?.length && info.router_devices.every((d) => /^Vulkan\d+$/.test(d)),
+    assert.ok(
+      info.router_devices?.length && info.router_devices.every((d) => /^Vulkan\d+$/.test(d)),
       `the routing should run on a Vulkan device, ran on ${JSON.stringify(info.router_devices)} ` +
-      "(no Vulkan device? without a GPU install Mesa's lavapipe, Debian package mesa-vulkan-drivers)");
+        "(no Vulkan device? without a GPU install Mesa's lavapipe, Debian package mesa-vulkan-drivers)",
+    );
     assert.equal(info.skip_supported, false, "a GPU model zero-gates dropped experts");
   } catch (e) {
     await server.stop();
@@ -63,7 +65,8 @@ function keptSets(t: Trace): string[] {
 /** Fraction of (token, MoE layer) pairs where both traces keep the same experts. */
 function sameExperts(a: Trace, b: Trace): number {
   assert.equal(b.columns.count, a.columns.count);
-  const x = keptSets(a), y = keptSets(b);
+  const x = keptSets(a),
+    y = keptSets(b);
   return x.filter((s, i) => s === y[i]).length / x.length;
 }
 
@@ -78,7 +81,10 @@ function assertComplete(t: Trace, info: ModelInfo): void {
     const ids = Array.from(t.columns.experts.subarray(row * K, (row + 1) * K));
     const w = Array.from(t.columns.weights.subarray(row * K, (row + 1) * K));
     assert.ok(ids.every((e) => e >= 0 && e < info.n_expert) && new Set(ids).size === K, `row ${row}: experts ${ids}`);
-    assert.ok(w.every((x) => Number.isFinite(x) && x >= 0), `row ${row}: weights ${w}`);
+    assert.ok(
+      w.every((x) => Number.isFinite(x) && x >= 0),
+      `row ${row}: weights ${w}`,
+    );
     assert.equal(t.columns.active[row], w.filter((x) => x !== 0).length, `row ${row}: active`);
     assert.ok(t.columns.active[row] >= 1);
     assert.ok(Number.isFinite(t.columns.entropy[row]) && t.columns.entropy[row] >= 0);
@@ -95,7 +101,11 @@ function assertComplete(t: Trace, info: ModelInfo): void {
 async function traceNorms(server: ServerProcess, text: string): Promise<{ weights: Float32Array; norms: Float32Array }> {
   const r = await rawRequest(server.port, "/v1/trace", { token: server.client.token, body: JSON.stringify({ text, expert_norms: true }) });
   assert.equal(r.status, 200, r.text);
-  const batches = r.text.split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((rec) => rec.type === "batch");
+  const batches = r.text
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l))
+    .filter((rec) => rec.type === "batch");
   const cat = (field: string) => batches.flatMap((b) => Array.from(b64ToFloat32(b[field])));
   return { weights: Float32Array.from(cat("weights")), norms: Float32Array.from(cat("expert_norms")) };
 }
@@ -110,7 +120,9 @@ async function compareTraces(cpu: ServerProcess, vk: ServerProcess, text: string
     assertComplete(b, info);
     const same = sameExperts(a, b);
     const pairs = a.columns.count * a.header.n_moe_layers;
-    lines.push(`${JSON.stringify(policy)}: same experts on ${(100 * same).toFixed(2)} % of ${pairs} (token, layer) pairs, trace ppl ${b.summary!.ppl!.toFixed(4)} vs CPU ${a.summary!.ppl!.toFixed(4)}`);
+    lines.push(
+      `${JSON.stringify(policy)}: same experts on ${(100 * same).toFixed(2)} % of ${pairs} (token, layer) pairs, trace ppl ${b.summary!.ppl!.toFixed(4)} vs CPU ${a.summary!.ppl!.toFixed(4)}`,
+    );
     assert.ok(same >= 0.99, lines.at(-1));
     assert.ok(Math.abs(b.summary!.avg_active - a.summary!.avg_active) <= 0.01 * a.header.k, lines.at(-1));
     assert.ok(Math.abs(b.summary!.ppl! / a.summary!.ppl! - 1) <= 1e-3, lines.at(-1));
@@ -147,7 +159,15 @@ describe("Vulkan build on the demo model (-ngl 99)", () => {
   test("disable and boost route as on the CPU", { skip }, async () => {
     const info = await vk!.client.modelInfo();
     const layer = info.moe_layers[0];
-    await compareTraces(cpu!, vk!, SAMPLE, [{ disable: [[layer, 0], [layer, 1]] }, { boost: [[layer, info.n_expert - 1, 3]] }]);
+    await compareTraces(cpu!, vk!, SAMPLE, [
+      {
+        disable: [
+          [layer, 0],
+          [layer, 1],
+        ],
+      },
+      { boost: [[layer, info.n_expert - 1, 3]] },
+    ]);
   });
 
   test("Ant, with a predictor fitted from the Vulkan server's router logits, routes as on the CPU", { skip }, async () => {

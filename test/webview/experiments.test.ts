@@ -20,7 +20,10 @@ const MODEL = process.env.MOE_LENS_TEST_MODEL ?? DEMO_MODEL;
 /** The first three labelled parts of a transition fixture, marker lines kept (as a document in the editor), lines capped. */
 function labelledText(): string {
   const raw = fs.readFileSync(path.join(ROOT, "test", "fixtures", "transitions", "01.txt"), "utf8");
-  const parts = raw.split(/^(?=<<<domain:)/m).filter(Boolean).slice(0, 3);
+  const parts = raw
+    .split(/^(?=<<<domain:)/m)
+    .filter(Boolean)
+    .slice(0, 3);
   return parts.map((p) => p.split("\n").slice(0, 8).join("\n").replace(/\n?$/, "\n")).join("");
 }
 
@@ -34,26 +37,74 @@ function traceMessages(id: string, label: string, t: Trace): HostMessage[] {
 
 const model = { path: "/models/demo.gguf", architecture: "qwen3moe", n_expert: 8, n_expert_used_trained: 2 } as unknown as ModelInfo;
 const sweep: SweepResult = {
-  model, trainedK: 2, nCtx: 64, tokens: 1024,
+  model,
+  trainedK: 2,
+  nCtx: 64,
+  tokens: 1024,
   rows: [
     { config: "k2 baseline", policy: {}, k: 2, threshold: null, ppl: 6.1234, pplErr: 0.2, avgActive: 2, nChunks: 16, nCtx: 64, printed: "" },
-    { config: "k2 + threshold 0.50", policy: { amg: { threshold: 0.5 } }, k: 2, threshold: 0.5, ppl: 6.9, pplErr: 0.25, avgActive: 1.41, nChunks: 16, nCtx: 64, printed: "" },
-    { config: "k2 + threshold 1.00", policy: { amg: { threshold: 1 } }, k: 2, threshold: 1, ppl: 6.1234, pplErr: 0.2, avgActive: 2, nChunks: 16, nCtx: 64, printed: "" },
+    {
+      config: "k2 + threshold 0.50",
+      policy: { amg: { threshold: 0.5 } },
+      k: 2,
+      threshold: 0.5,
+      ppl: 6.9,
+      pplErr: 0.25,
+      avgActive: 1.41,
+      nChunks: 16,
+      nCtx: 64,
+      printed: "",
+    },
+    {
+      config: "k2 + threshold 1.00",
+      policy: { amg: { threshold: 1 } },
+      k: 2,
+      threshold: 1,
+      ppl: 6.1234,
+      pplErr: 0.2,
+      avgActive: 2,
+      nChunks: 16,
+      nCtx: 64,
+      printed: "",
+    },
     { config: "k4 no gating", policy: { max_k: 4 }, k: 4, threshold: null, ppl: 6.5, pplErr: 0.22, avgActive: 4, nChunks: 16, nCtx: 64, printed: "" },
   ],
 };
 const st = (mean: number, std = 0.01) => ({ mean, std, n: 2 });
-const subsets = [[false, false, false], [true, false, false], [false, true, false], [false, false, true], [true, true, false], [true, false, true], [false, true, true], [true, true, true]];
+const subsets = [
+  [false, false, false],
+  [true, false, false],
+  [false, true, false],
+  [false, false, true],
+  [true, true, false],
+  [true, false, true],
+  [false, true, true],
+  [true, true, true],
+];
 const ablation = {
-  model, settings: { beta: 0.9, betaForm: "raw", gamma: 0.5, piMomentum: null },
+  model,
+  settings: { beta: 0.9, betaForm: "raw", gamma: 0.5, piMomentum: null },
   predictor: { path: null, calibrationTokens: 900, source: "fitted" },
-  docs: [{ name: "01.txt", tokens: 300, transitions: 2, labels: "label" }, { name: "02.txt", tokens: 280, transitions: 2, labels: "label" }],
+  docs: [
+    { name: "01.txt", tokens: 300, transitions: 2, labels: "label" },
+    { name: "02.txt", tokens: 280, transitions: 2, labels: "label" },
+  ],
   domainExperts: { domains: [], experts: [], usage: [], tokens: [] },
   rows: subsets.map(([beta, pi, ant], i) => ({
     config: [beta ? "β" : "", pi ? "Π" : "", ant ? "Ant" : ""].filter(Boolean).join(" + ") || "Standard",
-    subset: { beta, pi, ant }, policy: {}, perDoc: [],
-    prob: st(0.3 + i / 100), deltaProb: st(i / 100), k99: st(4), k99Pooled: 5, top1: st(0.2), bpcTransition: st(3 - i / 10), deltaBpc: st(-i / 10),
-    nllTransition: st(2), nllInside: st(1.5), bpcInside: st(1.1),
+    subset: { beta, pi, ant },
+    policy: {},
+    perDoc: [],
+    prob: st(0.3 + i / 100),
+    deltaProb: st(i / 100),
+    k99: st(4),
+    k99Pooled: 5,
+    top1: st(0.2),
+    bpcTransition: st(3 - i / 10),
+    deltaBpc: st(-i / 10),
+    nllTransition: st(2),
+    nllInside: st(1.5),
+    bpcInside: st(1.1),
   })),
   traces: [],
 } as unknown as AblationResult;
@@ -82,22 +133,39 @@ describe("domain segments in the panel", () => {
   test("the host's segments of a marker-labelled trace: every label listed, one transition row per transition", async () => {
     assert.equal(seg.source, "label");
     assert.equal(seg.partial, false, "the demo model's trace holds the full router distribution");
-    assert.deepEqual(seg.segments.map((s) => s.domain), ["math", "de", "code"]);
+    assert.deepEqual(
+      seg.segments.map((s) => s.domain),
+      ["math", "de", "code"],
+    );
     assert.equal(seg.transitions.length, 2);
     for (const x of seg.transitions) {
       assert.equal(x.probNewExpert.length, trace.header.n_moe_layers);
-      assert.ok(x.probNewExpert.every((p) => p >= 0 && p <= 1), "probabilities known for every layer");
+      assert.ok(
+        x.probNewExpert.every((p) => p >= 0 && p <= 1),
+        "probabilities known for every layer",
+      );
       assert.ok(x.rankNewExpert.every((r) => r >= 1 && r <= trace.header.model.n_expert));
     }
-    await panel.send([...traceMessages("t1", "01.txt · baseline", trace), { type: "segments", traceId: "t1", segments: seg.segments, transitions: seg.transitions }]);
+    await panel.send([
+      ...traceMessages("t1", "01.txt · baseline", trace),
+      { type: "segments", traceId: "t1", segments: seg.segments, transitions: seg.transitions },
+    ]);
     await panel.page.waitForSelector("#segments li");
-    const items = await panel.page.$$eval("#segments li", (li) => li.map((e) => ({ domain: (e as HTMLElement).dataset.domain, source: (e as HTMLElement).dataset.source, text: e.textContent })));
-    assert.deepEqual(items.map((i) => i.domain), ["math", "de", "code"]);
+    const items = await panel.page.$$eval("#segments li", (li) =>
+      li.map((e) => ({ domain: (e as HTMLElement).dataset.domain, source: (e as HTMLElement).dataset.source, text: e.textContent })),
+    );
+    assert.deepEqual(
+      items.map((i) => i.domain),
+      ["math", "de", "code"],
+    );
     assert.ok(items.every((i) => i.source === "label"));
     assert.match(items[1].text!, new RegExp(`tokens ${seg.segments[1].start}–${seg.segments[1].end - 1}`));
     const rows = await panel.page.$$eval("#transition-table tr", (trs) => trs.map((tr) => Array.from(tr.children, (c) => c.textContent)));
     assert.equal(rows.length, 1 + seg.transitions.length, "header + one row per transition");
-    assert.deepEqual(rows.slice(1).map((r) => r[1]), ["math → de", "de → code"]);
+    assert.deepEqual(
+      rows.slice(1).map((r) => r[1]),
+      ["math → de", "de → code"],
+    );
     rows.slice(1).forEach((r, i) => {
       assert.equal(r[0], String(seg.transitions[i].token));
       const p = seg.transitions[i].probNewExpert;
@@ -151,7 +219,10 @@ describe("experiment table in the panel", () => {
     assert.equal(head[0], "Gate");
     const rows = await panel.page.$$eval("#experiment-table tbody tr", (trs) => trs.map((tr) => Array.from(tr.children, (c) => c.textContent)));
     assert.equal(rows.length, 8);
-    assert.deepEqual(rows.map((r) => r[0]), ["Standard", "β", "Π", "Ant", "β + Π", "β + Ant", "Π + Ant", "β + Π + Ant"]);
+    assert.deepEqual(
+      rows.map((r) => r[0]),
+      ["Standard", "β", "Π", "Ant", "β + Π", "β + Ant", "Π + Ant", "β + Π + Ant"],
+    );
     assert.equal(rows[0][5], "–");
     assert.deepEqual(rows[7].slice(1, 4), ["✓", "✓", "✓"]);
     assert.match((await panel.page.textContent(".experiment-note"))!, /over 2 documents/);

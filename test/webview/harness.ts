@@ -38,45 +38,79 @@ export async function openPanel(opts: { width?: number; height?: number; theme?:
     const url = new URL(req.url ?? "/", "http://x");
     if (url.pathname === "/") {
       res.writeHead(200, { "Content-Type": "text/html" });
-      res.end(renderPanelHtml({ scriptUri: "/panel.js", styleUri: "/panel.css", cspSource: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, nonce }));
+      res.end(
+        renderPanelHtml({ scriptUri: "/panel.js", styleUri: "/panel.css", cspSource: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, nonce }),
+      );
       return;
     }
-    if (url.pathname === "/favicon.ico") { res.writeHead(204).end(); return; }
+    if (url.pathname === "/favicon.ico") {
+      res.writeHead(204).end();
+      return;
+    }
     const file = path.join(webviewDir, path.basename(url.pathname));
-    if (!fs.existsSync(file)) { res.writeHead(404).end(); return; }
+    if (!fs.existsSync(file)) {
+      res.writeHead(404).end();
+      return;
+    }
     res.writeHead(200, { "Content-Type": file.endsWith(".js") ? "text/javascript" : "text/css" });
     res.end(fs.readFileSync(file));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as AddressInfo).port;
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"] });
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
+  });
   const page = await browser.newPage({ viewport: { width: opts.width ?? 1100, height: opts.height ?? 900 }, deviceScaleFactor: 1 });
   const cspViolations: string[] = [];
   const consoleErrors: string[] = [];
-  page.on("console", (m) => { if (m.type() === "error") consoleErrors.push(m.text()); });
+  page.on("console", (m) => {
+    if (m.type() === "error") consoleErrors.push(m.text());
+  });
   page.on("pageerror", (e) => consoleErrors.push(String(e)));
   await page.exposeFunction("__cspViolation", (v: string) => cspViolations.push(v));
   const dark = (opts.theme ?? "dark") === "dark";
-  await page.addInitScript(({ dark }) => {
-    const w = window as unknown as { __posted: unknown[]; __state: unknown; acquireVsCodeApi: () => unknown; __cspViolation: (v: string) => void };
-    w.__posted = [];
-    // VS Code keeps a webview's setState across hide/show; sessionStorage does the same across a reload here.
-    w.__state = JSON.parse(sessionStorage.getItem("vscodeState") ?? "null") ?? undefined;
-    w.acquireVsCodeApi = () => ({ postMessage: (m: unknown) => w.__posted.push(m), getState: () => w.__state, setState: (s: unknown) => { w.__state = s; sessionStorage.setItem("vscodeState", JSON.stringify(s)); } });
-    document.addEventListener("securitypolicyviolation", (e) => w.__cspViolation(`${e.violatedDirective} ${e.blockedURI}`));
-    // The theme variables VS Code injects into every webview.
-    document.addEventListener("DOMContentLoaded", () => {
-      const s = document.documentElement.style;
-      s.setProperty("--vscode-foreground", dark ? "#cccccc" : "#333333");
-      s.setProperty("--vscode-editor-background", dark ? "#1e1e1e" : "#ffffff");
-      s.setProperty("--vscode-font-family", "sans-serif");
-      document.body.classList.add(dark ? "vscode-dark" : "vscode-light");
-    });
-  }, { dark });
+  await page.addInitScript(
+    ({ dark }) => {
+      const w = window as unknown as { __posted: unknown[]; __state: unknown; acquireVsCodeApi: () => unknown; __cspViolation: (v: string) => void };
+      w.__posted = [];
+      // VS Code keeps a webview's setState across hide/show; sessionStorage does the same across a reload here.
+      w.__state = JSON.parse(sessionStorage.getItem("vscodeState") ?? "null") ?? undefined;
+      w.acquireVsCodeApi = () => ({
+        postMessage: (m: unknown) => w.__posted.push(m),
+        getState: () => w.__state,
+        setState: (s: unknown) => {
+          w.__state = s;
+          sessionStorage.setItem("vscodeState", JSON.stringify(s));
+        },
+      });
+      document.addEventListener("securitypolicyviolation", (e) => w.__cspViolation(`${e.violatedDirective} ${e.blockedURI}`));
+      // The theme variables VS Code injects into every webview.
+      document.addEventListener("DOMContentLoaded", () => {
+        const s = document.documentElement.style;
+        s.setProperty("--vscode-foreground", dark ? "#cccccc" : "#333333");
+        s.setProperty("--vscode-editor-background", dark ? "#1e1e1e" : "#ffffff");
+        s.setProperty("--vscode-font-family", "sans-serif");
+        document.body.classList.add(dark ? "vscode-dark" : "vscode-light");
+      });
+    },
+    { dark },
+  );
   await page.goto(`http://127.0.0.1:${port}/`);
   await page.waitForFunction(() => (window as unknown as { __posted: Array<{ type: string }> }).__posted.some((m) => m.type === "ready"));
   return {
-    page, browser, cspViolations, consoleErrors,
+    page,
+    browser,
+    cspViolations,
+    consoleErrors,
     async close() {
       await browser.close();
       server.close();
@@ -84,18 +118,21 @@ export async function openPanel(opts: { width?: number; height?: number; theme?:
     async send(messages) {
       // Typed arrays are tagged to cross Playwright's JSON channel, rebuilt in the page, then
       // posted as the extension host's messages arrive: structured-cloned, binary.
-      await page.evaluate((ms) => {
-        const revive = (v: unknown): unknown => {
-          if (Array.isArray(v)) return v.map(revive);
-          if (v && typeof v === "object") {
-            const o = v as { __typed?: string; values?: number[] };
-            if (o.__typed) return new (globalThis as unknown as Record<string, new (a: number[]) => unknown>)[o.__typed](o.values!);
-            return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, revive(x)]));
-          }
-          return v;
-        };
-        for (const m of ms) window.postMessage(revive(m), "*");
-      }, tagTypedArrays(messages) as unknown[]);
+      await page.evaluate(
+        (ms) => {
+          const revive = (v: unknown): unknown => {
+            if (Array.isArray(v)) return v.map(revive);
+            if (v && typeof v === "object") {
+              const o = v as { __typed?: string; values?: number[] };
+              if (o.__typed) return new (globalThis as unknown as Record<string, new (a: number[]) => unknown>)[o.__typed](o.values!);
+              return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, revive(x)]));
+            }
+            return v;
+          };
+          for (const m of ms) window.postMessage(revive(m), "*");
+        },
+        tagTypedArrays(messages) as unknown[],
+      );
     },
     async posted() {
       return page.evaluate(() => (window as unknown as { __posted: Array<{ type: string }> }).__posted);

@@ -19,15 +19,31 @@ let panel: PanelPage;
 
 function messages(id: string, label: string, t: Trace, batch = 48): HostMessage[] {
   const out: HostMessage[] = [{ type: "traceStart", traceId: id, label, header: t.header }];
-  const c = t.columns, L = t.header.n_moe_layers, K = t.header.k, N = t.header.top_n;
+  const c = t.columns,
+    L = t.header.n_moe_layers,
+    K = t.header.k,
+    N = t.header.top_n;
   for (let s = 0; s < c.count; s += batch) {
     const e = Math.min(c.count, s + batch);
-    out.push({ type: "traceBatch", traceId: id, batch: {
-      start: s, count: e - s, tokenIds: c.tokenIds.slice(s, e), byteStart: c.byteStart.slice(s, e), byteEnd: c.byteEnd.slice(s, e),
-      pieces: c.pieces.slice(s, e), nll: c.nll.slice(s, e), experts: c.experts.slice(s * L * K, e * L * K), weights: c.weights.slice(s * L * K, e * L * K),
-      entropy: c.entropy.slice(s * L, e * L), active: c.active.slice(s * L, e * L),
-      topIds: N ? c.topIds!.slice(s * L * N, e * L * N) : undefined, topProbs: N ? c.topProbs!.slice(s * L * N, e * L * N) : undefined,
-    } });
+    out.push({
+      type: "traceBatch",
+      traceId: id,
+      batch: {
+        start: s,
+        count: e - s,
+        tokenIds: c.tokenIds.slice(s, e),
+        byteStart: c.byteStart.slice(s, e),
+        byteEnd: c.byteEnd.slice(s, e),
+        pieces: c.pieces.slice(s, e),
+        nll: c.nll.slice(s, e),
+        experts: c.experts.slice(s * L * K, e * L * K),
+        weights: c.weights.slice(s * L * K, e * L * K),
+        entropy: c.entropy.slice(s * L, e * L),
+        active: c.active.slice(s * L, e * L),
+        topIds: N ? c.topIds!.slice(s * L * N, e * L * N) : undefined,
+        topProbs: N ? c.topProbs!.slice(s * L * N, e * L * N) : undefined,
+      },
+    });
   }
   out.push({ type: "traceEnd", traceId: id, summary: t.summary! });
   return out;
@@ -38,9 +54,14 @@ function fenceSegments(t: Trace): DomainSegment[] {
   const bytes = Buffer.from(SAMPLE, "utf8");
   const fences: number[] = [];
   for (let i = bytes.indexOf("```"); i >= 0; i = bytes.indexOf("```", i + 3)) fences.push(i);
-  const tokenAt = (b: number) => { let i = 0; while (i < t.columns.count && t.columns.byteEnd[i] <= b) i++; return i; };
+  const tokenAt = (b: number) => {
+    let i = 0;
+    while (i < t.columns.count && t.columns.byteEnd[i] <= b) i++;
+    return i;
+  };
   const segs: DomainSegment[] = [];
-  let start = 0, inCode = false;
+  let start = 0,
+    inCode = false;
   for (const f of fences) {
     const tok = tokenAt(f);
     if (tok > start) segs.push({ start, end: tok, domain: inCode ? "code" : "prose", source: "fence" });
@@ -61,22 +82,34 @@ before(async () => {
     await server.stop();
   }
   const L = base.header.n_moe_layers;
-  CELLS = [[1, 0], [5, Math.min(1, L - 1)], [12, Math.min(2, L - 1)], [20, Math.min(3, L - 1)]];
+  CELLS = [
+    [1, 0],
+    [5, Math.min(1, L - 1)],
+    [12, Math.min(2, L - 1)],
+    [20, Math.min(3, L - 1)],
+  ];
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   panel = await openPanel();
   await panel.send(messages("base", "demo-sample.md · baseline", base));
-  await panel.send([{ type: "segments", traceId: "base", segments: fenceSegments(base), transitions: [] }, { type: "policy", policy: {}, trainedK: base.header.k, maxK: base.header.k, antAvailable: false }]);
+  await panel.send([
+    { type: "segments", traceId: "base", segments: fenceSegments(base), transitions: [] },
+    { type: "policy", policy: {}, trainedK: base.header.k, maxK: base.header.k, antAvailable: false },
+  ]);
   await panel.page.waitForFunction((n) => (window as unknown as { moeLens: { current?: { count: number } } }).moeLens.current?.count === n, base.columns.count);
 });
 after(async () => panel?.close());
 
 async function pixel(t: number, m: number): Promise<Rgb> {
-  return panel.page.evaluate(([t, m]) => {
-    const h = (window as unknown as { moeLens: { heatmap: { canvas: HTMLCanvasElement; cellCenter(t: number, m: number): { x: number; y: number } } } }).moeLens.heatmap;
-    const c = h.cellCenter(t, m);
-    const d = h.canvas.getContext("2d")!.getImageData(Math.round(c.x), Math.round(c.y), 1, 1).data;
-    return [d[0], d[1], d[2]] as [number, number, number];
-  }, [t, m]);
+  return panel.page.evaluate(
+    ([t, m]) => {
+      const h = (window as unknown as { moeLens: { heatmap: { canvas: HTMLCanvasElement; cellCenter(t: number, m: number): { x: number; y: number } } } })
+        .moeLens.heatmap;
+      const c = h.cellCenter(t, m);
+      const d = h.canvas.getContext("2d")!.getImageData(Math.round(c.x), Math.round(c.y), 1, 1).data;
+      return [d[0], d[1], d[2]] as [number, number, number];
+    },
+    [t, m],
+  );
 }
 
 async function setMode(mode: string): Promise<void> {
@@ -85,7 +118,9 @@ async function setMode(mode: string): Promise<void> {
 }
 
 function top1(t: Trace, i: number, m: number): number {
-  const L = t.header.n_moe_layers, K = t.header.k, at = (i * L + m) * K;
+  const L = t.header.n_moe_layers,
+    K = t.header.k,
+    at = (i * L + m) * K;
   let best = 0;
   for (let j = 1; j < K; j++) if (t.columns.weights[at + j] > t.columns.weights[at + best]) best = j;
   return t.columns.experts[at + best];
@@ -113,7 +148,9 @@ describe("routing panel", () => {
   });
 
   test("sequential modes follow the recorded numbers", async () => {
-    const L = base.header.n_moe_layers, K = base.header.k, E = base.header.model.n_expert;
+    const L = base.header.n_moe_layers,
+      K = base.header.k,
+      E = base.header.model.n_expert;
     const c = base.columns;
     const expert = top1(base, 5, 1);
     await panel.page.fill("#expert", String(expert));
@@ -128,8 +165,10 @@ describe("routing panel", () => {
       entropy: (t, m) => rampRgb(c.entropy[t * L + m] / Math.log(E)),
       active: (t, m) => rampRgb(c.active[t * L + m] / K),
       shift: (t, m) => {
-        const set = (i: number) => new Set(Array.from(c.experts.subarray((i * L + m) * K, (i * L + m + 1) * K)).filter((_, j) => c.weights[(i * L + m) * K + j] !== 0));
-        const a = set(t), b = set(t - 1);
+        const set = (i: number) =>
+          new Set(Array.from(c.experts.subarray((i * L + m) * K, (i * L + m + 1) * K)).filter((_, j) => c.weights[(i * L + m) * K + j] !== 0));
+        const a = set(t),
+          b = set(t - 1);
         const inter = [...a].filter((e) => b.has(e)).length;
         return rampRgb(1 - inter / (a.size + b.size - inter));
       },
@@ -137,7 +176,8 @@ describe("routing panel", () => {
     for (const [mode, expect] of Object.entries(expectations)) {
       await setMode(mode);
       for (const [t, m] of CELLS) {
-        const got = await pixel(t, m), want = expect(t, m);
+        const got = await pixel(t, m),
+          want = expect(t, m);
         for (let i = 0; i < 3; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1, `${mode} cell ${t},${m}: ${got} vs ${want}`);
       }
       await panel.page.screenshot({ path: path.join(ARTIFACTS, `mode-${mode}.png`), fullPage: true });
@@ -149,10 +189,16 @@ describe("routing panel", () => {
 
   test("clicking a cell shows its experts, weights and router probabilities and reveals the token", async () => {
     const [t, m] = [5, 1];
-    const pos = await panel.page.evaluate(([t, m]) => (window as unknown as { moeLens: { heatmap: { cellCenter(t: number, m: number): { x: number; y: number } } } }).moeLens.heatmap.cellCenter(t, m), [t, m]);
+    const pos = await panel.page.evaluate(
+      ([t, m]) =>
+        (window as unknown as { moeLens: { heatmap: { cellCenter(t: number, m: number): { x: number; y: number } } } }).moeLens.heatmap.cellCenter(t, m),
+      [t, m],
+    );
     await panel.page.click("canvas.heatmap", { position: { x: pos.x, y: pos.y } });
     const text = (await panel.page.textContent("#details"))!;
-    const L = base.header.n_moe_layers, K = base.header.k, N = base.header.top_n;
+    const L = base.header.n_moe_layers,
+      K = base.header.k,
+      N = base.header.top_n;
     for (let j = 0; j < K; j++) {
       assert.ok(text.includes(`e${base.columns.experts[(t * L + m) * K + j]}`));
       assert.ok(text.includes(base.columns.weights[(t * L + m) * K + j].toFixed(4)));
@@ -174,25 +220,44 @@ describe("routing panel", () => {
 
   test("policy controls post a validated policy for a live re-trace", async () => {
     await panel.page.click("#ctl-amg");
-    await panel.page.waitForFunction(() => (window as unknown as { __posted: Array<{ type: string }> }).__posted.some((m) => m.type === "applyPolicy"), undefined, { timeout: 5000 });
+    await panel.page.waitForFunction(
+      () => (window as unknown as { __posted: Array<{ type: string }> }).__posted.some((m) => m.type === "applyPolicy"),
+      undefined,
+      { timeout: 5000 },
+    );
     const applied = (await panel.posted()).filter((p) => p.type === "applyPolicy").pop() as unknown as { policy: { amg?: { threshold: number } } };
     assert.equal(applied.policy.amg?.threshold, 0.9);
     // The τ slider drives the same field and re-applies.
     const before = (await panel.posted()).length;
-    await panel.page.$eval("#ctl-threshold-slider", (s: HTMLInputElement) => { s.value = "0.6"; s.dispatchEvent(new Event("input", { bubbles: true })); });
+    await panel.page.$eval("#ctl-threshold-slider", (s: HTMLInputElement) => {
+      s.value = "0.6";
+      s.dispatchEvent(new Event("input", { bubbles: true }));
+    });
     await panel.page.waitForFunction((n) => (window as unknown as { __posted: unknown[] }).__posted.length > n, before, { timeout: 5000 });
     const slid = (await panel.posted()).filter((p) => p.type === "applyPolicy").pop() as unknown as { policy: { amg?: { threshold: number } } };
     assert.equal(slid.policy.amg?.threshold, 0.6);
-    assert.equal(await panel.page.evaluate(() => (document.getElementById("ctl-ant") as HTMLElement & { disabled: boolean }).disabled), true, "Ant is disabled without a predictor");
+    assert.equal(
+      await panel.page.evaluate(() => (document.getElementById("ctl-ant") as HTMLElement & { disabled: boolean }).disabled),
+      true,
+      "Ant is disabled without a predictor",
+    );
   });
 
   test("β mix and θ and Π momentum reach the posted policy; an out-of-range value is refused", async () => {
-    type Posted = { type: string; policy?: { amg?: unknown; beta?: { beta: number; mix?: number; theta?: number; form?: string }; pi?: { momentum?: number } } };
+    type Posted = {
+      type: string;
+      policy?: { amg?: unknown; beta?: { beta: number; mix?: number; theta?: number; form?: string }; pi?: { momentum?: number } };
+    };
     const lastApplied = async () => (await panel.posted()).filter((p) => p.type === "applyPolicy").pop() as unknown as Posted;
-    const setField = (id: string, value: string) => panel.page.$eval(`#ctl-${id}`, (f, v) => {
-      (f as HTMLElement & { value: string }).value = v as string;
-      f.dispatchEvent(new Event("change", { bubbles: true }));
-    }, value);
+    const setField = (id: string, value: string) =>
+      panel.page.$eval(
+        `#ctl-${id}`,
+        (f, v) => {
+          (f as HTMLElement & { value: string }).value = v as string;
+          f.dispatchEvent(new Event("change", { bubbles: true }));
+        },
+        value,
+      );
     const settle = async () => {
       const n = (await panel.posted()).length;
       await panel.page.waitForFunction((n) => (window as unknown as { __posted: unknown[] }).__posted.length > n, n, { timeout: 5000 }).catch(() => undefined);
@@ -200,7 +265,10 @@ describe("routing panel", () => {
     await panel.page.click("#ctl-amg"); // off again: only β and Π below
     await panel.page.click("#ctl-beta");
     await panel.page.click("#ctl-pi");
-    await panel.page.$eval("#ctl-betaMix-slider", (s: HTMLInputElement) => { s.value = "0.5"; s.dispatchEvent(new Event("input", { bubbles: true })); });
+    await panel.page.$eval("#ctl-betaMix-slider", (s: HTMLInputElement) => {
+      s.value = "0.5";
+      s.dispatchEvent(new Event("input", { bubbles: true }));
+    });
     await setField("betaTheta", "2");
     await setField("piMomentum", "0.8");
     await settle();
@@ -210,7 +278,9 @@ describe("routing panel", () => {
     assert.equal(p.amg, undefined);
     const count = (await panel.posted()).filter((m) => m.type === "applyPolicy").length;
     await setField("betaMix", "1.5");
-    await panel.page.waitForFunction(() => /mix α must be a number in \[0, 1\]/.test(document.querySelector(".control-error")?.textContent ?? ""), undefined, { timeout: 5000 });
+    await panel.page.waitForFunction(() => /mix α must be a number in \[0, 1\]/.test(document.querySelector(".control-error")?.textContent ?? ""), undefined, {
+      timeout: 5000,
+    });
     await panel.page.waitForTimeout(400); // past the debounce: nothing was posted
     assert.equal((await panel.posted()).filter((m) => m.type === "applyPolicy").length, count);
     // Back to the state the later tests expect: AMG on, β and Π off.
@@ -233,21 +303,34 @@ describe("routing panel", () => {
     assert.ok(Number(active[3]) < 0, "AMG lowers the active experts");
     assert.equal(await panel.page.$$eval("#compare canvas.heatmap", (c) => c.length), 3, "left, right and their difference");
     // In a wide panel the two policies sit side by side, the difference below them.
-    const boxes = await panel.page.$$eval("#compare .heatmap-scroller", (els) => els.map((e) => { const r = e.getBoundingClientRect(); return { x: r.x, y: r.y, w: r.width }; }));
+    const boxes = await panel.page.$$eval("#compare .heatmap-scroller", (els) =>
+      els.map((e) => {
+        const r = e.getBoundingClientRect();
+        return { x: r.x, y: r.y, w: r.width };
+      }),
+    );
     assert.equal(boxes[0].y, boxes[1].y, "left and right heatmaps on one row");
     assert.ok(boxes[1].x >= boxes[0].x + boxes[0].w, `right heatmap to the right of the left one: ${JSON.stringify(boxes)}`);
     assert.ok(boxes[2].y > boxes[0].y, "difference below");
     // Scrolling one compare heatmap scrolls the others to the same token column.
-    await panel.page.$eval("#compare .heatmap-scroller", (e) => { e.scrollLeft = 120; });
+    await panel.page.$eval("#compare .heatmap-scroller", (e) => {
+      e.scrollLeft = 120;
+    });
     await panel.page.waitForFunction(() => Array.from(document.querySelectorAll<HTMLElement>("#compare .heatmap-scroller")).every((e) => e.scrollLeft === 120));
     // Zooming one (the + key) zooms all three: their scroll widths grow together.
     const widths = () => panel.page.$$eval("#compare .heatmap-scroller", (els) => els.map((e) => e.scrollWidth));
     const before = await widths();
     await panel.page.focus("#compare-difference");
     await panel.page.keyboard.press("+");
-    await panel.page.waitForFunction((w0) => Array.from(document.querySelectorAll<HTMLElement>("#compare .heatmap-scroller")).every((e, i) => e.scrollWidth > w0[i]), before);
+    await panel.page.waitForFunction(
+      (w0) => Array.from(document.querySelectorAll<HTMLElement>("#compare .heatmap-scroller")).every((e, i) => e.scrollWidth > w0[i]),
+      before,
+    );
     const after = await widths();
-    assert.ok(after.every((w) => w === after[0]), `same width: ${after}`);
+    assert.ok(
+      after.every((w) => w === after[0]),
+      `same width: ${after}`,
+    );
     await panel.page.keyboard.press("-");
     // A second compare replaces the first (no heatmaps left behind).
     await panel.send([{ type: "compare", leftTraceId: "base", rightTraceId: "amg" }]);
@@ -262,8 +345,14 @@ describe("routing panel", () => {
     await panel.page.waitForFunction(() => (window as unknown as { __posted: Array<{ type: string }> }).__posted.some((m) => m.type === "ready"));
     assert.equal(await panel.page.inputValue("#color-mode"), "entropy");
     // The host replays the trace on `ready`, as extension/vscode/panel.ts does.
-    await panel.send([...messages("base", "demo-sample.md · baseline", base), { type: "segments", traceId: "base", segments: fenceSegments(base), transitions: [] }]);
-    await panel.page.waitForFunction((n) => (window as unknown as { moeLens: { current?: { count: number } } }).moeLens.current?.count === n, base.columns.count);
+    await panel.send([
+      ...messages("base", "demo-sample.md · baseline", base),
+      { type: "segments", traceId: "base", segments: fenceSegments(base), transitions: [] },
+    ]);
+    await panel.page.waitForFunction(
+      (n) => (window as unknown as { moeLens: { current?: { count: number } } }).moeLens.current?.count === n,
+      base.columns.count,
+    );
     await setMode("top1");
   });
 
@@ -275,34 +364,77 @@ describe("routing panel", () => {
 
   test("the controls follow the host's policy (Toggle AMG, Set Policy…) and keep the fields they do not show", async () => {
     type Ctl = HTMLElement & { value: string; checked: boolean };
-    const controls = () => panel.page.evaluate(() => {
-      const v = (id: string) => (document.getElementById(`ctl-${id}`) as unknown as Ctl);
-      return {
-        amg: v("amg").checked, threshold: v("threshold").value, slider: (document.getElementById("ctl-threshold-slider") as HTMLInputElement).value,
-        minK: v("minK").value, amgMode: v("amgMode").value, maxK: v("maxK").value,
-        beta: v("beta").checked, betaValue: v("betaValue").value, betaForm: v("betaForm").value, betaMix: v("betaMix").value, betaTheta: v("betaTheta").value,
-        pi: v("pi").checked, piMomentum: v("piMomentum").value,
-      };
-    });
+    const controls = () =>
+      panel.page.evaluate(() => {
+        const v = (id: string) => document.getElementById(`ctl-${id}`) as unknown as Ctl;
+        return {
+          amg: v("amg").checked,
+          threshold: v("threshold").value,
+          slider: (document.getElementById("ctl-threshold-slider") as HTMLInputElement).value,
+          minK: v("minK").value,
+          amgMode: v("amgMode").value,
+          maxK: v("maxK").value,
+          beta: v("beta").checked,
+          betaValue: v("betaValue").value,
+          betaForm: v("betaForm").value,
+          betaMix: v("betaMix").value,
+          betaTheta: v("betaTheta").value,
+          pi: v("pi").checked,
+          piMomentum: v("piMomentum").value,
+        };
+      });
     const applied = async () => (await panel.posted()).filter((p) => p.type === "applyPolicy") as unknown as Array<{ policy: Record<string, unknown> }>;
     const before = (await applied()).length;
     // What the host posts after "Set Gating Policy…" (the server's float32 echo of 0.7 included).
-    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, policy: {
-      amg: { threshold: 0.699999988079071, min_k: 2, mode: "full" }, max_k: 4, beta: { beta: 0.8, form: "scale_preserving", mix: 0.5, theta: null },
-      pi: { momentum: 0.9 }, disable: [[0, 1]],
-    } }]);
-    await panel.page.waitForFunction(() => (document.getElementById("ctl-amg") as unknown as { checked: boolean }).checked && (document.getElementById("ctl-maxK") as unknown as { value: string }).value === "4");
+    await panel.send([
+      {
+        type: "policy",
+        trainedK: 2,
+        maxK: 8,
+        antAvailable: false,
+        policy: {
+          amg: { threshold: 0.699999988079071, min_k: 2, mode: "full" },
+          max_k: 4,
+          beta: { beta: 0.8, form: "scale_preserving", mix: 0.5, theta: null },
+          pi: { momentum: 0.9 },
+          disable: [[0, 1]],
+        },
+      },
+    ]);
+    await panel.page.waitForFunction(
+      () =>
+        (document.getElementById("ctl-amg") as unknown as { checked: boolean }).checked &&
+        (document.getElementById("ctl-maxK") as unknown as { value: string }).value === "4",
+    );
     assert.deepEqual(await controls(), {
-      amg: true, threshold: "0.7", slider: "0.7", minK: "2", amgMode: "full", maxK: "4",
-      beta: true, betaValue: "0.8", betaForm: "scale_preserving", betaMix: "0.5", betaTheta: "", pi: true, piMomentum: "0.9",
+      amg: true,
+      threshold: "0.7",
+      slider: "0.7",
+      minK: "2",
+      amgMode: "full",
+      maxK: "4",
+      beta: true,
+      betaValue: "0.8",
+      betaForm: "scale_preserving",
+      betaMix: "0.5",
+      betaTheta: "",
+      pi: true,
+      piMomentum: "0.9",
     });
     await panel.page.waitForTimeout(400); // past the debounce: showing the host's policy posts nothing back
     assert.equal((await applied()).length, before);
     // A change by the user posts the shown policy with it, and the disabled expert the controls do not show.
     await panel.page.click("#ctl-pi");
-    await panel.page.waitForFunction((n) => (window as unknown as { __posted: Array<{ type: string }> }).__posted.filter((m) => m.type === "applyPolicy").length > n, before, { timeout: 5000 });
+    await panel.page.waitForFunction(
+      (n) => (window as unknown as { __posted: Array<{ type: string }> }).__posted.filter((m) => m.type === "applyPolicy").length > n,
+      before,
+      { timeout: 5000 },
+    );
     assert.deepEqual((await applied()).pop()!.policy, {
-      amg: { threshold: 0.7, min_k: 2, mode: "full" }, max_k: 4, beta: { beta: 0.8, form: "scale_preserving", mix: 0.5 }, disable: [[0, 1]],
+      amg: { threshold: 0.7, min_k: 2, mode: "full" },
+      max_k: 4,
+      beta: { beta: 0.8, form: "scale_preserving", mix: 0.5 },
+      disable: [[0, 1]],
     });
     // "Toggle AMG" off: the host posts the policy without amg, and the AMG box follows.
     await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, policy: { max_k: 4 } }]);
@@ -311,8 +443,15 @@ describe("routing panel", () => {
     assert.deepEqual([off.amg, off.beta, off.pi, off.maxK], [false, false, false, "4"]);
     assert.equal(off.threshold, "0.7", "τ keeps its last value for when AMG comes back on");
     // max k is bounded by the model's expert count from the same message.
-    await panel.page.$eval("#ctl-maxK", (f) => { (f as unknown as { value: string }).value = "9"; f.dispatchEvent(new Event("change", { bubbles: true })); });
-    await panel.page.waitForFunction(() => /max k must be an integer in \[1, 8\]/.test(document.querySelector(".control-error")?.textContent ?? ""), undefined, { timeout: 5000 });
+    await panel.page.$eval("#ctl-maxK", (f) => {
+      (f as unknown as { value: string }).value = "9";
+      f.dispatchEvent(new Event("change", { bubbles: true }));
+    });
+    await panel.page.waitForFunction(
+      () => /max k must be an integer in \[1, 8\]/.test(document.querySelector(".control-error")?.textContent ?? ""),
+      undefined,
+      { timeout: 5000 },
+    );
     await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, policy: {} }]);
   });
 });

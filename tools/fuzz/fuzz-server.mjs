@@ -40,7 +40,12 @@ const RESPONSE_WAIT_MS = 120_000; // a request we wait for gets its response wit
 
 function parseArgs(argv) {
   const o = {
-    requests: 1000, seed: 1, concurrency: 4, timeLimit: 3600, gguf: 40, json: false,
+    requests: 1000,
+    seed: 1,
+    concurrency: 4,
+    timeLimit: 3600,
+    gguf: 40,
+    json: false,
     server: path.join(ROOT, "out", "bin", process.platform === "win32" ? "moe-lens-server.exe" : "moe-lens-server"),
     model: path.join(ROOT, "media", "models", "demo-moe.gguf"),
   };
@@ -69,7 +74,9 @@ function parseArgs(argv) {
 }
 
 function usage(message) {
-  console.error(`fuzz: ${message}\nusage: npm run fuzz -- --requests N [--seed S] [--server BIN] [--model M] [--concurrency C] [--time-limit SECONDS] [--gguf N] [--json]`);
+  console.error(
+    `fuzz: ${message}\nusage: npm run fuzz -- --requests N [--seed S] [--server BIN] [--model M] [--concurrency C] [--time-limit SECONDS] [--gguf N] [--json]`,
+  );
   process.exit(2);
 }
 
@@ -87,10 +94,18 @@ function mulberry32(seed) {
 }
 
 class Rng {
-  constructor(seed) { this.next = mulberry32(seed); }
-  int(lo, hi) { return lo + Math.floor(this.next() * (hi - lo + 1)); } // inclusive
-  pick(list) { return list[Math.floor(this.next() * list.length)]; }
-  chance(p) { return this.next() < p; }
+  constructor(seed) {
+    this.next = mulberry32(seed);
+  }
+  int(lo, hi) {
+    return lo + Math.floor(this.next() * (hi - lo + 1));
+  } // inclusive
+  pick(list) {
+    return list[Math.floor(this.next() * list.length)];
+  }
+  chance(p) {
+    return this.next() < p;
+  }
   weighted(entries) {
     const total = entries.reduce((s, [w]) => s + w, 0);
     let x = this.next() * total;
@@ -131,17 +146,30 @@ class Server {
       const timer = setTimeout(() => reject(new Error("the server did not become ready in 120 s")), 120_000);
       readline.createInterface({ input: this.child.stdout }).on("line", (line) => {
         let msg;
-        try { msg = JSON.parse(line); } catch { return; }
+        try {
+          msg = JSON.parse(line);
+        } catch {
+          return;
+        }
         clearTimeout(timer);
-        if (msg.event === "ready") { this.port = msg.port; resolve(this); }
-        else reject(new Error(msg.message ?? line));
+        if (msg.event === "ready") {
+          this.port = msg.port;
+          resolve(this);
+        } else reject(new Error(msg.message ?? line));
       });
-      void this.exited.then((e) => { clearTimeout(timer); reject(new Error(`the server exited before it was ready (${e.signal ?? e.code}): ${this.stderrTail.slice(-5).join(" | ")}`)); });
+      void this.exited.then((e) => {
+        clearTimeout(timer);
+        reject(new Error(`the server exited before it was ready (${e.signal ?? e.code}): ${this.stderrTail.slice(-5).join(" | ")}`));
+      });
     });
   }
 
-  get pid() { return this.child.pid; }
-  get running() { return this.exit === null; }
+  get pid() {
+    return this.child.pid;
+  }
+  get running() {
+    return this.exit === null;
+  }
 
   /** Resident bytes from /proc (Linux): all, anonymous (heap, stacks) and file-backed (the mapped model). */
   rss() {
@@ -149,7 +177,9 @@ class Server {
       const status = fs.readFileSync(`/proc/${this.pid}/status`, "utf8");
       const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) * 1024;
       return { total: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
-    } catch { return null; }
+    } catch {
+      return null;
+    }
   }
 
   async stop() {
@@ -174,7 +204,10 @@ function exchange(port, parts, { gapMs = 0, closeAfterSend = false, abortAfterMs
   return new Promise((resolve) => {
     const sock = net.connect({ host: HOST, port });
     const chunks = [];
-    let settled = false, headerEnd = -1, status = 0, headers = {};
+    let settled = false,
+      headerEnd = -1,
+      status = 0,
+      headers = {};
     const timers = [];
     const finish = (extra = {}) => {
       if (settled) return;
@@ -202,10 +235,22 @@ function exchange(port, parts, { gapMs = 0, closeAfterSend = false, abortAfterMs
       if (/chunked/i.test(headers["transfer-encoding"] ?? "")) return /(^|\r\n)0\r\n\r\n$/.test(body.subarray(-7).toString("latin1"));
       return false; // until close
     };
-    sock.on("data", (d) => { chunks.push(d); if (parseHead()) finish(); });
-    sock.on("end", () => { parseHead(); finish(); });
-    sock.on("error", () => { parseHead(); finish({ socketError: true }); });
-    sock.on("close", () => { parseHead(); finish(); });
+    sock.on("data", (d) => {
+      chunks.push(d);
+      if (parseHead()) finish();
+    });
+    sock.on("end", () => {
+      parseHead();
+      finish();
+    });
+    sock.on("error", () => {
+      parseHead();
+      finish({ socketError: true });
+    });
+    sock.on("close", () => {
+      parseHead();
+      finish();
+    });
     sock.once("connect", async () => {
       for (let i = 0; i < parts.length && !settled; i++) {
         if (i > 0 && gapMs) await new Promise((r) => setTimeout(r, gapMs));
@@ -256,8 +301,14 @@ function requestBytes(method, target, { token, body, headers = {}, chunked = fal
 // ---- request generators -------------------------------------------------------------------
 
 const ROUTES = {
-  "/health": "GET", "/v1/model": "GET", "/v1/tokenize": "POST", "/v1/trace": "POST", "/v1/generate": "POST",
-  "/v1/perplexity": "POST", "/v1/calibrate": "POST", "/v1/predictor": "POST",
+  "/health": "GET",
+  "/v1/model": "GET",
+  "/v1/tokenize": "POST",
+  "/v1/trace": "POST",
+  "/v1/generate": "POST",
+  "/v1/perplexity": "POST",
+  "/v1/calibrate": "POST",
+  "/v1/predictor": "POST",
 };
 const EVALUATING = ["/v1/trace", "/v1/generate", "/v1/perplexity", "/v1/calibrate"];
 const POST_ROUTES = Object.keys(ROUTES).filter((r) => ROUTES[r] === "POST");
@@ -265,20 +316,63 @@ const POST_ROUTES = Object.keys(ROUTES).filter((r) => ROUTES[r] === "POST");
 /** Odd values for any field: wrong types, extremes, nesting, surrogates (as JSON text). */
 function weirdValue(rng) {
   return rng.pick([
-    '"yes"', '""', "1", "-1", "0", "1.5", "-0.0", "1e308", "-1e308", "1e-320", "9007199254740993",
-    "18446744073709551615", "-9223372036854775809", "true", "false", "null", "[]", "{}", "[1,2,3,4]",
-    '{"a":1}', '"\\ud800"', '"\\udfff\\ud800"', '"\\u0000"', "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]",
-    `"${"x".repeat(10_000)}"`, "[" + "0,".repeat(5000) + "0]",
+    '"yes"',
+    '""',
+    "1",
+    "-1",
+    "0",
+    "1.5",
+    "-0.0",
+    "1e308",
+    "-1e308",
+    "1e-320",
+    "9007199254740993",
+    "18446744073709551615",
+    "-9223372036854775809",
+    "true",
+    "false",
+    "null",
+    "[]",
+    "{}",
+    "[1,2,3,4]",
+    '{"a":1}',
+    '"\\ud800"',
+    '"\\udfff\\ud800"',
+    '"\\u0000"',
+    "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]",
+    `"${"x".repeat(10_000)}"`,
+    "[" + "0,".repeat(5000) + "0]",
     // not JSON at all, or numbers nlohmann cannot hold:
-    "NaN", "Infinity", "-Infinity", "1e999", "-1e999", "0x10", "+1", "01", ".5", "'x'", "undefined",
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e999",
+    "-1e999",
+    "0x10",
+    "+1",
+    "01",
+    ".5",
+    "'x'",
+    "undefined",
   ]);
 }
 
 function validPolicy(rng, m) {
   const p = {};
-  if (rng.chance(0.4)) p.amg = { threshold: rng.pick([0.3, 0.5, 0.9, 1]), ...(rng.chance(0.5) ? { min_k: rng.int(1, m.k) } : {}), ...(rng.chance(0.3) ? { mode: rng.pick(["selected", "full"]) } : {}) };
+  if (rng.chance(0.4))
+    p.amg = {
+      threshold: rng.pick([0.3, 0.5, 0.9, 1]),
+      ...(rng.chance(0.5) ? { min_k: rng.int(1, m.k) } : {}),
+      ...(rng.chance(0.3) ? { mode: rng.pick(["selected", "full"]) } : {}),
+    };
   if (rng.chance(0.15)) p.max_k = rng.int(1, m.nExpert);
-  if (rng.chance(0.25)) p.beta = { beta: rng.pick([0, 0.5, 0.9]), ...(rng.chance(0.5) ? { form: rng.pick(["raw", "scale_preserving"]) } : {}), ...(rng.chance(0.3) ? { theta: rng.pick([null, 1, -2]) } : {}), ...(rng.chance(0.3) ? { mix: rng.pick([0, 0.5, 1]) } : {}) };
+  if (rng.chance(0.25))
+    p.beta = {
+      beta: rng.pick([0, 0.5, 0.9]),
+      ...(rng.chance(0.5) ? { form: rng.pick(["raw", "scale_preserving"]) } : {}),
+      ...(rng.chance(0.3) ? { theta: rng.pick([null, 1, -2]) } : {}),
+      ...(rng.chance(0.3) ? { mix: rng.pick([0, 0.5, 1]) } : {}),
+    };
   if (rng.chance(0.2)) p.pi = rng.chance(0.5) ? {} : { momentum: rng.pick([0, 0.5, 0.95]) };
   if (rng.chance(0.1)) p.ant = { gamma: rng.pick([0, 0.5, 2]) };
   if (rng.chance(0.25)) p.disable = Array.from({ length: rng.int(1, 3) }, () => [rng.pick(m.moeLayers), rng.int(0, m.nExpert - 1)]);
@@ -288,11 +382,26 @@ function validPolicy(rng, m) {
 
 function outOfRangePolicy(rng, m) {
   return rng.pick([
-    { disable: [[m.nLayer, 0]] }, { disable: [[0, m.nExpert]] }, { disable: [[-1, 0]] }, { boost: [[0, 0, 1e308]] },
-    { boost: [[0, 0]] }, { disable: [[0]] }, { disable: [0, 1] }, { max_k: 0 }, { max_k: m.nExpert + 1 },
-    { amg: { threshold: 0 } }, { amg: { threshold: 1.0000001 } }, { amg: { threshold: 0.5, min_k: 0 } },
-    { amg: { threshold: 0.5, mode: "other" } }, { beta: { beta: 1 } }, { beta: { beta: -0.1 } }, { pi: { momentum: 1 } },
-    { pi: { eps: 0 } }, { ant: { gamma: 11 } }, { gate: 1 }, { amg: { threshold: 0.5, extra: 1 } },
+    { disable: [[m.nLayer, 0]] },
+    { disable: [[0, m.nExpert]] },
+    { disable: [[-1, 0]] },
+    { boost: [[0, 0, 1e308]] },
+    { boost: [[0, 0]] },
+    { disable: [[0]] },
+    { disable: [0, 1] },
+    { max_k: 0 },
+    { max_k: m.nExpert + 1 },
+    { amg: { threshold: 0 } },
+    { amg: { threshold: 1.0000001 } },
+    { amg: { threshold: 0.5, min_k: 0 } },
+    { amg: { threshold: 0.5, mode: "other" } },
+    { beta: { beta: 1 } },
+    { beta: { beta: -0.1 } },
+    { pi: { momentum: 1 } },
+    { pi: { eps: 0 } },
+    { ant: { gamma: 11 } },
+    { gate: 1 },
+    { amg: { threshold: 0.5, extra: 1 } },
     { disable: Array.from({ length: m.nExpert }, (_, e) => [m.moeLayers[0], e]) }, // every expert of a layer
     { disable: Array.from({ length: 50_000 }, (_, i) => [m.moeLayers[i % m.moeLayers.length], i % m.nExpert]) },
   ]);
@@ -301,7 +410,10 @@ function outOfRangePolicy(rng, m) {
 function sampleText(rng, ctx, minBytes, maxBytes) {
   const size = rng.int(minBytes, maxBytes);
   const start = rng.int(0, Math.max(0, ctx.corpus.length - size - 1));
-  let s = ctx.corpus.subarray(start, start + size).toString("utf8").replace(/\uFFFD/g, "");
+  let s = ctx.corpus
+    .subarray(start, start + size)
+    .toString("utf8")
+    .replace(/\uFFFD/g, "");
   if (!s.trim()) s = "The river ran quietly past the old mill.";
   return s;
 }
@@ -311,20 +423,44 @@ function validBody(rng, ctx, route, { long = false } = {}) {
   const m = ctx.model;
   const text = long ? sampleText(rng, ctx, 2_000, 8_000) : sampleText(rng, ctx, 1, 600);
   switch (route) {
-    case "/v1/tokenize": return { text, ...(rng.chance(0.3) ? { add_bos: rng.chance(0.5) } : {}) };
-    case "/v1/trace": return rng.chance(0.15)
-      ? { tokens: Array.from({ length: rng.int(1, 200) }, () => rng.int(0, m.nVocab - 1)), policy: validPolicy(rng, m) }
-      : { text, policy: validPolicy(rng, m), ...(rng.chance(0.3) ? { top_n: rng.int(0, m.nExpert) } : {}), ...(rng.chance(0.2) ? { add_bos: rng.chance(0.5) } : {}) };
-    case "/v1/generate": return { prompt: sampleText(rng, ctx, 1, 200), n_predict: rng.int(0, 12), temperature: rng.pick([0, 0.8, 2]), top_k: rng.int(0, 50), top_p: rng.pick([0, 0.5, 1]), seed: rng.int(0, 1000), policy: validPolicy(rng, m) };
+    case "/v1/tokenize":
+      return { text, ...(rng.chance(0.3) ? { add_bos: rng.chance(0.5) } : {}) };
+    case "/v1/trace":
+      return rng.chance(0.15)
+        ? { tokens: Array.from({ length: rng.int(1, 200) }, () => rng.int(0, m.nVocab - 1)), policy: validPolicy(rng, m) }
+        : {
+            text,
+            policy: validPolicy(rng, m),
+            ...(rng.chance(0.3) ? { top_n: rng.int(0, m.nExpert) } : {}),
+            ...(rng.chance(0.2) ? { add_bos: rng.chance(0.5) } : {}),
+          };
+    case "/v1/generate":
+      return {
+        prompt: sampleText(rng, ctx, 1, 200),
+        n_predict: rng.int(0, 12),
+        temperature: rng.pick([0, 0.8, 2]),
+        top_k: rng.int(0, 50),
+        top_p: rng.pick([0, 0.5, 1]),
+        seed: rng.int(0, 1000),
+        policy: validPolicy(rng, m),
+      };
     case "/v1/perplexity": {
       // About 2 to 16 chunks (a byte is about a third of a token): one decode per chunk, and
       // a stateful policy decodes chunk by chunk.
       const n_ctx = rng.pick([8, 16, 32, 64]);
-      return { text: long ? text : sampleText(rng, ctx, 6 * n_ctx, 48 * n_ctx), n_ctx, ...(rng.chance(0.3) ? { n_batch: rng.pick([n_ctx, 2 * n_ctx, 4 * n_ctx, 2048]) } : {}), policy: validPolicy(rng, m) };
+      return {
+        text: long ? text : sampleText(rng, ctx, 6 * n_ctx, 48 * n_ctx),
+        n_ctx,
+        ...(rng.chance(0.3) ? { n_batch: rng.pick([n_ctx, 2 * n_ctx, 4 * n_ctx, 2048]) } : {}),
+        policy: validPolicy(rng, m),
+      };
     }
-    case "/v1/calibrate": return { text };
-    case "/v1/predictor": return { path: rng.pick([null, ctx.predictorFiles[rng.int(0, ctx.predictorFiles.length - 1)], "/nonexistent.json", "/dev/null", os.tmpdir()]) };
-    default: return {};
+    case "/v1/calibrate":
+      return { text };
+    case "/v1/predictor":
+      return { path: rng.pick([null, ctx.predictorFiles[rng.int(0, ctx.predictorFiles.length - 1)], "/nonexistent.json", "/dev/null", os.tmpdir()]) };
+    default:
+      return {};
   }
 }
 
@@ -350,11 +486,27 @@ function makeCase(seed, index, ctx) {
   const rng = new Rng((seed * 0x9e3779b1 + index * 0x85ebca6b) >>> 0);
   const token = ctx.token;
   const route = rng.pick(Object.keys(ROUTES));
-  const post = (r, body, extra = {}) => ({ parts: requestBytes("POST", r, { token, body, headers: { "Content-Type": "application/json", ...(extra.headers ?? {}) }, ...extra }), route: r });
+  const post = (r, body, extra = {}) => ({
+    parts: requestBytes("POST", r, { token, body, headers: { "Content-Type": "application/json", ...(extra.headers ?? {}) }, ...extra }),
+    route: r,
+  });
   const kind = rng.weighted([
-    [14, "valid"], [12, "wrong-type"], [6, "out-of-range"], [8, "malformed-json"], [4, "deep-nesting"], [4, "utf8"],
-    [3, "huge"], [5, "method"], [4, "content-type"], [4, "chunked"], [4, "auth"], [6, "framing"], [5, "disconnect"],
-    [3, "slow"], [4, "long"], [3, "bad-numbers"],
+    [14, "valid"],
+    [12, "wrong-type"],
+    [6, "out-of-range"],
+    [8, "malformed-json"],
+    [4, "deep-nesting"],
+    [4, "utf8"],
+    [3, "huge"],
+    [5, "method"],
+    [4, "content-type"],
+    [4, "chunked"],
+    [4, "auth"],
+    [6, "framing"],
+    [5, "disconnect"],
+    [3, "slow"],
+    [4, "long"],
+    [3, "bad-numbers"],
   ]);
   const r = rng.pick(POST_ROUTES);
   switch (kind) {
@@ -362,12 +514,20 @@ function makeCase(seed, index, ctx) {
       if (ROUTES[route] === "GET") return { kind, route, parts: requestBytes("GET", route, { token }) };
       return { kind, ...post(route, JSON.stringify(validBody(rng, ctx, route))) };
     }
-    case "wrong-type": return { kind, ...post(r, withFieldReplaced(rng, validBody(rng, ctx, r), weirdValue(rng))) };
+    case "wrong-type":
+      return { kind, ...post(r, withFieldReplaced(rng, validBody(rng, ctx, r), weirdValue(rng))) };
     case "bad-numbers": {
       const lit = rng.pick(["NaN", "Infinity", "-Infinity", "1e308", "-1e308", "1e999", "4.9e-324", "2147483648", "-2147483649"]);
-      const body = rng.pick([`{"text":"hi","top_n":${lit}}`, `{"text":"hi","n_ctx":${lit}}`, `{"prompt":"hi","temperature":${lit}}`,
-        `{"text":"hi","policy":{"amg":{"threshold":${lit}}}}`, `{"text":"hi","policy":{"boost":[[0,0,${lit}]]}}`,
-        `{"text":"hi","policy":{"beta":{"beta":0.5,"theta":${lit}}}}`, `{"tokens":[${lit}]}`, `{"prompt":"hi","seed":${lit}}`]);
+      const body = rng.pick([
+        `{"text":"hi","top_n":${lit}}`,
+        `{"text":"hi","n_ctx":${lit}}`,
+        `{"prompt":"hi","temperature":${lit}}`,
+        `{"text":"hi","policy":{"amg":{"threshold":${lit}}}}`,
+        `{"text":"hi","policy":{"boost":[[0,0,${lit}]]}}`,
+        `{"text":"hi","policy":{"beta":{"beta":0.5,"theta":${lit}}}}`,
+        `{"tokens":[${lit}]}`,
+        `{"prompt":"hi","seed":${lit}}`,
+      ]);
       return { kind, ...post(r, body) };
     }
     case "out-of-range": {
@@ -381,8 +541,11 @@ function makeCase(seed, index, ctx) {
       const how = rng.pick(["truncate", "flip", "empty", "array", "string", "garbage", "trailing", "dup-keys"]);
       let body = text;
       if (how === "truncate") body = text.slice(0, rng.int(0, Math.max(0, text.length - 1)));
-      else if (how === "flip") { const b = Buffer.from(text); for (let i = 0; i < rng.int(1, 4); i++) b[rng.int(0, b.length - 1)] = rng.int(0, 255); body = b; }
-      else if (how === "empty") body = "";
+      else if (how === "flip") {
+        const b = Buffer.from(text);
+        for (let i = 0; i < rng.int(1, 4); i++) b[rng.int(0, b.length - 1)] = rng.int(0, 255);
+        body = b;
+      } else if (how === "empty") body = "";
       else if (how === "array") body = `[${text}]`;
       else if (how === "string") body = JSON.stringify(text);
       else if (how === "garbage") body = randomBuffer(rng, rng.int(1, 2000));
@@ -411,7 +574,11 @@ function makeCase(seed, index, ctx) {
       let body;
       if (what === "text") body = JSON.stringify({ text: sampleText(rng, ctx, 200_000, 240_000).repeat(rng.int(4, 8)) });
       else if (what === "tokens") body = JSON.stringify({ tokens: Array.from({ length: rng.int(100_000, 300_000) }, (_, i) => i % ctx.model.nVocab) });
-      else if (what === "disable") body = JSON.stringify({ text: "hi", policy: { disable: Array.from({ length: 100_000 }, (_, i) => [ctx.model.moeLayers[i % ctx.model.moeLayers.length], i % (ctx.model.nExpert - 1)]) } });
+      else if (what === "disable")
+        body = JSON.stringify({
+          text: "hi",
+          policy: { disable: Array.from({ length: 100_000 }, (_, i) => [ctx.model.moeLayers[i % ctx.model.moeLayers.length], i % (ctx.model.nExpert - 1)]) },
+        });
       else body = JSON.stringify({ text: "hi", junk: Array.from({ length: 150_000 }, () => "abcdefghij") });
       // Long evaluations are cut off by the client after a moment (cancellation under load).
       return { kind, ...post(rng.pick([...POST_ROUTES, "/v1/tokenize", "/v1/tokenize"]), body), abortAfterMs: rng.int(200, 3000) };
@@ -422,8 +589,19 @@ function makeCase(seed, index, ctx) {
       return { kind, route: target, parts: requestBytes(method, target, { token, body: method === "GET" || method === "HEAD" ? undefined : '{"text":"hi"}' }) };
     }
     case "content-type": {
-      const type = rng.pick(["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz", "application/json; charset=latin1", "", "application/octet-stream"]);
-      const body = type.startsWith("multipart") ? '--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi\r\n--xyz--\r\n' : type.includes("urlencoded") ? "text=hi" : JSON.stringify(validBody(rng, ctx, r));
+      const type = rng.pick([
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/json; charset=latin1",
+        "",
+        "application/octet-stream",
+      ]);
+      const body = type.startsWith("multipart")
+        ? '--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi\r\n--xyz--\r\n'
+        : type.includes("urlencoded")
+          ? "text=hi"
+          : JSON.stringify(validBody(rng, ctx, r));
       const headers = { "Content-Type": type, ...(rng.chance(0.2) ? { "Content-Encoding": rng.pick(["gzip", "br", "deflate", "bogus"]) } : {}) };
       return { kind, route: r, parts: requestBytes("POST", r, { token, body, headers }) };
     }
@@ -431,38 +609,101 @@ function makeCase(seed, index, ctx) {
       const body = JSON.stringify(validBody(rng, ctx, r));
       if (rng.chance(0.6)) return { kind, ...post(r, body, { chunked: true }) };
       const head = `POST ${r} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n`;
-      const bad = rng.pick([`zz\r\n${body}\r\n0\r\n\r\n`, `${(body.length + 10).toString(16)}\r\n${body}\r\n0\r\n\r\n`, `${body.length.toString(16)}\r\n${body}0\r\n\r\n`, `-1\r\n\r\n`, `ffffffffffffffffff\r\n${body}\r\n0\r\n\r\n`]);
+      const bad = rng.pick([
+        `zz\r\n${body}\r\n0\r\n\r\n`,
+        `${(body.length + 10).toString(16)}\r\n${body}\r\n0\r\n\r\n`,
+        `${body.length.toString(16)}\r\n${body}0\r\n\r\n`,
+        `-1\r\n\r\n`,
+        `ffffffffffffffffff\r\n${body}\r\n0\r\n\r\n`,
+      ]);
       const headers = rng.chance(0.3) ? head.replace("\r\n\r\n", "\r\nContent-Length: 5\r\n\r\n") : head;
       return { kind, route: r, parts: [Buffer.from(headers + bad)] };
     }
     case "auth": {
       const auth = rng.pick([undefined, "", "x".repeat(64), token.slice(0, -1), token + "x", token.toUpperCase()]);
-      return { kind, route, parts: requestBytes(ROUTES[route], route, { token: auth, body: ROUTES[route] === "POST" ? JSON.stringify(validBody(rng, ctx, route)) : undefined, headers: rng.chance(0.2) ? { Authorization: `Basic ${token}` } : {} }) };
+      return {
+        kind,
+        route,
+        parts: requestBytes(ROUTES[route], route, {
+          token: auth,
+          body: ROUTES[route] === "POST" ? JSON.stringify(validBody(rng, ctx, route)) : undefined,
+          headers: rng.chance(0.2) ? { Authorization: `Basic ${token}` } : {},
+        }),
+      };
     }
     case "framing": {
-      const how = rng.pick(["long-url", "mid-url", "long-header", "many-headers", "bare-lf", "cl-short", "cl-long", "cl-bad", "two-cl", "http10", "garbage-line", "no-host"]);
+      const how = rng.pick([
+        "long-url",
+        "mid-url",
+        "long-header",
+        "many-headers",
+        "bare-lf",
+        "cl-short",
+        "cl-long",
+        "cl-bad",
+        "two-cl",
+        "http10",
+        "garbage-line",
+        "no-host",
+      ]);
       const body = '{"text":"hi"}';
       if (how === "long-url") return { kind, route: "/x", parts: [Buffer.from(`GET /${"a".repeat(70_000)} HTTP/1.1\r\nHost: x\r\n\r\n`)] };
-      if (how === "mid-url") return { kind, route: "/x", parts: [Buffer.from(`GET /health?${"a".repeat(rng.int(8_200, 30_000))} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`)] };
-      if (how === "long-header") return { kind, route: "/health", parts: requestBytes("GET", "/health", { token, headers: { "X-Long": "b".repeat(rng.pick([9_000, 40_000])) } }) };
-      if (how === "many-headers") return { kind, route: "/health", parts: requestBytes("GET", "/health", { token, headers: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`X-H${i}`, "v"])) }) };
+      if (how === "mid-url")
+        return {
+          kind,
+          route: "/x",
+          parts: [Buffer.from(`GET /health?${"a".repeat(rng.int(8_200, 30_000))} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\n\r\n`)],
+        };
+      if (how === "long-header")
+        return { kind, route: "/health", parts: requestBytes("GET", "/health", { token, headers: { "X-Long": "b".repeat(rng.pick([9_000, 40_000])) } }) };
+      if (how === "many-headers")
+        return {
+          kind,
+          route: "/health",
+          parts: requestBytes("GET", "/health", { token, headers: Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`X-H${i}`, "v"])) }),
+        };
       if (how === "bare-lf") return { kind, route: r, parts: requestBytes("POST", r, { token, body, lineEnd: "\n" }) };
       if (how === "cl-short") return { kind, route: r, parts: requestBytes("POST", r, { token, body, contentLength: 5 }) };
       if (how === "cl-long") return { kind, route: r, parts: requestBytes("POST", r, { token, body, contentLength: body.length + 100 }) }; // waits for bytes that never come: 408
-      if (how === "cl-bad") return { kind, route: r, parts: [Buffer.from(`POST ${r} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${rng.pick(["-1", "abc", "99999999999999999999", "1e3"])}\r\n\r\n${body}`)] };
-      if (how === "two-cl") return { kind, route: r, parts: [Buffer.from(`POST ${r} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\nContent-Length: 3\r\n\r\n${body}`)] };
+      if (how === "cl-bad")
+        return {
+          kind,
+          route: r,
+          parts: [
+            Buffer.from(
+              `POST ${r} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${rng.pick(["-1", "abc", "99999999999999999999", "1e3"])}\r\n\r\n${body}`,
+            ),
+          ],
+        };
+      if (how === "two-cl")
+        return {
+          kind,
+          route: r,
+          parts: [
+            Buffer.from(
+              `POST ${r} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Length: ${body.length}\r\nContent-Length: 3\r\n\r\n${body}`,
+            ),
+          ],
+        };
       if (how === "http10") return { kind, route: "/health", parts: [Buffer.from(`GET /health HTTP/1.0\r\nAuthorization: Bearer ${token}\r\n\r\n`)] };
-      if (how === "garbage-line") return { kind, route: "/x", parts: [Buffer.concat([randomBuffer(rng, rng.int(1, 300)).map((b) => (b === 10 ? 32 : b)), Buffer.from("\r\n\r\n")])] };
+      if (how === "garbage-line")
+        return { kind, route: "/x", parts: [Buffer.concat([randomBuffer(rng, rng.int(1, 300)).map((b) => (b === 10 ? 32 : b)), Buffer.from("\r\n\r\n")])] };
       return { kind, route: "/health", parts: [Buffer.from(`GET /health HTTP/1.1\r\nAuthorization: Bearer ${token}\r\nConnection: close\r\n\r\n`)] };
     }
     case "disconnect": {
-      const full = requestBytes("POST", r, { token, body: JSON.stringify(validBody(rng, ctx, r, { long: true })), headers: { "Content-Type": "application/json" } });
+      const full = requestBytes("POST", r, {
+        token,
+        body: JSON.stringify(validBody(rng, ctx, r, { long: true })),
+        headers: { "Content-Type": "application/json" },
+      });
       const all = Buffer.concat(full);
       if (rng.chance(0.5)) return { kind, route: r, parts: [all.subarray(0, rng.int(1, all.length - 1))], closeAfterSend: true };
       return { kind, route: r, parts: [all], abortAfterMs: rng.int(1, 800) }; // gone mid-evaluation
     }
     case "slow": {
-      const all = Buffer.concat(requestBytes("POST", "/v1/tokenize", { token, body: '{"text":"slow client"}', headers: { "Content-Type": "application/json" } }));
+      const all = Buffer.concat(
+        requestBytes("POST", "/v1/tokenize", { token, body: '{"text":"slow client"}', headers: { "Content-Type": "application/json" } }),
+      );
       const pieces = [];
       const size = Math.ceil(all.length / rng.int(4, 12));
       for (let at = 0; at < all.length; at += size) pieces.push(all.subarray(at, at + size));
@@ -486,7 +727,10 @@ function randomBuffer(rng, n) {
 // ---- checking responses -------------------------------------------------------------------
 
 function checkResponse(c, res, report) {
-  if (res.disconnected && !res.responded) { report.disconnects++; return; }
+  if (res.disconnected && !res.responded) {
+    report.disconnects++;
+    return;
+  }
   if (res.disconnected) report.disconnects++;
   if (!res.responded) {
     report.noResponse.push(`${c.kind} ${c.route}${res.timedOut ? ` (no answer in ${RESPONSE_WAIT_MS / 1000} s)` : " (closed without a response)"}`);
@@ -496,7 +740,11 @@ function checkResponse(c, res, report) {
   if (res.status >= 500) report.fiveXX.push(`${c.kind} ${c.route}: ${res.status} ${res.body.toString("utf8").slice(0, 200)}`);
   if (res.status >= 400 && !res.disconnected) {
     let ok = false;
-    try { ok = typeof JSON.parse(res.body.toString("utf8")).error?.code === "string"; } catch { ok = false; }
+    try {
+      ok = typeof JSON.parse(res.body.toString("utf8")).error?.code === "string";
+    } catch {
+      ok = false;
+    }
     if (!ok && c.method !== "HEAD") report.badErrorBody.push(`${c.kind} ${c.route}: ${res.status} ${res.body.toString("latin1").slice(0, 120)}`);
   }
   if (res.status === 429 && res.headers["retry-after"] !== "1") report.noRetryAfter++;
@@ -504,7 +752,12 @@ function checkResponse(c, res, report) {
     for (const line of res.body.toString("utf8").split("\n")) {
       if (!line) continue;
       let rec;
-      try { rec = JSON.parse(line); } catch { report.streamErrors.push(`${c.kind} ${c.route}: unparsable line`); break; }
+      try {
+        rec = JSON.parse(line);
+      } catch {
+        report.streamErrors.push(`${c.kind} ${c.route}: unparsable line`);
+        break;
+      }
       if (rec.type === "error") report.streamErrors.push(`${c.kind} ${c.route}: ${rec.message}`);
     }
   }
@@ -513,17 +766,40 @@ function checkResponse(c, res, report) {
 // ---- fixed requests compared before and after ---------------------------------------------
 
 async function fixedOutputs(server, ctx) {
-  const text = ctx.corpus.subarray(0, 3000).toString("utf8").replace(/\uFFFD/g, "");
-  const trace = await exchange(server.port, requestBytes("POST", "/v1/trace", { token: server.token, body: JSON.stringify({ text, top_n: 2, policy: { amg: { threshold: 0.6 } } }) }));
-  const ppl = await exchange(server.port, requestBytes("POST", "/v1/perplexity", { token: server.token, body: JSON.stringify({ text: ctx.corpus.subarray(0, 6_000).toString("utf8").replace(/\uFFFD/g, ""), n_ctx: 64 }) }));
-  if (trace.status !== 200 || ppl.status !== 200) throw new Error(`the fixed requests failed: trace ${trace.status}, perplexity ${ppl.status}: ${ppl.body.toString().slice(0, 200)}`);
+  const text = ctx.corpus
+    .subarray(0, 3000)
+    .toString("utf8")
+    .replace(/\uFFFD/g, "");
+  const trace = await exchange(
+    server.port,
+    requestBytes("POST", "/v1/trace", { token: server.token, body: JSON.stringify({ text, top_n: 2, policy: { amg: { threshold: 0.6 } } }) }),
+  );
+  const ppl = await exchange(
+    server.port,
+    requestBytes("POST", "/v1/perplexity", {
+      token: server.token,
+      body: JSON.stringify({
+        text: ctx.corpus
+          .subarray(0, 6_000)
+          .toString("utf8")
+          .replace(/\uFFFD/g, ""),
+        n_ctx: 64,
+      }),
+    }),
+  );
+  if (trace.status !== 200 || ppl.status !== 200)
+    throw new Error(`the fixed requests failed: trace ${trace.status}, perplexity ${ppl.status}: ${ppl.body.toString().slice(0, 200)}`);
   const traceText = trace.body.toString("utf8").replace(/,"elapsed_ms":[0-9.e+-]+/, "");
   return { trace: traceText, perplexity: ppl.body.toString("utf8") };
 }
 
 async function serverBusy(server) {
   const h = await exchange(server.port, requestBytes("GET", "/health", { token: server.token }), { waitMs: 10_000 });
-  try { return h.status === 200 && JSON.parse(h.body.toString()).busy === true; } catch { return false; }
+  try {
+    return h.status === 200 && JSON.parse(h.body.toString()).busy === true;
+  } catch {
+    return false;
+  }
 }
 
 async function waitIdle(server) {
@@ -540,27 +816,50 @@ async function waitIdle(server) {
 /** Offset where a GGUF file's tensor data starts (after header, metadata and tensor table). */
 function ggufDataOffset(buf) {
   let at = 4;
-  const u32 = () => { const v = buf.readUInt32LE(at); at += 4; return v; };
-  const u64 = () => { const v = Number(buf.readBigUInt64LE(at)); at += 8; return v; };
-  const str = () => { const n = u64(); const s = buf.toString("utf8", at, at + n); at += n; return s; };
+  const u32 = () => {
+    const v = buf.readUInt32LE(at);
+    at += 4;
+    return v;
+  };
+  const u64 = () => {
+    const v = Number(buf.readBigUInt64LE(at));
+    at += 8;
+    return v;
+  };
+  const str = () => {
+    const n = u64();
+    const s = buf.toString("utf8", at, at + n);
+    at += n;
+    return s;
+  };
   const SIZES = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
   let alignment = 32;
   const value = (type) => {
     if (type === 8) return str();
-    if (type === 9) { const t = u32(); const n = u64(); for (let i = 0; i < n; i++) value(t); return null; }
+    if (type === 9) {
+      const t = u32();
+      const n = u64();
+      for (let i = 0; i < n; i++) value(t);
+      return null;
+    }
     const size = SIZES[type];
     const v = size === 4 ? buf.readUInt32LE(at) : null;
     at += size;
     return v;
   };
   u32(); // version
-  const nTensors = u64(), nKv = u64();
+  const nTensors = u64(),
+    nKv = u64();
   for (let i = 0; i < nKv; i++) {
     const key = str();
     const v = value(u32());
     if (key === "general.alignment" && typeof v === "number") alignment = v;
   }
-  for (let i = 0; i < nTensors; i++) { str(); const nd = u32(); at += 8 * nd + 4 + 8; }
+  for (let i = 0; i < nTensors; i++) {
+    str();
+    const nd = u32();
+    at += 8 * nd + 4 + 8;
+  }
   return Math.ceil(at / alignment) * alignment;
 }
 
@@ -569,7 +868,22 @@ async function fuzzGguf(opts, count, token) {
   const dataOffset = ggufDataOffset(original);
   const rng = new Rng(opts.seed ^ 0x6767);
   const variants = [];
-  const cuts = [0, 4, 8, 16, 24, 100, 1000, dataOffset - 1, dataOffset, dataOffset + 1, Math.floor(original.length * 0.1), Math.floor(original.length * 0.5), Math.floor(original.length * 0.99), original.length - 1];
+  const cuts = [
+    0,
+    4,
+    8,
+    16,
+    24,
+    100,
+    1000,
+    dataOffset - 1,
+    dataOffset,
+    dataOffset + 1,
+    Math.floor(original.length * 0.1),
+    Math.floor(original.length * 0.5),
+    Math.floor(original.length * 0.99),
+    original.length - 1,
+  ];
   for (const n of cuts.slice(0, count)) variants.push({ name: `truncated to ${n} bytes`, bytes: original.subarray(0, n) });
   while (variants.length < count) {
     const copy = Buffer.from(original);
@@ -629,15 +943,32 @@ async function main() {
   if (!fs.existsSync(opts.model)) usage(`no model at ${opts.model}`);
   const token = randomBytes(32).toString("hex");
   const t0 = Date.now();
-  const report = { byStatus: {}, noResponse: [], fiveXX: [], badErrorBody: [], streamErrors: [], crashes: [], noRetryAfter: 0, disconnects: 0, sent: 0, secondsByKind: {}, slowEvaluations: [] };
+  const report = {
+    byStatus: {},
+    noResponse: [],
+    fiveXX: [],
+    badErrorBody: [],
+    streamErrors: [],
+    crashes: [],
+    noRetryAfter: 0,
+    disconnects: 0,
+    sent: 0,
+    secondsByKind: {},
+    slowEvaluations: [],
+  };
 
   let server = await Server.start(opts.server, opts.model, token);
   const info = JSON.parse((await exchange(server.port, requestBytes("GET", "/v1/model", { token }))).body.toString());
-  const corpus = Buffer.concat([fs.readFileSync(path.join(ROOT, "test", "fixtures", "heldout-mixed.txt")), fs.readFileSync(path.join(ROOT, "test", "fixtures", "demo-sample.md"))]);
+  const corpus = Buffer.concat([
+    fs.readFileSync(path.join(ROOT, "test", "fixtures", "heldout-mixed.txt")),
+    fs.readFileSync(path.join(ROOT, "test", "fixtures", "demo-sample.md")),
+  ]);
   const predictorDir = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-fuzz-pred-"));
   const predictorFiles = writePredictorFiles(predictorDir, info, createHash("sha256").update(fs.readFileSync(opts.model)).digest("hex"));
   const ctx = {
-    token, corpus, predictorFiles,
+    token,
+    corpus,
+    predictorFiles,
     model: { nExpert: info.n_expert, nLayer: info.n_layer, moeLayers: info.moe_layers, k: info.n_expert_used, nVocab: info.n_vocab },
   };
 
@@ -650,7 +981,10 @@ async function main() {
   let stoppedAtTimeLimit = false;
   const worker = async () => {
     for (;;) {
-      if (Date.now() - t0 > opts.timeLimit * 1000) { stoppedAtTimeLimit = true; return; }
+      if (Date.now() - t0 > opts.timeLimit * 1000) {
+        stoppedAtTimeLimit = true;
+        return;
+      }
       const i = next++;
       if (i >= opts.requests) return;
       const c = makeCase(opts.seed, i, ctx);
@@ -660,10 +994,19 @@ async function main() {
       const res = await exchange(server.port, c.parts, c);
       report.sent++;
       report.secondsByKind[c.kind] = (report.secondsByKind[c.kind] ?? 0) + (Date.now() - tCase) / 1000;
-      if (process.env.FUZZ_DEBUG) console.error(`${i} ${c.kind} ${c.route} ${Date.now() - tCase} ms ${res.status} ${Buffer.concat(c.parts).toString("utf8").split("\r\n\r\n")[1]?.replace(/"(text|prompt)":"([^"\\]|\\.)*"/g, "T").slice(0, 300)}`);
+      if (process.env.FUZZ_DEBUG)
+        console.error(
+          `${i} ${c.kind} ${c.route} ${Date.now() - tCase} ms ${res.status} ${Buffer.concat(c.parts)
+            .toString("utf8")
+            .split("\r\n\r\n")[1]
+            ?.replace(/"(text|prompt)":"([^"\\]|\\.)*"/g, "T")
+            .slice(0, 300)}`,
+        );
       if (!server.running) {
         const e = server.exit;
-        report.crashes.push(`case ${i} (${c.kind} ${c.route}) in flight when the server died (${e.signal ?? `status ${e.code}`}):\n    ${server.stderrTail.slice(-25).join("\n    ")}`);
+        report.crashes.push(
+          `case ${i} (${c.kind} ${c.route}) in flight when the server died (${e.signal ?? `status ${e.code}`}):\n    ${server.stderrTail.slice(-25).join("\n    ")}`,
+        );
         return;
       }
       // A request still unanswered after RESPONSE_WAIT_MS while the server reports itself busy
@@ -692,7 +1035,8 @@ async function main() {
   const seconds = ((Date.now() - t0) / 1000).toFixed(1);
   const mb = (b) => (b == null ? "n/a" : `${(b / 1048576).toFixed(1)} MB`);
   const rssGrowth = rssBefore && rssAfter ? (rssAfter.total - rssBefore.total) / rssBefore.total : null;
-  const traceSame = before.trace === after.trace, pplSame = before.perplexity === after.perplexity;
+  const traceSame = before.trace === after.trace,
+    pplSame = before.perplexity === after.perplexity;
   const failures = [];
   const line = (label, list, limit = 5) => {
     const n = typeof list === "number" ? list : list.length;
@@ -700,11 +1044,25 @@ async function main() {
     if (Array.isArray(list)) for (const x of list.slice(0, limit)) console.log(`      ${x}`);
     if (n > 0) failures.push(label);
   };
-  console.log(`fuzz: ${report.sent} requests (seed ${opts.seed}, ${opts.concurrency} clients) against ${path.relative(ROOT, opts.server) || opts.server} on ${path.relative(ROOT, opts.model)} in ${seconds} s (requests ${fuzzSeconds.toFixed(1)} s, GGUF files ${ggufSeconds.toFixed(1)} s)${stoppedAtTimeLimit ? ` (stopped at the ${opts.timeLimit} s time limit)` : ""}`);
-  console.log(`  responses by status: ${Object.entries(report.byStatus).map(([s, n]) => `${s}: ${n}`).join(", ")}; deliberate client disconnects: ${report.disconnects}`);
-  console.log(`  client seconds by kind: ${Object.entries(report.secondsByKind).sort((a, b) => b[1] - a[1]).map(([k, t]) => `${k} ${t.toFixed(0)}`).join(", ")}`);
+  console.log(
+    `fuzz: ${report.sent} requests (seed ${opts.seed}, ${opts.concurrency} clients) against ${path.relative(ROOT, opts.server) || opts.server} on ${path.relative(ROOT, opts.model)} in ${seconds} s (requests ${fuzzSeconds.toFixed(1)} s, GGUF files ${ggufSeconds.toFixed(1)} s)${stoppedAtTimeLimit ? ` (stopped at the ${opts.timeLimit} s time limit)` : ""}`,
+  );
+  console.log(
+    `  responses by status: ${Object.entries(report.byStatus)
+      .map(([s, n]) => `${s}: ${n}`)
+      .join(", ")}; deliberate client disconnects: ${report.disconnects}`,
+  );
+  console.log(
+    `  client seconds by kind: ${Object.entries(report.secondsByKind)
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, t]) => `${k} ${t.toFixed(0)}`)
+      .join(", ")}`,
+  );
   line("crashes", report.crashes);
-  if (report.slowEvaluations.length) console.log(`  evaluations the client gave up on after ${RESPONSE_WAIT_MS / 1000} s, the server still busy with them (not failures): ${report.slowEvaluations.length} (${report.slowEvaluations.slice(0, 3).join("; ")})`);
+  if (report.slowEvaluations.length)
+    console.log(
+      `  evaluations the client gave up on after ${RESPONSE_WAIT_MS / 1000} s, the server still busy with them (not failures): ${report.slowEvaluations.length} (${report.slowEvaluations.slice(0, 3).join("; ")})`,
+    );
   line("requests without a response", report.noResponse);
   line("5xx responses", report.fiveXX);
   line("4xx without a JSON error body", report.badErrorBody);
@@ -712,26 +1070,49 @@ async function main() {
   line("error records inside 200 streams", report.streamErrors);
   const rssOk = rssGrowth === null || rssGrowth <= 0.2;
   const rssText = (r) => (r ? `${mb(r.total)} (anonymous ${mb(r.anon)}, file ${mb(r.file)})` : "n/a");
-  console.log(`  RSS: before ${rssText(rssBefore)}, after ${rssText(rssAfter)}${rssGrowth === null ? "" : `: ${rssGrowth >= 0 ? "+" : ""}${(rssGrowth * 100).toFixed(1)} %`}${rssOk ? "" : " — more than 20 % above"}`);
+  console.log(
+    `  RSS: before ${rssText(rssBefore)}, after ${rssText(rssAfter)}${rssGrowth === null ? "" : `: ${rssGrowth >= 0 ? "+" : ""}${(rssGrowth * 100).toFixed(1)} %`}${rssOk ? "" : " — more than 20 % above"}`,
+  );
   if (!rssOk) failures.push("RSS");
-  console.log(`  fixed trace after the fuzz: ${traceSame ? "identical" : "DIFFERENT"} (${before.trace.length} bytes, elapsed_ms aside); fixed perplexity: ${pplSame ? "identical" : "DIFFERENT"}`);
+  console.log(
+    `  fixed trace after the fuzz: ${traceSame ? "identical" : "DIFFERENT"} (${before.trace.length} bytes, elapsed_ms aside); fixed perplexity: ${pplSame ? "identical" : "DIFFERENT"}`,
+  );
   if (!traceSame) failures.push("trace");
   if (!pplSame) failures.push("perplexity");
-  if (exitAtEnd.code !== 0) { console.log(`  exit at the end (stdin closed): ${exitAtEnd.signal ?? `status ${exitAtEnd.code}`}`); failures.push("exit"); }
+  if (exitAtEnd.code !== 0) {
+    console.log(`  exit at the end (stdin closed): ${exitAtEnd.signal ?? `status ${exitAtEnd.code}`}`);
+    failures.push("exit");
+  }
   if (gguf) {
-    console.log(`  GGUF loader: ${opts.gguf} damaged copies: ${gguf.refused} refused with a message, ${gguf.loaded} loaded, ${gguf.crashed.length} crashed or unclear`);
+    console.log(
+      `  GGUF loader: ${opts.gguf} damaged copies: ${gguf.refused} refused with a message, ${gguf.loaded} loaded, ${gguf.crashed.length} crashed or unclear`,
+    );
     for (const [m, n] of gguf.messages) console.log(`      ${n} × ${m}`);
     for (const x of gguf.crashed) console.log(`      CRASH ${x}`);
     if (gguf.crashed.length) failures.push("gguf");
   }
   console.log(failures.length ? `fuzz: FAIL (${failures.join(", ")})` : "fuzz: PASS");
   if (opts.json) {
-    console.log(JSON.stringify({
-      requests: report.sent, seconds: Number(seconds), byStatus: report.byStatus, crashes: report.crashes.length, noResponse: report.noResponse.length,
-      slowEvaluations: report.slowEvaluations.length, fiveXX: report.fiveXX.length, badErrorBody: report.badErrorBody.length, noRetryAfter: report.noRetryAfter, streamErrors: report.streamErrors.length,
-      rssBefore: rssBefore?.total ?? null, rssAfter: rssAfter?.total ?? null, traceIdentical: traceSame, perplexityIdentical: pplSame,
-      gguf: gguf && { refused: gguf.refused, loaded: gguf.loaded, crashed: gguf.crashed.length }, pass: failures.length === 0,
-    }));
+    console.log(
+      JSON.stringify({
+        requests: report.sent,
+        seconds: Number(seconds),
+        byStatus: report.byStatus,
+        crashes: report.crashes.length,
+        noResponse: report.noResponse.length,
+        slowEvaluations: report.slowEvaluations.length,
+        fiveXX: report.fiveXX.length,
+        badErrorBody: report.badErrorBody.length,
+        noRetryAfter: report.noRetryAfter,
+        streamErrors: report.streamErrors.length,
+        rssBefore: rssBefore?.total ?? null,
+        rssAfter: rssAfter?.total ?? null,
+        traceIdentical: traceSame,
+        perplexityIdentical: pplSame,
+        gguf: gguf && { refused: gguf.refused, loaded: gguf.loaded, crashed: gguf.crashed.length },
+        pass: failures.length === 0,
+      }),
+    );
   }
   process.exit(failures.length ? 1 : 0);
 }
@@ -740,11 +1121,28 @@ async function main() {
 function writePredictorFiles(dir, info, sha256) {
   const E = info.n_expert;
   const W = Buffer.alloc(E * (2 * E + 1) * 4).toString("base64");
-  const good = { format: "moe-lens-ant-predictor", version: 1, model_sha256: sha256, n_expert: E, moe_layers: info.moe_layers, beta: 0.9, layers: info.moe_layers.map((l) => ({ layer: l, W })) };
+  const good = {
+    format: "moe-lens-ant-predictor",
+    version: 1,
+    model_sha256: sha256,
+    n_expert: E,
+    moe_layers: info.moe_layers,
+    beta: 0.9,
+    layers: info.moe_layers.map((l) => ({ layer: l, W })),
+  };
   const variants = [
-    good, { ...good, version: "1" }, { ...good, layers: undefined }, { ...good, layers: [1, 2, 3, 4] }, { ...good, format: 5 },
-    { ...good, n_expert: String(E) }, { ...good, beta: "x" }, { ...good, model_sha256: 7 }, { ...good, model_sha256: "0".repeat(64) },
-    { ...good, layers: good.layers.map((l) => ({ ...l, W: 5 })) }, [good], "text",
+    good,
+    { ...good, version: "1" },
+    { ...good, layers: undefined },
+    { ...good, layers: [1, 2, 3, 4] },
+    { ...good, format: 5 },
+    { ...good, n_expert: String(E) },
+    { ...good, beta: "x" },
+    { ...good, model_sha256: 7 },
+    { ...good, model_sha256: "0".repeat(64) },
+    { ...good, layers: good.layers.map((l) => ({ ...l, W: 5 })) },
+    [good],
+    "text",
   ];
   return variants.map((v, i) => {
     const f = path.join(dir, `p${i}.moe-ant.json`);

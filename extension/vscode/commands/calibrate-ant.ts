@@ -15,7 +15,8 @@ export function register(svc: Services): vscode.Disposable {
   return vscode.commands.registerCommand("moeLens.calibrateAnt", async () => {
     const editor = vscode.window.activeTextEditor;
     const choices: Array<vscode.QuickPickItem & { id: "sel" | "doc" | "file" }> = [];
-    if (editor && !editor.selection.isEmpty) choices.push({ id: "sel", label: "Selection", description: `${editor.document.getText(editor.selection).length} characters` });
+    if (editor && !editor.selection.isEmpty)
+      choices.push({ id: "sel", label: "Selection", description: `${editor.document.getText(editor.selection).length} characters` });
     if (editor) choices.push({ id: "doc", label: "Current document", description: vscode.workspace.asRelativePath(editor.document.uri) });
     choices.push({ id: "file", label: "A file…", description: "any text file" });
     const pick = choices.length === 1 ? choices[0] : await vscode.window.showQuickPick(choices, { title: "MoE Lens: calibration text for Ant" });

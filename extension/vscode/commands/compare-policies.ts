@@ -36,7 +36,18 @@ export function register(svc: Services): vscode.Disposable {
       // Quality and speed read together: time both policies side by side on the same text.
       const text = target.document.getText(target.range);
       const speed = await runExperiment(svc, "measuring speed", (client, signal) =>
-        measurePolicySpeed(client, text, [{ spec: "A", policy: l }, { spec: "B", policy: r }], QUICK_SPEED_OPTIONS, undefined, signal));
+        measurePolicySpeed(
+          client,
+          text,
+          [
+            { spec: "A", policy: l },
+            { spec: "B", policy: r },
+          ],
+          QUICK_SPEED_OPTIONS,
+          undefined,
+          signal,
+        ),
+      );
       if (speed && a.summary?.ppl && b.summary?.ppl) {
         const line = `B against A: ${describeSpeed(speed[1], { value: b.summary.ppl, baseline: a.summary.ppl })} (trace perplexity; ${QUICK_SPEED_OPTIONS.reps} alternating rounds, server-timed)`;
         svc.panel.post({ type: "compareSpeed", leftTraceId: a.id, rightTraceId: b.id, text: line });

@@ -16,8 +16,7 @@ import type { Services } from "../services";
 export function register(svc: Services): vscode.Disposable {
   return vscode.commands.registerCommand("moeLens.exportTrace", async (format?: "json" | "csv", target?: vscode.Uri) => {
     const editor = vscode.window.activeTextEditor;
-    const rec: TraceRecord | undefined =
-      (editor && svc.store.active(editor.document.uri.toString(), editor.document.version)) ?? svc.store.latest();
+    const rec: TraceRecord | undefined = (editor && svc.store.active(editor.document.uri.toString(), editor.document.version)) ?? svc.store.latest();
     if (!rec || !rec.header || rec.count === 0) {
       return void vscode.window.showWarningMessage("MoE Lens: nothing to export — trace a document first.");
     }

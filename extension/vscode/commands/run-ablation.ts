@@ -15,7 +15,6 @@ export interface AblationArgs {
   calibration?: vscode.Uri | null;
 }
 
-
 /**
  * MoE Lens: Run β/Π/Ant Ablation on Folder… — the table of “Affinity is not enough” (as `moe-lens
  * ablation DIR --calibration FILE`): the 2³ subsets of {β, Π, Ant} on labelled transition
@@ -27,21 +26,32 @@ export interface AblationArgs {
  */
 export function register(svc: Services): vscode.Disposable {
   return vscode.commands.registerCommand("moeLens.runAblation", async (arg?: vscode.Uri | AblationArgs) => {
-    const a: AblationArgs = arg instanceof vscode.Uri ? {} : arg ?? {};
+    const a: AblationArgs = arg instanceof vscode.Uri ? {} : (arg ?? {});
     let files = a.files;
     if (!files) {
-      const folder = arg instanceof vscode.Uri ? [arg] : await vscode.window.showOpenDialog({
-        title: "MoE Lens: folder of labelled transition texts (<<<domain:NAME>>> lines or code fences)",
-        canSelectFolders: true, canSelectFiles: false, canSelectMany: false, openLabel: "Use Folder",
-        defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
-      });
+      const folder =
+        arg instanceof vscode.Uri
+          ? [arg]
+          : await vscode.window.showOpenDialog({
+              title: "MoE Lens: folder of labelled transition texts (<<<domain:NAME>>> lines or code fences)",
+              canSelectFolders: true,
+              canSelectFiles: false,
+              canSelectMany: false,
+              openLabel: "Use Folder",
+              defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+            });
       if (!folder?.[0]) return;
       const entries = await vscode.workspace.fs.readDirectory(folder[0]);
       const names = evaluationFiles(entries.filter(([, t]) => t & vscode.FileType.File).map(([n]) => n));
       if (!names.length) return void vscode.window.showWarningMessage(`MoE Lens: ${path.basename(folder[0].path)} has no .txt or .md files to evaluate.`);
-      const picked = await vscode.window.showQuickPick(names.map((n) => ({ label: n, picked: true })), {
-        title: "MoE Lens: documents to evaluate", canPickMany: true, placeHolder: "labelled transition texts (all by default)",
-      });
+      const picked = await vscode.window.showQuickPick(
+        names.map((n) => ({ label: n, picked: true })),
+        {
+          title: "MoE Lens: documents to evaluate",
+          canPickMany: true,
+          placeHolder: "labelled transition texts (all by default)",
+        },
+      );
       if (!picked?.length) return;
       files = picked.map((p) => vscode.Uri.joinPath(folder[0], p.label));
     }
@@ -53,18 +63,26 @@ export function register(svc: Services): vscode.Disposable {
       const choices: Array<vscode.QuickPickItem & { id: "file" | "loaded" }> = [
         { id: "file", label: "Choose calibration text…", description: "Ant is fitted on it (not one of the evaluated files)" },
       ];
-      if (loaded) choices.push({ id: "loaded", label: "Use the loaded predictor", description: svc.server.predictorPath ? path.basename(svc.server.predictorPath) : "" });
+      if (loaded)
+        choices.push({ id: "loaded", label: "Use the loaded predictor", description: svc.server.predictorPath ? path.basename(svc.server.predictorPath) : "" });
       const pick = choices.length === 1 ? choices[0] : await vscode.window.showQuickPick(choices, { title: "MoE Lens: Ant predictor for the ablation" });
       if (!pick) return;
       if (pick.id === "loaded") calibration = null;
       else {
-        const f = await vscode.window.showOpenDialog({ title: "MoE Lens: calibration text for Ant", canSelectMany: false, openLabel: "Calibrate", defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri });
+        const f = await vscode.window.showOpenDialog({
+          title: "MoE Lens: calibration text for Ant",
+          canSelectMany: false,
+          openLabel: "Calibrate",
+          defaultUri: vscode.workspace.workspaceFolders?.[0]?.uri,
+        });
         if (!f?.[0]) return;
         calibration = f[0];
       }
     }
     if (calibration && files.some((f) => f.toString() === calibration!.toString())) {
-      return void vscode.window.showErrorMessage(`MoE Lens: the calibration text ${path.basename(calibration.path)} is also an evaluation document; choose another.`);
+      return void vscode.window.showErrorMessage(
+        `MoE Lens: the calibration text ${path.basename(calibration.path)} is also an evaluation document; choose another.`,
+      );
     }
 
     const docs: AblationDoc[] = [];
@@ -93,7 +111,11 @@ export function register(svc: Services): vscode.Disposable {
       }
     });
     if (!result) return;
-    const run: ExperimentRun = { kind: "ablation", result, subtitle: ablationSubtitle(docs.length, result, calibration ? path.basename(calibration.path) : undefined) };
+    const run: ExperimentRun = {
+      kind: "ablation",
+      result,
+      subtitle: ablationSubtitle(docs.length, result, calibration ? path.basename(calibration.path) : undefined),
+    };
     await publishExperiment(svc, run);
     return run;
   });

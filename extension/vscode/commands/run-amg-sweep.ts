@@ -20,7 +20,7 @@ export interface SweepArgs {
  */
 export function register(svc: Services): vscode.Disposable {
   return vscode.commands.registerCommand("moeLens.runAmgSweep", async (arg?: vscode.Uri | SweepArgs) => {
-    const a: SweepArgs = arg instanceof vscode.Uri ? { uri: arg } : arg ?? {};
+    const a: SweepArgs = arg instanceof vscode.Uri ? { uri: arg } : (arg ?? {});
     const document = a.uri ? await vscode.workspace.openTextDocument(a.uri) : vscode.window.activeTextEditor?.document;
     if (!document) return void vscode.window.showWarningMessage("MoE Lens: open a text file to run the AMG sweep on.");
     const text = document.getText();
@@ -34,8 +34,10 @@ export function register(svc: Services): vscode.Disposable {
     let maxK = a.maxK;
     if (!thresholds || !maxK) {
       const s = await vscode.window.showInputBox({
-        title: "MoE Lens: AMG sweep (1/2)", prompt: "AMG thresholds τ (1.0 is always added: it must equal the no-gating row)",
-        value: DEFAULT_THRESHOLDS.join(", "), validateInput: (v) => (typeof parseThresholds(v) === "string" ? (parseThresholds(v) as string) : undefined),
+        title: "MoE Lens: AMG sweep (1/2)",
+        prompt: "AMG thresholds τ (1.0 is always added: it must equal the no-gating row)",
+        value: DEFAULT_THRESHOLDS.join(", "),
+        validateInput: (v) => (typeof parseThresholds(v) === "string" ? (parseThresholds(v) as string) : undefined),
       });
       if (s === undefined) return;
       thresholds = parseThresholds(s) as number[];
@@ -43,7 +45,8 @@ export function register(svc: Services): vscode.Disposable {
       const nExpert = model?.n_expert ?? 4096;
       const k = model?.n_expert_used_trained;
       const m = await vscode.window.showInputBox({
-        title: "MoE Lens: AMG sweep (2/2)", prompt: `Expert slots max_k to sweep${k ? ` (trained k = ${k}; above it the model is reloaded with more experts)` : ""}; empty: k and 2k`,
+        title: "MoE Lens: AMG sweep (2/2)",
+        prompt: `Expert slots max_k to sweep${k ? ` (trained k = ${k}; above it the model is reloaded with more experts)` : ""}; empty: k and 2k`,
         value: k ? [k, Math.min(nExpert, 2 * k)].filter((x, i, xs) => xs.indexOf(x) === i).join(", ") : "",
         validateInput: (v) => (!v.trim() ? undefined : typeof parseMaxK(v, nExpert) === "string" ? (parseMaxK(v, nExpert) as string) : undefined),
       });
@@ -52,7 +55,8 @@ export function register(svc: Services): vscode.Disposable {
     }
     const file = document.uri.scheme === "file" ? document.uri.fsPath : vscode.workspace.asRelativePath(document.uri);
     const result = await runExperiment(svc, "AMG sweep", (client, signal, report) =>
-      runAmgSweep(client, text, { thresholds, maxK, signal, onProgress: report }));
+      runAmgSweep(client, text, { thresholds, maxK, signal, onProgress: report }),
+    );
     if (!result) return;
     const run: ExperimentRun = { kind: "sweep", result, subtitle: sweepSubtitle(file, result) };
     await publishExperiment(svc, run);

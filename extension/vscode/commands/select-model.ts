@@ -68,8 +68,14 @@ async function offerRouterPacks(model: string): Promise<void> {
   if (!packs.length) return;
   const own = { label: "the model's own routers", description: "", pack: "" };
   const picked = await vscode.window.showQuickPick(
-    [own, ...packs.map((p) => ({ label: p.name, description: p.mechanisms ? `trained ${p.mechanisms}` : "routers only", detail: p.description, pack: p.path }))],
-    { title: `MoE Lens: router pack for ${path.basename(model)}`, placeHolder: `${packs.length} router pack${packs.length === 1 ? "" : "s"} found in ${routerPackDir(model)}` },
+    [
+      own,
+      ...packs.map((p) => ({ label: p.name, description: p.mechanisms ? `trained ${p.mechanisms}` : "routers only", detail: p.description, pack: p.path })),
+    ],
+    {
+      title: `MoE Lens: router pack for ${path.basename(model)}`,
+      placeHolder: `${packs.length} router pack${packs.length === 1 ? "" : "s"} found in ${routerPackDir(model)}`,
+    },
   );
   if (picked?.pack) await vscode.workspace.getConfiguration("moeLens").update("routerPack", picked.pack, vscode.ConfigurationTarget.Global);
 }

@@ -19,8 +19,10 @@ async function askNumber(prompt: string, value: number, check: (n: number) => st
   return v === undefined ? undefined : Number(v);
 }
 
-const inRange = (lo: number, hi: number, loOpen = false, hiOpen = false) => (n: number) =>
-  (loOpen ? n <= lo : n < lo) || (hiOpen ? n >= hi : n > hi) ? `Must be in ${loOpen ? "(" : "["}${lo}, ${hi}${hiOpen ? ")" : "]"}` : undefined;
+const inRange =
+  (lo: number, hi: number, loOpen = false, hiOpen = false) =>
+  (n: number) =>
+    (loOpen ? n <= lo : n < lo) || (hiOpen ? n >= hi : n > hi) ? `Must be in ${loOpen ? "(" : "["}${lo}, ${hi}${hiOpen ? ")" : "]"}` : undefined;
 
 /**
  * MoE Lens: Set Gating Policy… — a quick pick of the policies (baseline, AMG, Top-P, max_k,
@@ -51,37 +53,50 @@ async function pick(svc: Services): Promise<Policy | undefined> {
   const items: Item[] = [
     { label: "Baseline", description: "unmodified routing", build: async () => ({}) },
     {
-      label: "AMG", description: "adaptive gate: cumulative threshold τ over the selected experts",
+      label: "AMG",
+      description: "adaptive gate: cumulative threshold τ over the selected experts",
       build: async (cur) => {
         const t = await askNumber("AMG threshold τ (0 < τ ≤ 1)", cur.amg?.threshold ?? 0.5, inRange(0, 1, true));
         if (t === undefined) return undefined;
-        const m = await askNumber(`Minimum experts kept (1…${k})`, cur.amg?.min_k ?? 1, (n) => (Number.isInteger(n) && n >= 1 && n <= k ? undefined : `An integer in 1…${k}`));
+        const m = await askNumber(`Minimum experts kept (1…${k})`, cur.amg?.min_k ?? 1, (n) =>
+          Number.isInteger(n) && n >= 1 && n <= k ? undefined : `An integer in 1…${k}`,
+        );
         return m === undefined ? undefined : { ...cur, amg: { threshold: t, min_k: m, mode: "selected" } };
       },
     },
     {
-      label: "Top-P routing", description: "the same rule over the full router distribution",
+      label: "Top-P routing",
+      description: "the same rule over the full router distribution",
       build: async (cur) => {
         const t = await askNumber("Top-P threshold (0 < p ≤ 1)", cur.amg?.threshold ?? 0.6, inRange(0, 1, true));
         if (t === undefined) return undefined;
-        const mk = await askNumber(`Expert slots max_k (1…${E})`, cur.max_k ?? k, (n) => (Number.isInteger(n) && n >= 1 && n <= E ? undefined : `An integer in 1…${E}`));
+        const mk = await askNumber(`Expert slots max_k (1…${E})`, cur.max_k ?? k, (n) =>
+          Number.isInteger(n) && n >= 1 && n <= E ? undefined : `An integer in 1…${E}`,
+        );
         return mk === undefined ? undefined : { ...cur, amg: { threshold: t, min_k: 1, mode: "full" }, max_k: mk };
       },
     },
     {
-      label: "Expert slots (max_k)", description: `cap below k=${k}, or reload with more experts`,
+      label: "Expert slots (max_k)",
+      description: `cap below k=${k}, or reload with more experts`,
       build: async (cur) => {
-        const mk = await askNumber(`max_k (1…${E}; trained k = ${k})`, cur.max_k ?? k, (n) => (Number.isInteger(n) && n >= 1 && n <= E ? undefined : `An integer in 1…${E}`));
+        const mk = await askNumber(`max_k (1…${E}; trained k = ${k})`, cur.max_k ?? k, (n) =>
+          Number.isInteger(n) && n >= 1 && n <= E ? undefined : `An integer in 1…${E}`,
+        );
         return mk === undefined ? undefined : { ...cur, max_k: mk };
       },
     },
     {
-      label: "β temporal memory", description: "route on a membrane U = βU + (1−β)z",
+      label: "β temporal memory",
+      description: "route on a membrane U = βU + (1−β)z",
       build: async (cur) => {
         const b = await askNumber("β (0 ≤ β < 1)", cur.beta?.beta ?? 0.9, inRange(0, 1, false, true));
         if (b === undefined) return undefined;
         const form = await vscode.window.showQuickPick(
-          [{ label: "scale_preserving", description: "U = βU + (1−β)z" }, { label: "raw", description: "U = βU + z (sharpens the softmax)" }],
+          [
+            { label: "scale_preserving", description: "U = βU + (1−β)z" },
+            { label: "raw", description: "U = βU + z (sharpens the softmax)" },
+          ],
           { title: "β form" },
         );
         if (!form) return undefined;
@@ -90,7 +105,8 @@ async function pick(svc: Services): Promise<Policy | undefined> {
       },
     },
     {
-      label: "Π precision weighting", description: "scale logits by normalised inverse error variance",
+      label: "Π precision weighting",
+      description: "scale logits by normalised inverse error variance",
       build: async (cur) => {
         const m = await askNumber("Momentum m (0 ≤ m < 1)", cur.pi?.momentum ?? 0.95, inRange(0, 1, false, true));
         return m === undefined ? undefined : { ...cur, pi: { momentum: m } };
@@ -98,14 +114,16 @@ async function pick(svc: Services): Promise<Policy | undefined> {
     },
     {
       label: "Ant anticipatory routing",
-      description: svc.policy.antAvailable || model?.predictor_loaded ? "adds γ·ẑ(t+1) from the fitted predictor" : "needs a fitted predictor: run Calibrate Ant first",
+      description:
+        svc.policy.antAvailable || model?.predictor_loaded ? "adds γ·ẑ(t+1) from the fitted predictor" : "needs a fitted predictor: run Calibrate Ant first",
       build: async (cur) => {
         const g = await askNumber("γ (0…10)", cur.ant?.gamma ?? 0.5, inRange(0, 10));
         return g === undefined ? undefined : { ...cur, ant: { gamma: g } };
       },
     },
     {
-      label: "Edit as JSON…", description: "the server's policy object",
+      label: "Edit as JSON…",
+      description: "the server's policy object",
       build: async (cur) => {
         const v = await vscode.window.showInputBox({
           prompt: "Policy JSON (see native/API.md)",
