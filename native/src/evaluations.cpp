@@ -200,9 +200,14 @@ static std::vector<double> next_token_nll(ModelSession & s, llama_context * ctx,
                                           int pos, int window_end) {
     std::vector<double> out(std::max(0, to - from), NAN);
     const int n_vocab = llama_vocab_n_tokens(s.vocab);
+    // The rows are looked up here, on one thread: llama_get_logits_ith synchronizes the context,
+    // which writes its timing state (a data race under TSan when called from every thread).
+    std::vector<const float *> rows(out.size(), nullptr);
+    for (int g = from; g < to; ++g)
+        if (g + 1 < window_end) rows[g - from] = llama_get_logits_ith(ctx, g - pos);
     auto work = [&](int a, int b) {
         for (int g = a; g < b; ++g)
-            if (g + 1 < window_end) out[g - from] = token_nll_fast(llama_get_logits_ith(ctx, g - pos), n_vocab, tokens[g + 1]);
+            if (rows[g - from]) out[g - from] = token_nll_fast(rows[g - from], n_vocab, tokens[g + 1]);
     };
     parallel_ranges(llama_n_threads(ctx), from, to, 32, work);
     return out;

@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <map>
 #include <set>
+#include <thread>
 
 namespace moelens {
 
@@ -162,9 +163,21 @@ void ApiServer::install_routes() {
 
 // ---- helpers ---------------------------------------------------------------------------
 
+// Takes `lock` within kBusyWait by polling try_lock. Not timed_mutex::try_lock_for: that waits
+// in pthread_mutex_clocklock, which ThreadSanitizer does not intercept (google/sanitizers#1620),
+// so the TSan build would see neither the lock nor the order it gives, and report races.
+template <typename Lock> static bool lock_within_busy_wait(Lock & lock) {
+    const auto deadline = std::chrono::steady_clock::now() + kBusyWait;
+    while (!lock.try_lock()) {
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    return true;
+}
+
 std::shared_ptr<ApiServer::ModelLock> ApiServer::acquire_model() {
     auto lock = std::make_shared<ModelLock>(model_mutex_, std::defer_lock);
-    if (!lock->try_lock_for(kBusyWait)) throw busy();
+    if (!lock_within_busy_wait(*lock)) throw busy();
     if (!session_) throw HttpError(503, "no_model", "the model could not be reloaded; restart the server");
     return lock;
 }
@@ -196,7 +209,7 @@ void ApiServer::ensure_expert_slots(const Policy & policy) {
     opts.override_kv = kept;
     {
         // Readers of the vocabulary (tokenize) hold this shared; wait for them.
-        std::unique_lock<std::shared_timed_mutex> exclusive(session_mutex_);
+        std::unique_lock<std::shared_mutex> exclusive(session_mutex_);
         session_.reset();  // free the old model first: two large models may not fit together
         try {
             session_ = ModelSession::load(opts);
@@ -288,8 +301,8 @@ void ApiServer::handle_tokenize(const httplib::Request & req, httplib::Response 
     const json body = parse_body(req.body);
     const std::string text = required_text(body, "text");
     const std::optional<bool> add_bos = optional_bool(body, "add_bos");
-    std::shared_lock<std::shared_timed_mutex> lock(session_mutex_, std::defer_lock);
-    if (!lock.try_lock_for(kBusyWait)) throw busy();
+    std::shared_lock<std::shared_mutex> lock(session_mutex_, std::defer_lock);
+    if (!lock_within_busy_wait(lock)) throw busy();
     if (!session_) throw HttpError(503, "no_model", "the model could not be reloaded; restart the server");
     const TokenizedText t = session_->tokenize(text, add_bos.value_or(llama_vocab_get_add_bos(session_->vocab)));
     json spans = json::array();

@@ -51,7 +51,7 @@ private:
     };
     static const Route kRoutes[];
 
-    using ModelLock = std::unique_lock<std::timed_mutex>;
+    using ModelLock = std::unique_lock<std::mutex>;
 
     void install_routes();
 
@@ -89,8 +89,8 @@ private:
     // read the vocabulary (tokenize) take session_mutex_ shared instead, so they run beside
     // an evaluation; replacing session_ also takes it exclusively. GET routes never wait:
     // /health tries the model lock, /v1/model reads a snapshot under snapshot_mutex_.
-    std::timed_mutex model_mutex_;
-    std::shared_timed_mutex session_mutex_;
+    std::mutex model_mutex_;
+    std::shared_mutex session_mutex_;
     std::unique_ptr<ModelSession> session_;
     int base_k_ = 0;  // expert slots as loaded at start (with --override-kv)
     std::optional<AntPredictor> predictor_;
