@@ -188,13 +188,24 @@ int main(int argc, char ** argv) {
         ApiServer server(cfg, std::move(session));
         const int port = server.bind();
         // Acts on a stop request; if the server has not wound down 10 s later, exits anyway.
-        std::thread([&server] {
+        std::atomic<bool> stop_returned{false};
+        std::thread([&server, &stop_returned] {
             while (!g_stop_requested) std::this_thread::sleep_for(std::chrono::milliseconds(50));
             server.stop();
+            stop_returned.store(true);
             std::this_thread::sleep_for(std::chrono::seconds(10));
             std::fprintf(stderr, "moe-lens-server: did not stop within 10 s; exiting\n");
             std::_Exit(0);
         }).detach();
+        // On every way out of this block, the server outlives the watcher's stop() call (a TSan
+        // finding: ~ApiServer ran while httplib's stop() was still writing to the server).
+        struct AwaitStop {
+            std::atomic<bool> & returned;
+            ~AwaitStop() {
+                g_stop_requested.store(true);
+                while (!returned.load()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+            }
+        } await_stop{stop_returned};
         json ready = {{"event", "ready"}, {"host", cfg.host}, {"port", port}, {"model", cfg.load.model_path}};
         if (generated) ready["token"] = cfg.token;
         std::printf("%s\n", ready.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
