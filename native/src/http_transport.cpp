@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -321,12 +322,21 @@ private:
     bool shutdown_ = false;
 };
 
-// Gives memory freed by a large request back to the system: glibc keeps freed memory in its
-// per-thread arenas, and the resident size would ratchet up with every large request.
+// Gives freed memory back to the system: glibc keeps it in its arenas, and the resident size
+// would ratchet up with load (measured: +21 % after 3,000 fuzzed requests when only requests
+// over 1 MB trimmed; +5 % trimming after every one). A trim walks every free chunk (about 15 ms
+// on a heap fragmented into 100,000 pieces), so it runs after a large request, and otherwise at
+// most once a second: after a burst, or after each request of an interactive user.
 constexpr size_t kLargeRequestBytes = 1u << 20;
-void release_free_memory() {
+void release_free_memory(size_t request_and_response_bytes) {
 #if defined(__GLIBC__)
-    malloc_trim(0);
+    static std::atomic<int64_t> last_trim_ms{0};
+    const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+    int64_t last = last_trim_ms.load();
+    const bool due = request_and_response_bytes > kLargeRequestBytes || now_ms - last >= 1000;
+    if (due && last_trim_ms.compare_exchange_strong(last, now_ms)) malloc_trim(0);
+#else
+    (void)request_and_response_bytes;
 #endif
 }
 
@@ -368,7 +378,7 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
                 return process_request(strm, strm.remote_ip(), strm.remote_port(), strm.local_ip(), strm.local_port(), last,
                                        connection_closed, nullptr);
             });
-            if (strm.request_bytes() + strm.written() > kLargeRequestBytes) release_free_memory();
+            release_free_memory(strm.request_bytes() + strm.written());
             if (!ok && strm.request_bytes() > 0 && strm.written() == 0) {
                 strm.write_fallback_error();
                 break;
