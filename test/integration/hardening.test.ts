@@ -226,11 +226,17 @@ describe("issue 17, server side", () => {
       method: "POST",
       signal: ac.signal,
       headers: { Authorization: `Bearer ${server.client.token}` },
-      body: JSON.stringify({ text: SAMPLE.repeat(300) }),
+      // About 6 s of tracing on two cores (10 MB of records): well past the 2 s a second
+      // request waits for the model, so that request must be refused whatever the load.
+      body: JSON.stringify({ text: SAMPLE.repeat(1000) }),
     });
     try {
-      await long; // headers arrive when the stream starts: the model is taken
+      // Headers arrive when the stream starts: the model is taken. The first records are read
+      // and the reader kept, so the client demonstrably holds the stream open meanwhile.
+      const reader = (await long).body!.getReader();
+      assert.equal((await reader.read()).done, false);
       const r = await post("/v1/trace", JSON.stringify({ text: "hi" }));
+      await reader.cancel();
       assert.equal(r.status, 429, r.text);
       assert.equal(r.headers.get("retry-after"), "1");
       assert.equal((r.json as { error: { code: string } }).error.code, "busy");
