@@ -56,7 +56,7 @@ async function cmdSpeed(args: ParsedArgs): Promise<void> {
     }
     console.log(
       `${path.basename(file)} on ${path.basename(info.path)} (${info.n_layer} layers, ${info.n_expert} experts, k=${info.n_expert_used}); ` +
-        `medians of ${options.reps} alternating repetitions, decode = ${options.nDecode} tokens at batch 1${info.skip_supported ? "" : "; this build cannot skip (GPU): dropped experts are zero-gated"}\n`,
+        `rates: medians of ${options.reps} alternating repetitions; ratios: medians of the per-repetition ratios; decode = ${options.nDecode} tokens at batch 1${info.skip_supported ? "" : "; this build cannot skip (GPU): dropped experts are zero-gated"}\n`,
     );
     console.log(
       formatTable(

@@ -1,7 +1,9 @@
 // Speed of gating policies, measured side by side: every repetition runs each policy once in
-// turn (so a noisy machine slows them alike), the server times prefill and decode itself
-// (/v1/speed), and each policy's figure is the median of its repetitions. Ratios are to the
-// first policy, the baseline.
+// turn, forwards then backwards on the next round (so a noisy machine slows them alike, and no
+// policy always runs right after the baseline), the server times prefill and decode itself
+// (/v1/speed), and each policy's rate is the median of its repetitions. Its ratio to the first
+// policy, the baseline, is the median of the per-round ratios: a round's policies ran within
+// seconds of each other, so drift between rounds cancels out of them.
 import { describePolicy, type Policy } from "../../shared/policy";
 import type { SpeedResult } from "../../shared/wire";
 import { parsePolicySpec, validatePolicy } from "./policy-parse";
@@ -74,7 +76,8 @@ export async function measurePolicySpeed(
   const total = (options.reps + 1) * runs.length;
   let done = 0;
   for (let rep = 0; rep <= options.reps; rep++) {
-    for (let i = 0; i < runs.length; i++) {
+    for (let j = 0; j < runs.length; j++) {
+      const i = rep % 2 ? runs.length - 1 - j : j;
       const r = await client.speed({ text, policy: runs[i].policy, n_decode: options.nDecode, n_prompt: options.nPrompt, n_prefill: options.nPrefill }, signal);
       if (rep > 0) samples[i].push(r); // round 0 warms caches and loads any k override
       onProgress?.(++done, total);
@@ -97,10 +100,11 @@ export async function measurePolicySpeed(
       reps: s.length,
     };
   });
-  for (const r of rows) {
-    r.prefill_ratio = r.prefill_tps / rows[0].prefill_tps;
-    r.decode_ratio = r.decode_tps / rows[0].decode_tps;
-  }
+  const base = samples[0];
+  rows.forEach((r, i) => {
+    r.prefill_ratio = median(samples[i].map((x, round) => rate(x.prefill_tokens, x.prefill_ms) / rate(base[round].prefill_tokens, base[round].prefill_ms)));
+    r.decode_ratio = median(samples[i].map((x, round) => rate(x.decode_tokens, x.decode_ms) / rate(base[round].decode_tokens, base[round].decode_ms)));
+  });
   return rows;
 }
 
