@@ -42,7 +42,21 @@ export type HostMessage =
   | { type: "policy"; policy: Policy; trainedK: number; maxK: number; antAvailable: boolean }
   | { type: "highlightToken"; traceId: string; token: number }
   /** A finished experiment (AMG sweep or {β, Π, Ant} ablation) as a table: the CLI's table, cells already formatted. */
-  | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string };
+  | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string }
+  /** Prune Experts… preview: each MoE layer's experts scored by a saliency criterion, and those a prune keeps. */
+  | { type: "saliency"; title: string; criterion: SaliencyCriterion; layers: LayerSaliencyView[]; note: string };
+
+/** What the saliency chart ranks experts by (README, "Pruning experts"). */
+export type SaliencyCriterion = "reap" | "weight" | "frequency";
+
+export interface LayerSaliencyView {
+  /** Model layer index (blk.N). */
+  layer: number;
+  /** One score per expert id, by the chart's criterion. */
+  scores: number[];
+  /** Expert ids the prune keeps (the rest are removed). */
+  kept: number[];
+}
 
 /** Webview → host. */
 export type WebviewMessage =
@@ -52,4 +66,6 @@ export type WebviewMessage =
   | { type: "revealToken"; traceId: string; token: number }
   | { type: "requestCompare"; left: Policy; right: Policy }
   /** The user pressed "Export…" under an experiment table: host offers CSV / JSON / HTML. */
-  | { type: "exportExperiment" };
+  | { type: "exportExperiment" }
+  /** The user pressed "Export…" under the saliency chart: host saves the saliency as JSON. */
+  | { type: "exportSaliency" };

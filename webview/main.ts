@@ -9,6 +9,7 @@ import { Charts } from "./charts";
 import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
+import { SaliencyView } from "./saliency";
 import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
 import type { HostMessage, WebviewMessage } from "../shared/protocol";
 import { PanelTrace } from "./store";
@@ -89,6 +90,7 @@ const controls = new PolicyControls(
 app.append(header, toolbar, heatmapHost, details, transitionsHost, compareHost);
 const charts = new Charts(app);
 const experiment = new ExperimentView(app, () => post({ type: "exportExperiment" }));
+const saliency = new SaliencyView(app, () => post({ type: "exportSaliency" }));
 
 function post(m: WebviewMessage): void {
   vscode.postMessage(m);
@@ -417,6 +419,9 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
     case "experiment":
       experiment.render(m);
       break;
+    case "saliency":
+      saliency.render(m);
+      break;
   }
 });
 
@@ -427,6 +432,7 @@ post({ type: "ready" });
   heatmap,
   traces,
   experiment,
+  saliency,
   get current() {
     return current;
   },

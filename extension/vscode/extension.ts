@@ -22,6 +22,7 @@ import * as calibrateAnt from "./commands/calibrate-ant";
 import * as comparePolicies from "./commands/compare-policies";
 import * as exportTrace from "./commands/export-trace";
 import * as exportExperiment from "./commands/export-experiment";
+import * as pruneExperts from "./commands/prune-experts";
 import * as runAblation from "./commands/run-ablation";
 import * as runAmgSweep from "./commands/run-amg-sweep";
 import * as selectModel from "./commands/select-model";
@@ -136,6 +137,7 @@ export function activate(context: vscode.ExtensionContext): { services: Services
     runAmgSweep.register(svc),
     runAblation.register(svc),
     exportExperiment.register(svc),
+    pruneExperts.register(svc),
   );
   return { services: svc };
 }

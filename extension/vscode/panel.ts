@@ -96,6 +96,7 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     const r = (editor && this.svc.store.active(editor.document.uri.toString(), editor.document.version)) ?? this.svc.store.latest();
     if (r) this.replay(r);
     if (this.svc.lastExperiment) this.post(experimentMessage(this.svc.lastExperiment));
+    if (this.svc.lastPrune) this.post(this.svc.lastPrune.chart);
   }
 
   private async onMessage(m: WebviewMessage): Promise<void> {
@@ -120,6 +121,9 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
           break;
         case "exportExperiment":
           await vscode.commands.executeCommand("moeLens.exportExperiment");
+          break;
+        case "exportSaliency":
+          await vscode.commands.executeCommand("moeLens.exportSaliency");
           break;
       }
     } catch (e) {

@@ -11,6 +11,8 @@ import type { Tracer } from "./tracer";
 import type { Decorations } from "./decorations";
 import type { EditorSegments } from "./segments";
 import type { ExperimentRun } from "./experiment-view";
+import type { SaliencyFile } from "../core/saliency";
+import type { SaliencyMessage } from "./prune-view";
 
 export interface Services {
   context: vscode.ExtensionContext;
@@ -27,5 +29,7 @@ export interface Services {
   segments: WeakMap<TraceRecord, EditorSegments>;
   /** The last finished experiment (shown in the panel, exported by "Export…"). */
   lastExperiment?: ExperimentRun;
+  /** The last Prune Experts… saliency and its chart (shown in the panel, exported by Export Expert Saliency…). */
+  lastPrune?: { saliency: SaliencyFile; chart: SaliencyMessage };
   settings(): MoeLensSettings;
 }

@@ -10,6 +10,8 @@ import type { AblationResult, SweepResult } from "../../extension/core/experimen
 import type { ModelInfo } from "../../shared/wire";
 import type { Trace } from "../../shared/trace";
 import { experimentMessage } from "../../extension/vscode/experiment-view";
+import { saliencyMessage } from "../../extension/vscode/prune-view";
+import type { SaliencyFile } from "../../extension/core/saliency";
 import { editorSegments, type EditorSegments } from "../../extension/vscode/segments";
 import type { HostMessage } from "../../shared/protocol";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
@@ -227,6 +229,55 @@ describe("experiment table in the panel", () => {
     assert.deepEqual(rows[7].slice(1, 4), ["✓", "✓", "✓"]);
     assert.match((await panel.page.textContent(".experiment-note"))!, /over 2 documents/);
     await panel.page.screenshot({ path: path.join(ARTIFACTS, "experiment-ablation.png"), fullPage: true });
+  });
+
+  test("the Prune Experts… preview: per-layer experts by score, kept in blue left of the red cut line, removed listed, Export… posts exportSaliency", async () => {
+    const layer = (l: number, reap: number[]) => ({ layer: l, frequency: reap.map((x) => x + 1), weight: reap.map((x) => x / 2), reap });
+    const sal: SaliencyFile = {
+      format: "moe-lens-saliency",
+      version: 1,
+      model_sha256: "0".repeat(64),
+      model_file: "demo-moe.gguf",
+      architecture: "qwen3moe",
+      n_expert: 8,
+      k: 2,
+      calibration: { files: [{ name: "notes.md", tokens: 900 }], tokens: 900 },
+      layers: [layer(0, [1, 8, 2, 7, 3, 6, 4, 5]), layer(3, [0, 0, 9, 1, 0, 4, 0, 2])],
+    };
+    const choice = {
+      kept: new Map([
+        [0, [1, 3, 5]],
+        [3, [2, 5, 7]],
+      ]),
+      uncalibrated: [],
+    };
+    await panel.send([saliencyMessage(sal, choice, "reap", 0.375)]);
+    await panel.page.waitForSelector("#saliency-chart");
+    assert.equal(await panel.page.isVisible("#saliency"), true);
+    const data = await panel.page.$eval("#saliency-chart", (c) => ({ ...(c as HTMLElement).dataset }));
+    assert.deepEqual(data, { layers: "2", experts: "8", kept: "3" });
+    assert.match((await panel.page.textContent("#saliency h3"))!, /keep 3 of 8 experts per layer \(reap, keep 0\.375\)/);
+    assert.match((await panel.page.textContent("#saliency-legend"))!, /highest per layer: 0: 8\.00, 3: 9\.00/);
+    // Pixels: the first (most salient) cell of a row is kept (blue), the last removed (grey), the cut line red.
+    const px = await panel.page.$eval("#saliency-chart", (c) => {
+      const ctx = (c as HTMLCanvasElement).getContext("2d")!;
+      const at = (x: number, y: number) => Array.from(ctx.getImageData(x, y, 1, 1).data.slice(0, 3));
+      const cellW = 12,
+        labelW = 56,
+        y = 2 + 6;
+      return { first: at(labelW + 2, y), last: at(labelW + 7 * cellW + 2, y), cut: at(labelW + 3 * cellW - 1, y) };
+    });
+    assert.ok(px.first[2] > px.first[0] + 40, `kept cell is blue: ${px.first}`);
+    assert.ok(Math.abs(px.last[0] - px.last[2]) < 4 && Math.abs(px.last[0] - px.last[1]) < 4, `removed cell is grey: ${px.last}`);
+    assert.ok(px.cut[0] > 150 && px.cut[1] < 120, `cut line is red: ${px.cut}`);
+    const removed = await panel.page.$$eval("#saliency-table tbody tr", (trs) => trs.map((tr) => Array.from(tr.children, (c) => c.textContent)));
+    assert.deepEqual(removed, [
+      ["0", "0, 2, 4, 6, 7"],
+      ["3", "0, 1, 3, 4, 6"],
+    ]);
+    await panel.page.click("#saliency-export");
+    assert.ok((await panel.posted()).some((p) => p.type === "exportSaliency"));
+    await panel.page.screenshot({ path: path.join(ARTIFACTS, "prune-preview.png"), fullPage: true });
   });
 
   test("no CSP violations or console errors", () => {
