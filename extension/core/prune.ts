@@ -290,10 +290,11 @@ export async function writePrunedModel(
   const n = [...counts][0];
   if (p.seed !== undefined && !(Number.isInteger(p.seed) && p.seed >= 0 && p.seed <= 0xffffffff))
     throw new PruneError(`--seed must be an integer in [0, 4294967295], got ${p.seed}`);
-  const perExpert = new Set([...s.expertTensors.values()].flat());
+  // By name, so a structure from another read of the same file works as well as its own.
+  const perExpert = new Set([...s.expertTensors.values()].flat().map((t) => t.name));
   let removedBytes = 0;
   const tensors: OutputTensor[] = layout.tensors.map((t) => {
-    if (!perExpert.has(t)) return { name: t.name, dims: t.dims, type: t.type, pieces: [{ offset: t.offset, length: t.nbytes }] };
+    if (!perExpert.has(t.name)) return { name: t.name, dims: t.dims, type: t.type, pieces: [{ offset: t.offset, length: t.nbytes }] };
     const kept = choice.kept.get(Number(blockOf(t.name)![1]))!;
     removedBytes += (t.nbytes / s.nExpert) * (s.nExpert - kept.length);
     return { name: t.name, dims: [...t.dims.slice(0, -1), kept.length], type: t.type, pieces: keptPieces(t, s.nExpert, kept) };

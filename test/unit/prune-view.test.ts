@@ -73,7 +73,8 @@ describe("Prune Experts… preview", () => {
     assert.match(text, /^Remove 4 of 8 experts in each of 4 MoE layers of demo-moe\.gguf \(random\), keeping 4: about [\d.]+ MB instead of [\d.]+ MB/);
     const estimate = layout.fileSize - expertBytes(structure) / 2;
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-prune-view-")), "half.gguf");
-    const summary = await writePrunedModel(layout, structure, chooseExperts(structure, n, "random", undefined, 1), out, {
+    // A second read of the file: the structure is matched to it by tensor names.
+    const summary = await writePrunedModel(openForPruning(DEMO_MODEL).layout, structure, chooseExperts(structure, n, "random", undefined, 1), out, {
       method: "random",
       keep: 0.5,
       seed: 1,
