@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import { decodeKv, findKv, readGgufLayout, reencodeKv, writeGguf, type GgufLayout, type GgufTensorInfo, type OutputTensor } from "../extension/core/gguf-file";
 import { analyzeMoe, PROVENANCE_PREFIX } from "../extension/core/prune";
+import type { LayerSaliency, SaliencyFile } from "../extension/core/saliency";
 
 export function readTensorBytes(layout: GgufLayout, t: GgufTensorInfo): Buffer {
   const fd = fs.openSync(layout.path, "r");
@@ -104,4 +105,19 @@ export async function widenExperts(
   const kvs = layout.kvs.map((kv) => (kv.key in set ? reencodeKv(kv, set[kv.key]) : kv));
   await writeGguf(out, layout, kvs, tensors);
   return out;
+}
+
+/** A saliency file of the demo model's shape (8 experts, k = 2) with the given layers and calibration. */
+export function syntheticSaliency(layers: LayerSaliency[], calibration: { name: string; tokens: number }): SaliencyFile {
+  return {
+    format: "moe-lens-saliency",
+    version: 1,
+    model_sha256: "0".repeat(64),
+    model_file: "demo-moe.gguf",
+    architecture: "qwen3moe",
+    n_expert: 8,
+    k: 2,
+    calibration: { files: [calibration], tokens: calibration.tokens },
+    layers,
+  };
 }

@@ -2,15 +2,9 @@
 // (HostMessage "experiment": the same formatted cells as the CLI and the HTML report), its
 // note, and an "Export…" button that asks the host to save CSV / JSON / HTML.
 import type { HostMessage } from "../shared/protocol";
+import { el } from "./dom";
 
 export type ExperimentMessage = Extract<HostMessage, { type: "experiment" }>;
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /** Cell styles set through the CSSOM (allowed by the panel's CSP, which forbids inline style attributes). */
 function styleCell(c: HTMLElement, first: boolean): void {

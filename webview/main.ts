@@ -10,6 +10,7 @@ import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
 import { SaliencyView } from "./saliency";
+import { el } from "./dom";
 import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
 import type { HostMessage, WebviewMessage } from "../shared/protocol";
 import { PanelTrace } from "./store";
@@ -34,13 +35,6 @@ const state: UiState = { mode: "top1", expert: 0, highlight: -1, cellW: 14, ...(
 const traces = new Map<string, PanelTrace>();
 let current: PanelTrace | undefined;
 let chartTimer = 0;
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 const app = document.getElementById("app")!;
 app.replaceChildren();

@@ -5,17 +5,11 @@
 // expert 5 of layer 3 are different experts. An "Export…" button asks the host to save the
 // saliency as JSON.
 import type { HostMessage } from "../shared/protocol";
+import { el } from "./dom";
 
 export type SaliencyMessage = Extract<HostMessage, { type: "saliency" }>;
 
 const CRITERION_LABEL = { reap: "REAP (gate × expert-output norm)", weight: "summed gate weight", frequency: "routing frequency" };
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {
-  const e = document.createElement(tag);
-  if (cls) e.className = cls;
-  if (text !== undefined) e.textContent = text;
-  return e;
-}
 
 /** Experts of a layer by descending score (ties: lower id first), as the CLI ranks them. */
 export function rankExperts(scores: number[]): number[] {

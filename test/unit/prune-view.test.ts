@@ -10,6 +10,7 @@ import { chooseExperts, keptExpertCount, openForPruning, writePrunedModel } from
 import type { SaliencyFile } from "../../extension/core/saliency";
 import { chartCriterion, expertBytes, prunePreview, saliencyMessage } from "../../extension/vscode/prune-view";
 import { DEMO_MODEL } from "../helpers";
+import { syntheticSaliency } from "../prune-helpers";
 
 /** Two layers of 8 experts whose criteria disagree on purpose: frequency favours 0…3, weight 4…7, REAP the even ids. */
 function saliency(withReap: boolean): SaliencyFile {
@@ -19,17 +20,7 @@ function saliency(withReap: boolean): SaliencyFile {
     weight: [0.1, 0.1, 0.1, 0.1, 4, 3, 2, 1],
     reap: withReap ? [5, 0, 4, 0, 3, 0, 2, 0] : null,
   });
-  return {
-    format: "moe-lens-saliency",
-    version: 1,
-    model_sha256: "0".repeat(64),
-    model_file: "demo-moe.gguf",
-    architecture: "qwen3moe",
-    n_expert: 8,
-    k: 2,
-    calibration: { files: [{ name: "/texts/calibration.md", tokens: 1234 }], tokens: 1234 },
-    layers: [layer(0), layer(1), layer(2), layer(3)],
-  };
+  return syntheticSaliency([layer(0), layer(1), layer(2), layer(3)], { name: "/texts/calibration.md", tokens: 1234 });
 }
 
 describe("Prune Experts… preview", () => {

@@ -11,11 +11,11 @@ import type { ModelInfo } from "../../shared/wire";
 import type { Trace } from "../../shared/trace";
 import { experimentMessage } from "../../extension/vscode/experiment-view";
 import { saliencyMessage } from "../../extension/vscode/prune-view";
-import type { SaliencyFile } from "../../extension/core/saliency";
 import { editorSegments, type EditorSegments } from "../../extension/vscode/segments";
 import type { HostMessage } from "../../shared/protocol";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
 import { ARTIFACTS, openPanel, type PanelPage } from "./harness";
+import { syntheticSaliency } from "../prune-helpers";
 
 const MODEL = process.env.MOE_LENS_TEST_MODEL ?? DEMO_MODEL;
 
@@ -233,17 +233,7 @@ describe("experiment table in the panel", () => {
 
   test("the Prune Experts… preview: per-layer experts by score, kept in blue left of the red cut line, removed listed, Export… posts exportSaliency", async () => {
     const layer = (l: number, reap: number[]) => ({ layer: l, frequency: reap.map((x) => x + 1), weight: reap.map((x) => x / 2), reap });
-    const sal: SaliencyFile = {
-      format: "moe-lens-saliency",
-      version: 1,
-      model_sha256: "0".repeat(64),
-      model_file: "demo-moe.gguf",
-      architecture: "qwen3moe",
-      n_expert: 8,
-      k: 2,
-      calibration: { files: [{ name: "notes.md", tokens: 900 }], tokens: 900 },
-      layers: [layer(0, [1, 8, 2, 7, 3, 6, 4, 5]), layer(3, [0, 0, 9, 1, 0, 4, 0, 2])],
-    };
+    const sal = syntheticSaliency([layer(0, [1, 8, 2, 7, 3, 6, 4, 5]), layer(3, [0, 0, 9, 1, 0, 4, 0, 2])], { name: "notes.md", tokens: 900 });
     const choice = {
       kept: new Map([
         [0, [1, 3, 5]],
