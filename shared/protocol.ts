@@ -39,7 +39,16 @@ export type HostMessage =
   /** Measured speed of the compared policies (right against left), shown under the compare table. */
   | { type: "compareSpeed"; leftTraceId: string; rightTraceId: string; text: string }
   /** The policy new traces use, after every change (the panel's controls show it); the model's trained k and expert count (0 before a model is loaded). */
-  | { type: "policy"; policy: Policy; trainedK: number; maxK: number; antAvailable: boolean }
+  | {
+      type: "policy";
+      policy: Policy;
+      trainedK: number;
+      maxK: number;
+      antAvailable: boolean;
+      /** The router packs kept beside the model (docs/router-packs.md) and the one in use (its path), or null for the model's own routers. */
+      routerPacks: RouterPackChoice[];
+      routerPack: string | null;
+    }
   | { type: "highlightToken"; traceId: string; token: number }
   /** A finished experiment (AMG sweep or {β, Π, Ant} ablation) as a table: the CLI's table, cells already formatted. */
   | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string }
@@ -47,6 +56,15 @@ export type HostMessage =
   | { type: "saliency"; title: string; criterion: SaliencyCriterion; layers: LayerSaliencyView[]; note: string };
 
 /** What the saliency chart ranks experts by (README, "Pruning experts"). */
+/** A router pack the panel offers: what the pack says about itself. */
+export interface RouterPackChoice {
+  name: string;
+  path: string;
+  /** "+"-joined trained mechanisms ("beta+ant"), "" for routers only. */
+  mechanisms: string;
+  description: string;
+}
+
 export type SaliencyCriterion = "reap" | "weight" | "frequency";
 
 export interface LayerSaliencyView {
@@ -63,6 +81,8 @@ export type WebviewMessage =
   | { type: "ready" }
   /** User changed a control: host re-traces with this policy. */
   | { type: "applyPolicy"; policy: Policy }
+  /** Route with one of the offered router packs (its path), or null for the model's own routers. */
+  | { type: "selectRouterPack"; path: string | null }
   | { type: "revealToken"; traceId: string; token: number }
   | { type: "requestCompare"; left: Policy; right: Policy }
   /** The user pressed "Export…" under an experiment table: host offers CSV / JSON / HTML. */

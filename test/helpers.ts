@@ -11,6 +11,8 @@ export const ROOT = process.env.MOE_LENS_ROOT ?? path.resolve(__dirname, "..", "
 /** The server the tests start: out/bin/ by default; MOE_LENS_SERVER_BIN=out/bin-asan/moe-lens-server runs them against the sanitizer build. */
 export const SERVER_BIN = process.env.MOE_LENS_SERVER_BIN ? path.resolve(process.env.MOE_LENS_SERVER_BIN) : defaultServerBinary(ROOT);
 export const DEMO_MODEL = demoModelPath(ROOT);
+/** The fine-grained demo model (64 experts, k = 8) and its router packs in media/models/packs/demo-moe-fine/. */
+export const FINE_MODEL = path.join(ROOT, "media", "models", "demo-moe-fine.gguf");
 
 export function requireFile(file: string, hint: string): string {
   if (!fs.existsSync(file)) throw new Error(`${file} is missing: ${hint}`);

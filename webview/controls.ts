@@ -8,6 +8,7 @@ import "@vscode-elements/elements/dist/vscode-option/index.js";
 import "@vscode-elements/elements/dist/vscode-single-select/index.js";
 import "@vscode-elements/elements/dist/vscode-textfield/index.js";
 import { policyNumber, type Policy } from "../shared/policy";
+import type { RouterPackChoice } from "../shared/protocol";
 
 type Field = HTMLElement & { value: string; disabled: boolean };
 type Check = HTMLElement & { checked: boolean; disabled: boolean };
@@ -37,6 +38,10 @@ export class PolicyControls {
   private error: HTMLElement;
   /** Policy fields the controls do not show (disable, boost): kept from the host's policy and posted back unchanged. */
   private untouched: Pick<Policy, "disable" | "boost"> = {};
+  private readonly packSelect: Field;
+  private readonly packRow: HTMLElement;
+  /** The router pack the host routes with ("" = the model's own routers). */
+  private packShown = "";
   /** Largest expert count the model allows (max k, min k); 4096 until the host says. */
   private nExpert = 4096;
 
@@ -45,6 +50,7 @@ export class PolicyControls {
     private readonly onApply: (p: Policy) => void,
     private readonly onCompare: (p: Policy) => void,
     private readonly onChange: (v: ControlValues) => void,
+    private readonly onRouterPack: (path: string | null) => void,
   ) {
     this.root = document.createElement("section");
     this.root.className = "controls";
@@ -77,6 +83,20 @@ export class PolicyControls {
       this.field("betaTheta", "θ", ""),
     );
     row(this.check("pi", "Π precision"), this.field("piMomentum", "momentum", "0.95"), this.check("ant", "Ant"), this.field("gamma", "γ", "0.5", [0, 4, 0.1]));
+    // Trained routers (router packs beside the model): switched at once, not with Apply, since
+    // the server swaps routers without a reload. Hidden while the model has none.
+    this.packSelect = document.createElement("vscode-single-select") as Field;
+    this.packSelect.id = "ctl-routerPack";
+    this.packSelect.setAttribute("aria-label", "Router");
+    this.packSelect.addEventListener("change", () => {
+      const v = this.packSelect.value;
+      if (v !== this.packShown) this.onRouterPack(v === "" ? null : v);
+    });
+    this.packRow = document.createElement("label");
+    this.packRow.className = "field router-pack";
+    this.packRow.append("router ", this.packSelect);
+    this.packRow.hidden = true;
+    row(this.packRow);
     const apply = document.createElement("vscode-button");
     apply.textContent = "Apply";
     apply.id = "apply-policy";
@@ -215,6 +235,25 @@ export class PolicyControls {
     const maxK = this.els.maxK as Field;
     maxK.setAttribute("placeholder", trainedK > 0 ? `k=${trainedK}` : "max k");
     maxK.title = trainedK > 0 ? `Expert slots, 1…${this.nExpert}; empty: the trained k (${trainedK}); above it the model is reloaded with more experts` : "";
+  }
+
+  /** The model's router packs and the one in use (null: the model's own routers). */
+  setRouterPacks(packs: RouterPackChoice[], current: string | null): void {
+    this.packShown = current ?? "";
+    const options: Array<[string, string, string]> = [["", "model's own routers", ""]];
+    for (const p of packs) options.push([p.path, p.mechanisms ? `${p.name} (trained ${p.mechanisms.replace(/\+/g, " + ")})` : p.name, p.description]);
+    if (current && !packs.some((p) => p.path === current)) options.push([current, current.split(/[\\/]/).pop() ?? current, ""]);
+    this.packSelect.replaceChildren(
+      ...options.map(([value, text, title]) => {
+        const o = document.createElement("vscode-option");
+        o.setAttribute("value", value);
+        o.textContent = text;
+        if (title) o.title = title;
+        return o;
+      }),
+    );
+    this.packSelect.value = this.packShown;
+    this.packRow.hidden = options.length === 1;
   }
 
   setAntAvailable(available: boolean): void {

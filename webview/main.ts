@@ -80,6 +80,7 @@ const controls = new PolicyControls(
   (policy) => post({ type: "applyPolicy", policy }),
   (right) => post({ type: "requestCompare", left: {}, right }),
   (v) => save({ controls: v }),
+  (path) => post({ type: "selectRouterPack", path }),
 );
 app.append(header, toolbar, heatmapHost, details, transitionsHost, compareHost);
 const charts = new Charts(app);
@@ -400,6 +401,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       controls.setModelLimits(m.trainedK, m.maxK);
       controls.showPolicy(m.policy);
       controls.setAntAvailable(m.antAvailable);
+      controls.setRouterPacks(m.routerPacks, m.routerPack);
       break;
     case "highlightToken": {
       const tr = traces.get(m.traceId);

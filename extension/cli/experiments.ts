@@ -6,6 +6,7 @@ import path from "node:path";
 import { COMMON_FLAGS, modelPath, policyFromFlags, POLICY_FLAGS, readTextFile, withServer } from "./server-session";
 import { checkKnownFlags, flagInt, flagString, formatTable, UsageError, type ParsedArgs } from "./args";
 import { fitAntPredictor, predictorPathFor } from "../core/ant";
+import { packsInDir, routerPackDir } from "../core/router-pack";
 import {
   ablationTable,
   experimentToJson,
@@ -17,6 +18,7 @@ import {
   ablationToCsv,
   sweepToCsv,
   ablationNote,
+  ablationPacks,
   sweepNote,
   type AblationDoc,
   type AblationResult,
@@ -32,8 +34,10 @@ export const EXPERIMENT_HELP = `  moe-lens sweep FILE [--model M] [--thresholds 
                                                      AMG sweep: PPL ± σ and average active experts (the AMG table), each row's
                                                      measured speed beside them
   moe-lens ablation [DIR|FILES...] [--model M] [--calibration FILE] [--beta 0.9] [--beta-form raw|sp] [--gamma 0.5]
-                    [--pi-momentum M] [--limit N] [--out F.html|F.csv|F.json|F.md]
-                                                     2³ ablation of {β, Π, Ant} at labelled domain transitions
+                    [--pi-momentum M] [--packs DIR] [--limit N] [--out F.html|F.csv|F.json|F.md]
+                                                     2³ ablation of {β, Π, Ant} at labelled domain transitions: post hoc
+                                                     on the model's routers, or with --packs DIR (a folder of router packs,
+                                                     or "model" for the model's own) one trained pack per row
   moe-lens transitions FILE [--model M] [--json] [--window N] [--threshold X] [policy flags]
                                                      per-transition metrics of one labelled / markdown text
   moe-lens calibrate FILE [--model M] [--out PREDICTOR.json] [--beta 0.9] [--ridge 1]
@@ -147,8 +151,14 @@ export function loadAblationDocs(files: string[]): AblationDoc[] {
 }
 
 async function cmdAblation(args: ParsedArgs): Promise<void> {
-  checkKnownFlags(args, [...COMMON_FLAGS, "calibration", "beta", "beta-form", "gamma", "pi-momentum", "ridge", "limit", "out", "window", "threshold"]);
+  checkKnownFlags(args, [...COMMON_FLAGS, "calibration", "beta", "beta-form", "gamma", "pi-momentum", "ridge", "limit", "out", "window", "threshold", "packs"]);
   const files = ablationFiles(args);
+  const packsDir = flagString(args, "packs");
+  if (packsDir !== undefined) {
+    for (const f of ["calibration", "predictor", "beta", "beta-form", "gamma", "pi-momentum", "ridge", "router-pack"])
+      if (args.flags.has(f)) throw new UsageError(`--${f} sets a post-hoc policy or router; with --packs every row routes with its trained pack`);
+    return trainedAblation(args, files, packsDir === "model" ? routerPackDir(modelPath(args)) : packsDir);
+  }
   const docs = loadAblationDocs(files);
   const out = flagString(args, "out");
   checkOut(out);
@@ -182,6 +192,32 @@ async function cmdAblation(args: ParsedArgs): Promise<void> {
     if (args.flags.get("json")) return void console.log(experimentToJson("ablation", r));
     const t = ablationTable(r);
     console.log(`\nAblation of {β, Π, Ant}: ${subtitle}\n`);
+    console.log(formatTable(t.header, t.rows));
+    console.log(`\n${ablationNote(r)}`);
+    if (out) console.log(`\nwrote ${out}`);
+  });
+}
+
+/** `ablation --packs DIR`: the eight trained packs of the ablation, one per row (docs/router-packs.md). */
+async function trainedAblation(args: ParsedArgs, files: string[], dir: string): Promise<void> {
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--packs: no such folder: ${dir}`);
+  let packs;
+  try {
+    packs = ablationPacks(packsInDir(dir));
+  } catch (e) {
+    throw new UsageError(`--packs ${dir}: ${(e as Error).message}`);
+  }
+  const docs = loadAblationDocs(files);
+  const out = flagString(args, "out");
+  checkOut(out);
+  const log = progress(args);
+  await withServer(args, async (server) => {
+    const r = await runAblation(server.client, docs, { packs, changePoints: changePointFlags(args), onProgress: log });
+    const subtitle = `${docs.length} document${docs.length === 1 ? "" : "s"} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, k=${r.model.n_expert_used_trained}); trained router packs from ${dir}`;
+    if (out) writeOut(out, "ablation", r, subtitle);
+    if (args.flags.get("json")) return void console.log(experimentToJson("ablation", r));
+    const t = ablationTable(r);
+    console.log(`\nAblation of {β, Π, Ant}, trained: ${subtitle}\n`);
     console.log(formatTable(t.header, t.rows));
     console.log(`\n${ablationNote(r)}`);
     if (out) console.log(`\nwrote ${out}`);

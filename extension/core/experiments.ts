@@ -189,6 +189,9 @@ export interface AblationOptions {
   fitBeta?: number;
   ridge?: number;
   changePoints?: ChangePointOptions;
+  /** Trained router packs, one per subset (ablationPacks): each row routes with its pack and no
+   *  post-hoc policy; no predictor or calibration is needed. The server's pack is put back after. */
+  packs?: AblationPacks;
   /** Keep the traces of the first document (for the HTML report). Default true. */
   keepTraces?: boolean;
   signal?: AbortSignal;
@@ -212,6 +215,37 @@ export const ABLATION_SUBSETS: Subset[] = [
   { beta: false, pi: true, ant: true },
   { beta: true, pi: true, ant: true },
 ];
+
+/** One trained pack per subset, in ABLATION_SUBSETS order (docs/router-packs.md). */
+export type AblationPacks = Array<{ subset: Subset; path: string; name: string; description: string }>;
+
+/** The pack name a subset's trained router pack carries: "standard", "beta", "pi", "ant", "beta+pi", … "beta+pi+ant". */
+export function subsetPackName(s: Subset): string {
+  return [s.beta ? "beta" : "", s.pi ? "pi" : "", s.ant ? "ant" : ""].filter(Boolean).join("+") || "standard";
+}
+
+/**
+ * The eight packs of the ablation among a model's packs, matched by pack name (subsetPackName) and
+ * checked against the mechanisms each declares; throws naming what is missing or inconsistent.
+ */
+export function ablationPacks(available: Array<{ path: string; name: string; mechanisms: string; description: string }>): AblationPacks {
+  const missing: string[] = [];
+  const packs: AblationPacks = [];
+  for (const subset of ABLATION_SUBSETS) {
+    const name = subsetPackName(subset);
+    const p = available.find((x) => x.name === name);
+    if (!p) {
+      missing.push(name);
+      continue;
+    }
+    const want = name === "standard" ? "" : name;
+    if (p.mechanisms !== want) throw new Error(`router pack ${p.path} is named ${name} but declares mechanisms "${p.mechanisms}"`);
+    packs.push({ subset, path: p.path, name, description: p.description });
+  }
+  if (missing.length)
+    throw new Error(`the trained ablation needs one router pack per subset; missing: ${missing.join(", ")} (tools/train/README.md, "Router packs")`);
+  return packs;
+}
 
 export function subsetName(s: Subset): string {
   const parts = [s.beta ? "β" : "", s.pi ? "Π" : "", s.ant ? "Ant" : ""].filter(Boolean);
@@ -257,9 +291,12 @@ export interface AblationRow {
   prob: Stat;
   /** Paired per-document difference from Standard. */
   deltaProb: Stat;
+  /** K99 by rank coverage, per document. */
   k99: Stat;
-  /** K99 over the (transition, layer) cases of all documents together. */
+  /** K99 by rank coverage over the (transition, layer) cases of all documents together. */
   k99Pooled: number;
+  /** K99 as the Affinity text defines it (log 0.01 / log(1 − P(correct))), per document. */
+  k99Affinity: Stat;
   top1: Stat;
   bpcTransition: Stat;
   deltaBpc: Stat;
@@ -271,7 +308,10 @@ export interface AblationRow {
 export interface AblationResult {
   model: ModelInfo;
   settings: { beta: number; betaForm: "raw" | "scale_preserving"; gamma: number; piMomentum: number | null };
-  predictor: { path: string | null; calibrationTokens: number | null; source: "fitted" | "preloaded" };
+  /** The Ant predictor of the post-hoc rows; null when the rows are trained packs. */
+  predictor: { path: string | null; calibrationTokens: number | null; source: "fitted" | "preloaded" } | null;
+  /** The trained router pack of each row, or null when the rows are post-hoc policies on the model's routers. */
+  packs: Array<{ config: string; name: string; path: string; description: string }> | null;
   docs: Array<{ name: string; tokens: number; transitions: number; labels: DomainSegment["source"] | "mixed" }>;
   domainExperts: DomainExperts;
   rows: AblationRow[];
@@ -296,10 +336,14 @@ export async function runAblation(client: ServerClient, docs: AblationDoc[], opt
   } as AblationResult["settings"];
   const policyOpts = { beta: settings.beta, betaForm: settings.betaForm, gamma: settings.gamma, piMomentum: opts.piMomentum };
 
-  // Ant needs a fitted predictor; it stays loaded for all eight subsets, so Π's prediction error
-  // (native/API.md: Ant's forecast when a predictor is loaded) is the same in every Π row.
-  let predictor: AblationResult["predictor"];
-  if (opts.calibrationText !== undefined) {
+  // Post hoc, Ant needs a fitted predictor; it stays loaded for all eight subsets, so Π's prediction
+  // error (native/API.md: Ant's forecast when a predictor is loaded) is the same in every Π row.
+  // Trained packs carry their own mechanisms and need none.
+  let predictor: AblationResult["predictor"] = null;
+  const packs = opts.packs;
+  if (packs) {
+    if (packs.length !== ABLATION_SUBSETS.length) throw new Error(`the trained ablation needs ${ABLATION_SUBSETS.length} router packs, got ${packs.length}`);
+  } else if (opts.calibrationText !== undefined) {
     const out = opts.predictorOut ?? path.join(fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-ant-")), "ablation.moe-ant.json");
     log(`fitting the Ant predictor on the calibration text → ${out}`);
     const written = await fitAntPredictor(client, opts.calibrationText, info.path, {
@@ -317,76 +361,95 @@ export async function runAblation(client: ServerClient, docs: AblationDoc[], opt
   }
 
   const traceOf = (doc: AblationDoc, policy: Policy) => client.trace({ text: doc.text, policy, top_n: E }, {}, opts.signal);
-  const keep = opts.keepTraces ?? true;
-  const traces: AblationResult["traces"] = [];
-
-  // Standard first: it fixes the segments (change points when unlabelled) and the domain experts.
-  const std = ABLATION_SUBSETS[0];
-  const baseTraces: Trace[] = [];
-  const segments: DomainSegment[][] = [];
-  for (const [i, doc] of docs.entries()) {
-    log(`[Standard] ${doc.name} (${i + 1}/${docs.length})`);
-    const t = await traceOf(doc, {});
-    baseTraces.push(t);
-    segments.push(doc.spans?.length ? spansToSegments(t, doc.spans) : changePointSegments(t.columns.count, detectChangePoints(t, opts.changePoints).points));
-    if (keep && i === 0) traces.push({ label: `${doc.name}: Standard`, trace: t });
-  }
-  const experts = domainExperts(baseTraces.map((trace, i) => ({ trace, segments: segments[i] })));
-  const metricsOf = (trace: Trace, i: number): DocMetrics => ({
-    doc: docs[i].name,
-    tokens: trace.columns.count,
-    ...analyzeTransitions(trace, segments[i], { experts, text: docs[i].text }).summary,
-  });
-  const ranksOf = (trace: Trace, i: number) =>
-    analyzeTransitions(trace, segments[i], { experts, text: docs[i].text }).transitions.flatMap((x) => x.rankNewExpert);
-
-  const perSubset: Array<{ subset: Subset; policy: Policy; perDoc: DocMetrics[]; ranks: number[] }> = [];
-  perSubset.push({ subset: std, policy: {}, perDoc: baseTraces.map(metricsOf), ranks: baseTraces.flatMap(ranksOf) });
-  baseTraces.length = keep ? 1 : 0; // free the rest
-  for (const subset of ABLATION_SUBSETS.slice(1)) {
-    const policy = subsetPolicy(subset, policyOpts);
-    const perDoc: DocMetrics[] = [];
-    const ranks: number[] = [];
-    for (const [i, doc] of docs.entries()) {
-      log(`[${subsetName(subset)}] ${doc.name} (${i + 1}/${docs.length})`);
-      const t = await traceOf(doc, policy);
-      perDoc.push(metricsOf(t, i));
-      ranks.push(...ranksOf(t, i));
-      if (keep && i === 0 && subset.beta && subset.pi && subset.ant) traces.push({ label: `${doc.name}: β + Π + Ant`, trace: t });
+  const packFor = (subset: Subset) => packs?.find((p) => p.subset.beta === subset.beta && p.subset.pi === subset.pi && p.subset.ant === subset.ant);
+  const routeWith = async (subset: Subset) => {
+    const pack = packFor(subset);
+    if (pack) {
+      log(`router pack ${pack.name} (${pack.path})`);
+      await client.loadRouterPack(pack.path, opts.signal);
     }
-    perSubset.push({ subset, policy, perDoc, ranks });
-  }
-  const base = perSubset[0].perDoc;
-  const rows: AblationRow[] = perSubset.map(({ subset, policy, perDoc, ranks }) => ({
-    config: subsetName(subset),
-    subset,
-    policy,
-    perDoc,
-    prob: stat(perDoc.map((d) => d.meanProb)),
-    deltaProb: pairedDelta(perDoc, base, "meanProb"),
-    k99: stat(perDoc.map((d) => d.k99)),
-    k99Pooled: kCoverage(ranks),
-    top1: stat(perDoc.map((d) => d.top1)),
-    bpcTransition: stat(perDoc.map((d) => d.bpcTransition)),
-    deltaBpc: pairedDelta(perDoc, base, "bpcTransition"),
-    nllTransition: stat(perDoc.map((d) => d.nllTransition)),
-    nllInside: stat(perDoc.map((d) => d.nllInside)),
-    bpcInside: stat(perDoc.map((d) => d.bpcInside)),
-  }));
-  return {
-    model: info,
-    settings,
-    predictor,
-    docs: docs.map((d, i) => ({
-      name: d.name,
-      tokens: base[i].tokens,
-      transitions: base[i].transitions,
-      labels: segments[i].length ? (segments[i].every((s) => s.source === segments[i][0].source) ? segments[i][0].source : "mixed") : "change-point",
-    })),
-    domainExperts: experts,
-    rows,
-    traces,
   };
+  const previousPack = info.router_pack?.path ?? null;
+  try {
+    const keep = opts.keepTraces ?? true;
+    const traces: AblationResult["traces"] = [];
+
+    // Standard first: it fixes the segments (change points when unlabelled) and the domain experts.
+    const std = ABLATION_SUBSETS[0];
+    await routeWith(std);
+    const baseTraces: Trace[] = [];
+    const segments: DomainSegment[][] = [];
+    for (const [i, doc] of docs.entries()) {
+      log(`[Standard] ${doc.name} (${i + 1}/${docs.length})`);
+      const t = await traceOf(doc, {});
+      baseTraces.push(t);
+      segments.push(doc.spans?.length ? spansToSegments(t, doc.spans) : changePointSegments(t.columns.count, detectChangePoints(t, opts.changePoints).points));
+      if (keep && i === 0) traces.push({ label: `${doc.name}: Standard`, trace: t });
+    }
+    const experts = domainExperts(baseTraces.map((trace, i) => ({ trace, segments: segments[i] })));
+    const metricsOf = (trace: Trace, i: number): DocMetrics => ({
+      doc: docs[i].name,
+      tokens: trace.columns.count,
+      ...analyzeTransitions(trace, segments[i], { experts, text: docs[i].text }).summary,
+    });
+    const ranksOf = (trace: Trace, i: number) =>
+      analyzeTransitions(trace, segments[i], { experts, text: docs[i].text }).transitions.flatMap((x) => x.rankNewExpert);
+
+    const perSubset: Array<{ subset: Subset; policy: Policy; perDoc: DocMetrics[]; ranks: number[] }> = [];
+    perSubset.push({ subset: std, policy: {}, perDoc: baseTraces.map(metricsOf), ranks: baseTraces.flatMap(ranksOf) });
+    baseTraces.length = keep ? 1 : 0; // free the rest
+    for (const subset of ABLATION_SUBSETS.slice(1)) {
+      // A trained pack routes by itself; post hoc, the subset's policy acts on the model's routers.
+      const policy = packs ? {} : subsetPolicy(subset, policyOpts);
+      await routeWith(subset);
+      const perDoc: DocMetrics[] = [];
+      const ranks: number[] = [];
+      for (const [i, doc] of docs.entries()) {
+        log(`[${subsetName(subset)}] ${doc.name} (${i + 1}/${docs.length})`);
+        const t = await traceOf(doc, policy);
+        perDoc.push(metricsOf(t, i));
+        ranks.push(...ranksOf(t, i));
+        if (keep && i === 0 && subset.beta && subset.pi && subset.ant) traces.push({ label: `${doc.name}: β + Π + Ant`, trace: t });
+      }
+      perSubset.push({ subset, policy, perDoc, ranks });
+    }
+    const base = perSubset[0].perDoc;
+    const rows: AblationRow[] = perSubset.map(({ subset, policy, perDoc, ranks }) => ({
+      config: subsetName(subset),
+      subset,
+      policy,
+      perDoc,
+      prob: stat(perDoc.map((d) => d.meanProb)),
+      deltaProb: pairedDelta(perDoc, base, "meanProb"),
+      k99: stat(perDoc.map((d) => d.k99)),
+      k99Pooled: kCoverage(ranks),
+      k99Affinity: stat(perDoc.map((d) => d.k99Affinity)),
+      top1: stat(perDoc.map((d) => d.top1)),
+      bpcTransition: stat(perDoc.map((d) => d.bpcTransition)),
+      deltaBpc: pairedDelta(perDoc, base, "bpcTransition"),
+      nllTransition: stat(perDoc.map((d) => d.nllTransition)),
+      nllInside: stat(perDoc.map((d) => d.nllInside)),
+      bpcInside: stat(perDoc.map((d) => d.bpcInside)),
+    }));
+    return {
+      model: info,
+      settings,
+      predictor,
+      packs: packs ? packs.map((p) => ({ config: subsetName(p.subset), name: p.name, path: p.path, description: p.description })) : null,
+      docs: docs.map((d, i) => ({
+        name: d.name,
+        tokens: base[i].tokens,
+        transitions: base[i].transitions,
+        labels: segments[i].length ? (segments[i].every((s) => s.source === segments[i][0].source) ? segments[i][0].source : "mixed") : "change-point",
+      })),
+      domainExperts: experts,
+      rows,
+      traces,
+    };
+  } finally {
+    // Put back the pack the server routed with before (or the model's own routers).
+    if (packs) await client.loadRouterPack(previousPack).catch(() => undefined);
+  }
 }
 
 const pm = (s: Stat, digits: number, sign = false) =>
@@ -403,8 +466,9 @@ export function ablationTable(r: AblationResult): { header: string[]; rows: stri
       "P(correct expert)",
       "Δ vs Standard",
       "top-1 share",
-      "K99",
-      "K99 pooled",
+      "K99 (rank)",
+      "K99 (rank) pooled",
+      "K99 (Affinity)",
       "BPC @ transition",
       "Δ BPC",
       "NLL @ transition",
@@ -420,6 +484,7 @@ export function ablationTable(r: AblationResult): { header: string[]; rows: stri
       pm(x.top1, 3),
       pm(x.k99, 1),
       Number.isFinite(x.k99Pooled) ? String(x.k99Pooled) : "–",
+      pm(x.k99Affinity, 1),
       pm(x.bpcTransition, 2),
       x.config === "Standard" ? "–" : pm(x.deltaBpc, 2, true),
       pm(x.nllTransition, 3),
@@ -475,10 +540,10 @@ export function sweepToCsv(r: SweepResult): string {
 }
 
 export function ablationToCsv(r: AblationResult): string {
-  const stats = ["prob", "deltaProb", "top1", "k99", "bpcTransition", "deltaBpc", "nllTransition", "nllInside", "bpcInside"] as const;
+  const stats = ["prob", "deltaProb", "top1", "k99", "k99Affinity", "bpcTransition", "deltaBpc", "nllTransition", "nllInside", "bpcInside"] as const;
   const snake = (s: string) => s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
   return csv(
-    ["config", "beta", "pi", "ant", ...stats.flatMap((s) => [`${snake(s)}_mean`, `${snake(s)}_std`]), "k99_pooled", "n_docs", "policy"],
+    ["config", "beta", "pi", "ant", ...stats.flatMap((s) => [`${snake(s)}_mean`, `${snake(s)}_std`]), "k99_pooled", "n_docs", "policy", "router_pack"],
     r.rows.map((x) => [
       x.config,
       x.subset.beta ? 1 : 0,
@@ -488,6 +553,7 @@ export function ablationToCsv(r: AblationResult): string {
       x.k99Pooled,
       x.prob.n,
       describePolicy(x.policy),
+      r.packs?.find((p) => p.config === x.config)?.name ?? "",
     ]),
   );
 }
@@ -554,7 +620,10 @@ export function sweepNote(r: SweepResult): string {
 
 export function ablationNote(r: AblationResult): string {
   const n = r.rows[0]?.prob.n ?? 0;
-  return `Mean ± sample std over ${n} document${n === 1 ? "" : "s"} (${r.docs.reduce((s, d) => s + d.transitions, 0)} transitions). P(correct expert): router probability at the transition step (last old-domain token) on the new domain's expert, per MoE layer; domain experts from the Standard traces (largest usage difference). K99: experts needed so the correct one is in the top-K in 99% of (transition, layer) cases. BPC = NLL / ln 2 / characters of the predicted token. β = ${r.settings.beta} (${r.settings.betaForm === "raw" ? "raw membrane U = βU + z" : "scale-preserving U = βU + (1-β)z"}), Ant γ = ${r.settings.gamma}, Π momentum ${r.settings.piMomentum ?? "0.95 (server default)"}; the Ant predictor (${r.predictor.source}${r.predictor.calibrationTokens ? `, ${r.predictor.calibrationTokens} calibration tokens` : ""}) stays loaded for every row, so Π's prediction error is Ant's forecast in all Π rows. All policies are applied post hoc to the frozen router.`;
+  const common = `Mean ± sample std over ${n} document${n === 1 ? "" : "s"} (${r.docs.reduce((s, d) => s + d.transitions, 0)} transitions). P(correct expert): router probability at the transition step (last old-domain token) on the new domain's expert, per MoE layer; domain experts from the Standard traces (largest usage difference). K99 (rank): experts needed so the correct one is in the top-K in 99% of (transition, layer) cases (MoE Lens's definition). K99 (Affinity): log 0.01 / log(1 − P(correct)), the Affinity text's definition. BPC = NLL / ln 2 / characters of the predicted token.`;
+  if (r.packs)
+    return `${common} Each row routes with its own trained router pack (${r.packs.map((p) => p.name).join(", ")}: router-only fine-tunes with the mechanisms named, docs/router-packs.md); no post-hoc policy is applied.`;
+  return `${common} β = ${r.settings.beta} (${r.settings.betaForm === "raw" ? "raw membrane U = βU + z" : "scale-preserving U = βU + (1-β)z"}), Ant γ = ${r.settings.gamma}, Π momentum ${r.settings.piMomentum ?? "0.95 (server default)"}; the Ant predictor (${r.predictor?.source ?? "none"}${r.predictor?.calibrationTokens ? `, ${r.predictor.calibrationTokens} calibration tokens` : ""}) stays loaded for every row, so Π's prediction error is Ant's forecast in all Π rows. All policies are applied post hoc to the frozen router.`;
 }
 
 export function renderExperimentReport(opts: { title: string; subtitle: string; sweep?: SweepResult; ablation?: AblationResult }): string {

@@ -2,7 +2,7 @@
 // what one says about itself, and the one pack MoE Lens writes itself — `base`, the model's
 // own routers copied out unchanged, which is the starting point of a router-only fine-tune
 // and the pack whose numbers must equal the model's (test/integration/router-pack.test.ts).
-// Packs with trained mechanisms come from tools/train/ (export_gguf.py --pack NAME).
+// Trained packs (entropy, the {β, Π, Ant} ablation) come from tools/train/train_pack.py.
 import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
@@ -30,7 +30,11 @@ export function routerPackDir(modelPath: string): string {
 
 /** The readable packs kept for `modelPath`, sorted by name; files that are not packs are skipped. */
 export function packsForModel(modelPath: string): RouterPackSummary[] {
-  const dir = routerPackDir(modelPath);
+  return packsInDir(routerPackDir(modelPath));
+}
+
+/** The readable packs in a folder, sorted by name; files that are not packs are skipped. */
+export function packsInDir(dir: string): RouterPackSummary[] {
   if (!fs.existsSync(dir)) return [];
   const packs: RouterPackSummary[] = [];
   for (const file of fs

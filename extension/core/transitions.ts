@@ -20,8 +20,12 @@
 //   that expert (the distribution actually used for selection, so policies show), read from
 //   the trace's top-N columns, which must hold the full distribution (trace with
 //   `top_n = n_expert`). Rank = 1 + the number of experts with a strictly larger probability.
-// - K99: the smallest K such that the new domain's expert is within the top-K in at least 99%
-//   of the (transition, layer) cases.
+// - K99, two definitions, always labelled apart:
+//   · rank coverage (MoE Lens): the smallest K such that the new domain's expert is within the
+//     top-K in at least 99% of the (transition, layer) cases;
+//   · Affinity (“Affinity is not enough”): log δ / log(1 − p) with δ = 0.01 and p the mean
+//     probability on the new domain's expert, i.e. how many draws from the router's
+//     distribution find that expert with probability 99%.
 // - NLL at the transition = nll[t] (nats, of the first new-domain token); NLL inside domains =
 //   mean nll over tokens whose successor is in the same segment. Bits per character (BPC) =
 //   NLL / ln 2 / characters of the predicted token (as “Affinity is not enough”'s transition-step BPC);
@@ -421,6 +425,15 @@ export function kCoverage(ranks: number[], coverage = 0.99): number {
   return finite[Math.max(0, Math.ceil(coverage * finite.length - 1e-9) - 1)];
 }
 
+/** “Affinity is not enough”'s K99: log δ / log(1 − p), the draws from a router that puts p on the right
+ *  expert needed to find it with probability 1 − δ (∞ when p = 0, 1 when p = 1, NaN when p is unknown). */
+export function affinityK99(p: number, delta = 0.01): number {
+  if (!Number.isFinite(p)) return NaN;
+  if (p >= 1) return 1;
+  if (p <= 0) return Infinity;
+  return Math.log(delta) / Math.log(1 - p);
+}
+
 /** Full router distribution of token t at MoE-layer ordinal m (length n_expert); throws unless the trace holds it. */
 export function routerDistribution(trace: Trace, t: number, m: number): Float64Array {
   const { n_moe_layers: L, top_n: N } = trace.header;
@@ -469,7 +482,10 @@ export interface TransitionSummary {
   meanRank: number;
   /** Share of cases where it is the router's top-1. */
   top1: number;
+  /** K99 by rank coverage (see the header). */
   k99: number;
+  /** K99 as the Affinity text defines it: affinityK99(meanProb). */
+  k99Affinity: number;
   /** Mean NLL (nats) at transition steps / inside domains. */
   nllTransition: number;
   nllInside: number;
@@ -566,6 +582,7 @@ export function analyzeTransitions(
       meanRank: finiteMean(ranks),
       top1: ranks.length ? ranks.filter((r) => r === 1).length / ranks.length : NaN,
       k99: kCoverage(ranks, opts.coverage ?? 0.99),
+      k99Affinity: affinityK99(finiteMean(probs)),
       nllTransition: finiteMean(finiteT.map((x) => x.nll)),
       nllInside: insideN ? insideNll / insideN : NaN,
       bpcTransition: finiteMean(finiteT.map((x) => x.bpc)),

@@ -81,5 +81,5 @@ export function sweepSubtitle(file: string, r: SweepResult): string {
 }
 
 export function ablationSubtitle(docs: number, r: AblationResult, calibration?: string): string {
-  return `${docs} document${docs === 1 ? "" : "s"} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, k=${r.model.n_expert_used_trained})${calibration ? `; Ant fitted on ${path.basename(calibration)}` : ""}`;
+  return `${docs} document${docs === 1 ? "" : "s"} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, k=${r.model.n_expert_used_trained})${r.packs ? "; trained router packs" : calibration ? `; Ant fitted on ${path.basename(calibration)}` : ""}`;
 }

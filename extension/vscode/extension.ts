@@ -116,9 +116,14 @@ export function activate(context: vscode.ExtensionContext): { services: Services
         output.info("settings changed: restarting the server");
         void server.restart().catch((err) => output.error(String(err)));
       } else if (settings.routerPack !== prev.routerPack && state === "ready") {
+        // Other routers route differently: the panel shows the pack, and the current trace is redone with it.
         server.applyRouterPack().then(
-          () => undefined,
+          () => {
+            panel.postPolicy();
+            void svc.tracer.retrace();
+          },
           (err: unknown) => {
+            panel.postPolicy();
             void vscode.window.showErrorMessage(`MoE Lens: router pack not applied: ${(err as Error).message}`);
           },
         );

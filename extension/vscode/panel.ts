@@ -7,8 +7,10 @@
 import * as crypto from "node:crypto";
 import * as vscode from "vscode";
 import { renderPanelHtml } from "../../shared/panel-html";
-import type { HostMessage, WebviewMessage } from "../../shared/protocol";
+import type { HostMessage, RouterPackChoice, WebviewMessage } from "../../shared/protocol";
 import { validatePolicy } from "../core/policy-parse";
+import { packsForModel } from "../core/router-pack";
+import { SETTINGS_SECTION } from "../core/settings";
 import type { TraceRecord } from "../core/trace-store";
 import { experimentMessage } from "./experiment-view";
 import type { Services } from "./services";
@@ -76,7 +78,14 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
       trainedK: model?.n_expert_used_trained ?? 0,
       maxK: model?.n_expert ?? 0,
       antAvailable: this.svc.policy.antAvailable || !!model?.predictor_loaded,
+      routerPacks: this.routerPacks(),
+      routerPack: this.svc.server.resolvedRouterPack() ?? null,
     });
+  }
+
+  /** The packs kept beside the current model (read from their metadata; nothing is loaded). */
+  private routerPacks(): RouterPackChoice[] {
+    return packsForModel(this.svc.server.resolvedModelPath()).map(({ name, path, mechanisms, description }) => ({ name, path, mechanisms, description }));
   }
 
   /** Replays one stored trace into the panel. */
@@ -111,6 +120,12 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
           const p = validatePolicy(m.policy);
           svc.policy.set(p);
           await svc.tracer.retrace();
+          break;
+        }
+        case "selectRouterPack": {
+          // Only a pack the panel was offered; the setting change applies it live (extension.ts).
+          if (m.path !== null && !this.routerPacks().some((p) => p.path === m.path)) throw new Error(`not a router pack of this model: ${String(m.path)}`);
+          await vscode.workspace.getConfiguration(SETTINGS_SECTION).update("routerPack", m.path ?? "", vscode.ConfigurationTarget.Global);
           break;
         }
         case "revealToken":

@@ -100,8 +100,8 @@ export class ServerManager implements vscode.Disposable {
     return s ? expandPath(s, os.homedir(), this.workspaceFolder()) : defaultServerBinary(this.extensionRoot);
   }
 
-  /** Settings changed: remember them; the caller decides whether to restart. */
-  private resolvedRouterPack(): string | undefined {
+  /** The router pack moeLens.routerPack names (an absolute path), or undefined for the model's own routers. */
+  resolvedRouterPack(): string | undefined {
     const p = this.settings.routerPack;
     return p ? expandPath(p, os.homedir(), this.workspaceFolder()) : undefined;
   }

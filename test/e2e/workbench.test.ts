@@ -432,7 +432,7 @@ test("Run β/Π/Ant Ablation on Folder…: the 2³ table appears in the panel", 
     body.map((r) => r[0]),
     ["Standard", "β", "Π", "Ant", "β + Π", "β + Ant", "Π + Ant", "β + Π + Ant"],
   );
-  // Each row's check marks say its subset; every metric but the pooled K99 is "mean ± std" over
+  // Each row's check marks say its subset; every metric but the pooled rank K99 is "mean ± std" over
   // the 2 documents (the Δ columns are "–" for Standard itself).
   const col = (name: string) => {
     const i = header.indexOf(name);
@@ -449,7 +449,7 @@ test("Run β/Π/Ant Ablation on Folder…: the 2³ table appears in the panel", 
     ] as const)
       assert.equal(r[i] === "✓", r[0].split(" + ").includes(name), `${r[0]}: column ${name}`);
     for (let i = 4; i < header.length; i++) {
-      if (i === col("K99 pooled")) assert.match(r[i], /^\d+$/, `${r[0]}: ${header[i]}`);
+      if (i === col("K99 (rank) pooled")) assert.match(r[i], /^\d+$/, `${r[0]}: ${header[i]}`);
       else if (ri === 0 && deltas.includes(i)) assert.equal(r[i], "–", `Standard: ${header[i]}`);
       else assert.match(r[i], meanStd, `${r[0]}: ${header[i]} = ${r[i]}`);
     }

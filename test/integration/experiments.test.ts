@@ -173,11 +173,11 @@ describe("ablation of {β, Π, Ant} at transitions", () => {
   });
 
   test("the predictor was fitted to the given temp path, not beside the model", () => {
-    assert.equal(r.predictor.path, predictorOut);
-    assert.equal(r.predictor.source, "fitted");
+    assert.equal(r.predictor!.path, predictorOut);
+    assert.equal(r.predictor!.source, "fitted");
     const fit = JSON.parse(fs.readFileSync(predictorOut, "utf8"));
     assert.equal(fit.format, PREDICTOR_FORMAT);
-    assert.ok(r.predictor.calibrationTokens! > 100);
+    assert.ok(r.predictor!.calibrationTokens! > 100);
     const now = fs.existsSync(predictorPathFor(MODEL)) ? fs.statSync(predictorPathFor(MODEL)).mtimeMs : null;
     assert.equal(now, besideModel);
   });

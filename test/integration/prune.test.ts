@@ -22,7 +22,7 @@ import {
   type SaliencyFile,
 } from "../../extension/core/saliency";
 import type { TraceBatch } from "../../shared/trace";
-import { DEMO_MODEL, llamaPerplexity, requireFile, ROOT, startServer, tempFile, tinyModel, variedText } from "../helpers";
+import { DEMO_MODEL, FINE_MODEL, llamaPerplexity, requireFile, ROOT, startServer, tempFile, tinyModel, variedText } from "../helpers";
 import { assertPrunedFrom, kvValue, widenExperts } from "../prune-helpers";
 
 const CLI = path.join(ROOT, "bin", "moe-lens.js");
@@ -358,7 +358,7 @@ describe("prune: the fine-grained demo model", () => {
   // Issue 16's claim, kept true: on text the saliency never saw, the best criterion at keep 0.75
   // beats random's mean over three seeds. A quarter of heldout-mixed.txt (interleaved halves:
   // calibration and held-out) keeps the run near a minute on two cores.
-  const FINE = path.join(ROOT, "media", "models", "demo-moe-fine.gguf");
+  const FINE = FINE_MODEL;
   test("keep 0.75: REAP or gate weight beats random (mean of 3 seeds) on held-out text", (t) => {
     if (!fs.existsSync(FINE)) return void t.skip(`${FINE} is missing`);
     const text = fs.readFileSync(path.join(FIXTURES, "heldout-mixed.txt"), "utf8");

@@ -5,12 +5,14 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import {
   ABLATION_SUBSETS,
+  ablationPacks,
   ablationTable,
   ablationToCsv,
   chooseNCtx,
   markdownTable,
   stat,
   subsetName,
+  subsetPackName,
   subsetPolicy,
   sweepPolicies,
   sweepTable,
@@ -21,6 +23,7 @@ import {
 import type { ModelInfo } from "../../shared/wire";
 import type { Trace } from "../../shared/trace";
 import {
+  affinityK99,
   analyzeTransitions,
   changePointSegments,
   concatLabelled,
@@ -297,6 +300,8 @@ describe("transition metrics", () => {
     const s = a.summary;
     assert.equal(s.cases, 2);
     assert.equal(s.k99, 4);
+    // the Affinity text's K99 from the mean probability (0.3 + 0.05) / 2 = 0.175
+    assert.ok(Math.abs(s.k99Affinity - Math.log(0.01) / Math.log(1 - 0.175)) < 1e-3, `K99 (Affinity) ${s.k99Affinity}`);
     assert.equal(s.top1, 0);
     assert.ok(Math.abs(s.meanProb - 0.175) < 1e-6);
     assert.equal(s.meanRank, 3);
@@ -525,6 +530,7 @@ describe("experiment tables (pure parts)", () => {
       deltaProb: st(0.1 * i),
       k99: st(4),
       k99Pooled: 4,
+      k99Affinity: st(6.5),
       top1: st(0.5),
       bpcTransition: st(3),
       deltaBpc: st(0),
@@ -543,8 +549,31 @@ describe("experiment tables (pure parts)", () => {
     assert.equal(t.header[0], "Gate");
     assert.deepEqual(t.rows[0].slice(0, 6), ["Standard", "", "", "", "0.100 ± 0.010", "–"]);
     assert.deepEqual(t.rows[7].slice(0, 6), ["β + Π + Ant", "✓", "✓", "✓", "0.800 ± 0.010", "+0.700 ± 0.010"]);
+    assert.ok(t.header.includes("K99 (rank)") && t.header.includes("K99 (rank) pooled") && t.header.includes("K99 (Affinity)"), `${t.header}`);
+    assert.equal(t.rows[0][t.header.indexOf("K99 (Affinity)")], "6.5 ± 0.0");
     const csv = ablationToCsv(r).trim().split("\n");
     assert.equal(csv.length, 9);
     assert.match(csv[0], /^config,beta,pi,ant,prob_mean,prob_std,delta_prob_mean/);
+  });
+
+  test("affinityK99: draws needed to find the expert with probability 99%", () => {
+    assert.ok(Math.abs(affinityK99(0.5) - Math.log(0.01) / Math.log(0.5)) < 1e-12);
+    assert.equal(affinityK99(1), 1);
+    assert.equal(affinityK99(0), Infinity);
+    assert.ok(Number.isNaN(affinityK99(NaN)));
+    assert.ok(affinityK99(0.006) > 700 && affinityK99(0.748) < 4, "the Affinity text's transition probabilities 0.006 and 0.748");
+  });
+
+  test("ablationPacks matches the eight trained packs by name and checks their mechanisms", () => {
+    const pack = (name: string, mechanisms = name) => ({ name, mechanisms, path: `/p/${name}.gguf`, description: "" });
+    const all = ["beta", "pi", "ant", "beta+pi", "beta+ant", "pi+ant", "beta+pi+ant"].map((n) => pack(n));
+    const packs = ablationPacks([pack("entropy", ""), pack("standard", ""), ...[...all].reverse()]);
+    assert.deepEqual(
+      packs.map((p) => p.name),
+      ABLATION_SUBSETS.map(subsetPackName),
+    );
+    assert.deepEqual(packs[5].subset, { beta: true, pi: false, ant: true });
+    assert.throws(() => ablationPacks([pack("standard", ""), ...all.filter((p) => p.name !== "beta+pi+ant")]), /missing: .*beta\+pi\+ant/);
+    assert.throws(() => ablationPacks([pack("standard", "beta"), ...all]), /named standard but declares mechanisms "beta"/);
   });
 });

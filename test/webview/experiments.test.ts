@@ -101,6 +101,7 @@ const ablation = {
     deltaProb: st(i / 100),
     k99: st(4),
     k99Pooled: 5,
+    k99Affinity: st(11.2),
     top1: st(0.2),
     bpcTransition: st(3 - i / 10),
     deltaBpc: st(-i / 10),

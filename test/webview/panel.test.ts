@@ -93,7 +93,7 @@ before(async () => {
   await panel.send(messages("base", "demo-sample.md · baseline", base));
   await panel.send([
     { type: "segments", traceId: "base", segments: fenceSegments(base), transitions: [] },
-    { type: "policy", policy: {}, trainedK: base.header.k, maxK: base.header.k, antAvailable: false },
+    { type: "policy", policy: {}, trainedK: base.header.k, maxK: base.header.k, antAvailable: false, routerPacks: [], routerPack: null },
   ]);
   await panel.page.waitForFunction((n) => (window as unknown as { moeLens: { current?: { count: number } } }).moeLens.current?.count === n, base.columns.count);
 });
@@ -392,6 +392,8 @@ describe("routing panel", () => {
         trainedK: 2,
         maxK: 8,
         antAvailable: false,
+        routerPacks: [],
+        routerPack: null,
         policy: {
           amg: { threshold: 0.699999988079071, min_k: 2, mode: "full" },
           max_k: 4,
@@ -437,7 +439,7 @@ describe("routing panel", () => {
       disable: [[0, 1]],
     });
     // "Toggle AMG" off: the host posts the policy without amg, and the AMG box follows.
-    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, policy: { max_k: 4 } }]);
+    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, routerPacks: [], routerPack: null, policy: { max_k: 4 } }]);
     await panel.page.waitForFunction(() => !(document.getElementById("ctl-amg") as unknown as { checked: boolean }).checked);
     const off = await controls();
     assert.deepEqual([off.amg, off.beta, off.pi, off.maxK], [false, false, false, "4"]);
@@ -452,6 +454,38 @@ describe("routing panel", () => {
       undefined,
       { timeout: 5000 },
     );
-    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, policy: {} }]);
+    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, routerPacks: [], routerPack: null, policy: {} }]);
+  });
+
+  test("router packs: offered when the model has some, the host's choice shown, a pick posted at once", async () => {
+    const hidden = () => panel.page.$eval("#ctl-routerPack", (s) => (s.closest("label") as HTMLElement).hidden);
+    assert.equal(await hidden(), true, "no packs: no router choice");
+    const packs = [
+      { name: "entropy", path: "/m/packs/demo/entropy.gguf", mechanisms: "", description: "router-only fine-tune" },
+      { name: "beta+ant", path: "/m/packs/demo/beta+ant.gguf", mechanisms: "beta+ant", description: "β and Ant" },
+    ];
+    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, routerPacks: packs, routerPack: packs[0].path, policy: {} }]);
+    await panel.page.waitForFunction(() => !(document.getElementById("ctl-routerPack")!.closest("label") as HTMLElement).hidden);
+    const options = await panel.page.$$eval("#ctl-routerPack vscode-option", (os) => os.map((o) => [o.getAttribute("value"), o.textContent]));
+    assert.deepEqual(options, [
+      ["", "model's own routers"],
+      [packs[0].path, "entropy"],
+      [packs[1].path, "beta+ant (trained beta + ant)"],
+    ]);
+    assert.equal(await panel.page.$eval("#ctl-routerPack", (s) => (s as unknown as { value: string }).value), packs[0].path);
+    const before = (await panel.posted()).length;
+    await panel.page.$eval(
+      "#ctl-routerPack",
+      (s, v) => {
+        (s as unknown as { value: string }).value = v;
+        s.dispatchEvent(new Event("change", { bubbles: true }));
+      },
+      packs[1].path,
+    );
+    await panel.page.waitForFunction((n) => (window as unknown as { __posted: unknown[] }).__posted.length > n, before, { timeout: 5000 });
+    const sent = (await panel.posted()).slice(before);
+    assert.deepEqual(sent, [{ type: "selectRouterPack", path: packs[1].path }], "posted at once, without Apply, and no policy change");
+    await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, routerPacks: [], routerPack: null, policy: {} }]);
+    assert.equal(await hidden(), true);
   });
 });

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Parity between the PyTorch reference and llama.cpp on the shipped GGUF.
 
-  /usr/bin/python3 tools/train/check_parity.py [FILES...]
+  /usr/bin/python3 tools/train/check_parity.py [FILES...] [--gguf M] [--router-pack P]
 
 For each text (default: test/fixtures/demo-sample.md and the transition
 fixtures, markers removed) it runs reference_trace.py's model and the
@@ -38,14 +38,16 @@ sys.path.insert(0, HERE)
 from compare_traces import compare  # noqa: E402
 from llama_bins import REPO, find_bin  # noqa: E402
 from reference_trace import build_trace, load  # noqa: E402
+from router_pack import apply_pack  # noqa: E402
 
 
 class Server:
     """moe-lens-server on loopback with a per-run token (native/API.md)."""
 
-    def __init__(self, binary, gguf, threads):
+    def __init__(self, binary, gguf, threads, router_pack=None):
         self.token = secrets.token_hex(16)
-        self.proc = subprocess.Popen([binary, "-m", gguf, "-t", str(threads), "--port", "0"],
+        pack = ["--router-pack", router_pack] if router_pack else []
+        self.proc = subprocess.Popen([binary, "-m", gguf, "-t", str(threads), "--port", "0", *pack],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      env={**os.environ, "MOE_LENS_TOKEN": self.token})
         ready = json.loads(self.proc.stdout.readline() or '{"event":"error","message":"no ready line"}')
@@ -89,6 +91,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*")
     ap.add_argument("--gguf", default=os.path.join(REPO, "media", "models", "demo-moe.gguf"))
+    ap.add_argument("--router-pack", help="a router pack for --gguf: both sides route with it")
     ap.add_argument("--bin-dir", help="where moe-lens-server is (default: out/bin, then the build cache)")
     ap.add_argument("--min-expert-match", type=float, default=0.99)
     ap.add_argument("--max-logprob-diff", type=float, default=0.25)
@@ -101,7 +104,10 @@ def main():
     files = args.files or [os.path.join(REPO, "test/fixtures/demo-sample.md")] + \
         sorted(glob.glob(os.path.join(REPO, "test/fixtures/transitions/*.txt")))
     model, cfg, tok = load(args.gguf)
-    server = Server(find_bin("moe-lens-server", args.bin_dir), args.gguf, args.threads)
+    if args.router_pack:
+        meta = apply_pack(model, args.router_pack, args.gguf)
+        print(f"router pack {meta['name']!r} (mechanisms {meta['mechanisms'] or 'none'})")
+    server = Server(find_bin("moe-lens-server", args.bin_dir), args.gguf, args.threads, args.router_pack)
 
     try:
         ok = True

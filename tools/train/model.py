@@ -14,9 +14,10 @@
 All norms are RMSNorm with a learned weight (y = x / sqrt(mean(x^2) + eps) * w),
 no biases anywhere, no shared expert.
 
-The router is pluggable (ROUTERS) so later work can train variants on the
-same data; only the plain linear router maps onto qwen3moe's ffn_gate_inp and
-can be exported.
+The router is pluggable (ROUTERS): the plain linear router maps onto qwen3moe's
+ffn_gate_inp and is exported with the model; PackRouter (the Affinity text's
+beta / Pi / Ant on the router input) is trained by train_pack.py and exported
+as a router pack by export_pack.py.
 """
 import math
 from dataclasses import asdict, dataclass
@@ -41,7 +42,11 @@ class Config:
     rope_base: float = 10000.0
     norm_eps: float = 1e-6
     router: str = "linear"
-    router_beta: float = 0.9      # only for router="beta"
+    router_beta: float = 0.9      # router="beta": its beta; router="pack": beta's starting value
+    # only for router="pack": the trained mechanisms ("beta+pi+ant" order, "" for a plain
+    # router) and the Ant predictor's hidden width (docs/router-packs.md)
+    router_mechanisms: str = ""
+    ant_hidden: int = 48
 
     def to_dict(self):
         return asdict(self)
@@ -151,7 +156,112 @@ class BetaRouter(LinearRouter):
         return (1 - self.beta) * torch.einsum("ts,bse->bte", decay, z)
 
 
-ROUTERS = {"linear": LinearRouter, "beta": BetaRouter}
+class PackRouter(LinearRouter):
+    """The router of a router pack (docs/router-packs.md, "Math, per token"):
+    the Affinity text's mechanisms on the router input x_t (the ffn_norm output),
+    each optional:
+
+      beta: h_t = beta * h_{t-1} + x_t, per input dimension, beta = sigmoid(beta_logit);
+            the logits read h_t instead of x_t
+      ant:  x_hat_t = W2 relu(W1 [x_t, h_t] + b1) + b2, a forecast of x_{t+1};
+            z_t += W_pred x_hat_t (train.py adds 0.5 * MSE(x_hat_t, x_{t+1}))
+      pi:   z_t[e] *= pi[e], pi from an EMA of each expert's error, updated once per
+            training step by update_precision() and frozen in the pack
+
+    Every sequence starts with the state at zero at position 0.  Exported by
+    export_pack.py, never into the base GGUF."""
+    exportable = False
+    PI_MOMENTUM = 0.95
+
+    def __init__(self, c: Config):
+        super().__init__(c)
+        mech = [m for m in c.router_mechanisms.split("+") if m]
+        unknown = set(mech) - {"beta", "pi", "ant"}
+        if unknown:
+            raise ValueError(f"unknown router mechanism(s): {sorted(unknown)}")
+        self.use_beta, self.use_pi, self.use_ant = ("beta" in mech), ("pi" in mech), ("ant" in mech)
+        d, E = c.d_model, c.n_expert
+        if self.use_beta:
+            self.beta_init = c.router_beta
+            self.beta_logit = nn.Parameter(torch.full((d,), math.log(c.router_beta / (1 - c.router_beta))))
+        if self.use_ant:
+            self.ant_in = nn.Linear(2 * d if self.use_beta else d, c.ant_hidden)
+            self.ant_out = nn.Linear(c.ant_hidden, d)
+            self.w_pred = nn.Parameter(torch.zeros(E, d))
+        if self.use_pi:
+            self.register_buffer("pi", torch.ones(E))
+            self.register_buffer("pi_var", torch.ones(E))
+        self.last_prediction = None   # x_hat of the last forward (Ant's training loss)
+        self.fixed_beta = None        # beta as read from a pack (exact, not via the logit)
+
+    def mechanisms(self):
+        return "+".join(m for m, on in (("beta", self.use_beta), ("pi", self.use_pi), ("ant", self.use_ant)) if on)
+
+    def start_from(self, base_weight):
+        """Initialise as a router-only fine-tune of base_weight, so that the first step
+        routes about like the base: h is about 1/(1 - beta) times x where x changes
+        slowly, so W starts at (1 - beta_0) W, and with a small beta_0 h stays close to x."""
+        with torch.no_grad():
+            self.weight.copy_(base_weight * ((1 - self.beta_init) if self.use_beta else 1.0))
+
+    def beta(self):
+        return self.fixed_beta if self.fixed_beta is not None else torch.sigmoid(self.beta_logit)
+
+    def forward(self, u):                       # u: [B, T, d] -> [B, T, E]
+        h = None
+        if self.use_beta:
+            b = self.beta()
+            state = torch.zeros_like(u[:, 0])
+            steps = []
+            for t in range(u.shape[1]):         # the server's recurrence, step by step
+                state = b * state + u[:, t]
+                steps.append(state)
+            h = torch.stack(steps, 1)
+        z = (h if h is not None else u) @ self.weight.t()
+        if self.use_ant:
+            a = torch.cat([u, h], -1) if h is not None else u
+            x_hat = self.ant_out(F.relu(self.ant_in(a)))
+            self.last_prediction = x_hat
+            z = z + x_hat @ self.w_pred.t()
+        if self.use_pi:
+            z = z * self.pi
+        return z
+
+    @torch.no_grad()
+    def update_precision(self, err, served):
+        """err[e]: this step's gate-weighted mean error of expert e; served[e]: whether
+        e served any token.  var_e <- m var_e + (1 - m) err_e for served experts, then
+        pi = 1 / (var + eps) normalised to mean 1."""
+        m = self.PI_MOMENTUM
+        self.pi_var.copy_(torch.where(served, m * self.pi_var + (1 - m) * err, self.pi_var))
+        pi = 1.0 / (self.pi_var + 1e-6)
+        self.pi.copy_(pi / pi.mean())
+
+
+ROUTERS = {"linear": LinearRouter, "beta": BetaRouter, "pack": PackRouter}
+
+
+def run_experts(flat, ids, weights, gate, up, down):
+    """sum_j weights[n, j] * expert_{ids[n, j]}(flat[n]) for every token n.
+
+    The (token, slot) pairs are sorted by expert and each expert runs once on
+    its contiguous chunk.  The expert matrices are taken apart with one
+    unbind, whose backward stacks the gradients once: indexing gate[e] per
+    expert builds a full-size zero gradient for each of the 64 experts and
+    adds them up, which took most of a training step (measured, 6 layers x 64
+    experts, batch 16 x 256, 2 threads: 5.2 s per step with a per-expert
+    index, 2.5x more than this; a zero-padded [E, C, d] block is no better,
+    since trained routers load the busiest expert up to 6x the mean)."""
+    N, k = ids.shape
+    flat_ids = ids.reshape(-1)
+    order = torch.argsort(flat_ids, stable=True)
+    load = torch.bincount(flat_ids, minlength=gate.shape[0]).tolist()
+    token = order // k
+    gates, ups, downs = gate.unbind(0), up.unbind(0), down.unbind(0)
+    ys = [_r16(F.silu(x @ gates[e].t()) * (x @ ups[e].t())) @ downs[e].t()
+          for e, x in enumerate(flat[token].split(load)) if load[e]]
+    y = torch.cat(ys)
+    return flat.new_zeros(flat.shape).index_add(0, token, y * weights.reshape(-1)[order, None])
 
 
 class MoE(nn.Module):
@@ -169,24 +279,14 @@ class MoE(nn.Module):
         """Returns (output, info) where info holds what the losses and the
         traces need: router logits, probs, selected ids and weights."""
         B, T, d = u.shape
-        E, k = self.c.n_expert, self.c.n_expert_used
+        k = self.c.n_expert_used
+        self.last_input = u                                  # the router input x_t (Ant's target)
         logits = self.router(u)                              # [B, T, E]
         probs = logits.float().softmax(-1)
         topw, topi = probs.topk(k, dim=-1)                   # descending order
         w = topw / topw.sum(-1, keepdim=True).clamp(min=6.103515625e-5)
         flat = _r16(u.reshape(-1, d))
-        out = torch.zeros_like(u.reshape(-1, d))
-        ti = topi.reshape(-1, k)
-        tw = w.reshape(-1, k)
-        # Gather the tokens of each expert, run the expert once on them, add back.
-        for e in range(E):
-            tok, slot = (ti == e).nonzero(as_tuple=True)
-            if tok.numel() == 0:
-                continue
-            x = flat[tok]
-            h = F.silu(x @ self.gate[e].t()) * (x @ self.up[e].t())
-            y = _r16(h) @ self.down[e].t()
-            out.index_add_(0, tok, y * tw[tok, slot, None])
+        out = run_experts(flat, topi.reshape(-1, k), w.reshape(-1, k), self.gate, self.up, self.down)
         info = {"logits": logits, "probs": probs, "topi": topi, "topw": w}
         return out.view(B, T, d), info
 

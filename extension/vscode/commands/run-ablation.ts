@@ -1,6 +1,7 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
-import { runAblation, type AblationDoc } from "../../core/experiments";
+import { ablationPacks, runAblation, type AblationDoc, type AblationPacks } from "../../core/experiments";
+import { packsForModel } from "../../core/router-pack";
 import { decodeText } from "../../core/text-input";
 import { labelText } from "../../core/transitions";
 import { ablationSubtitle, evaluationFiles, type ExperimentRun } from "../experiment-view";
@@ -13,14 +14,27 @@ export interface AblationArgs {
   files?: vscode.Uri[];
   /** Calibration text for the Ant predictor; null: use the predictor the server has loaded. Skips the picker. */
   calibration?: vscode.Uri | null;
+  /** Run the rows with the model's eight trained router packs instead of post-hoc policies. Skips the picker. */
+  trainedPacks?: boolean;
+}
+
+/** The model's eight ablation packs, or undefined when it does not have all of them. */
+function modelAblationPacks(svc: Services): AblationPacks | undefined {
+  try {
+    return ablationPacks(packsForModel(svc.server.resolvedModelPath()));
+  } catch {
+    return undefined;
+  }
 }
 
 /**
  * MoE Lens: Run β/Π/Ant Ablation on Folder… — the table of “Affinity is not enough” (as `moe-lens
  * ablation DIR --calibration FILE`): the 2³ subsets of {β, Π, Ant} on labelled transition
  * texts (marker lines or code fences; unlabelled files use routing change points), metric ±
- * std over documents. The user picks a folder, then its files, then the calibration text for
- * Ant (never one of the evaluated files) or the predictor already loaded. As in the CLI the
+ * std over documents. The user picks a folder, then its files, then how the rows route: the
+ * model's eight trained router packs when it has them (as `moe-lens ablation DIR --packs model`),
+ * or post hoc with the calibration text for Ant (never one of the evaluated files) or the
+ * predictor already loaded. As in the CLI the
  * fitted predictor goes to a temporary file, not beside the model; the predictor the server
  * had before (or none) is loaded back afterwards.
  */
@@ -58,16 +72,31 @@ export function register(svc: Services): vscode.Disposable {
     if (!files.length) return void vscode.window.showWarningMessage("MoE Lens: no documents to evaluate.");
 
     let calibration = a.calibration;
-    if (calibration === undefined) {
+    const trained = modelAblationPacks(svc);
+    let packs: AblationPacks | undefined;
+    if (a.trainedPacks) {
+      if (!trained) return void vscode.window.showErrorMessage("MoE Lens: this model has no complete set of ablation router packs (tools/train/README.md).");
+      packs = trained;
+    } else if (calibration === undefined) {
       const loaded = !!svc.server.predictorPath || !!svc.server.modelInfo?.predictor_loaded;
-      const choices: Array<vscode.QuickPickItem & { id: "file" | "loaded" }> = [
-        { id: "file", label: "Choose calibration text…", description: "Ant is fitted on it (not one of the evaluated files)" },
-      ];
+      const choices: Array<vscode.QuickPickItem & { id: "packs" | "file" | "loaded" }> = [];
+      if (trained)
+        choices.push({
+          id: "packs",
+          label: "Trained router packs",
+          description: "one router-only fine-tune per row (standard … beta+pi+ant), no post-hoc policy",
+        });
+      choices.push({ id: "file", label: "Post hoc: choose calibration text…", description: "Ant is fitted on it (not one of the evaluated files)" });
       if (loaded)
-        choices.push({ id: "loaded", label: "Use the loaded predictor", description: svc.server.predictorPath ? path.basename(svc.server.predictorPath) : "" });
-      const pick = choices.length === 1 ? choices[0] : await vscode.window.showQuickPick(choices, { title: "MoE Lens: Ant predictor for the ablation" });
+        choices.push({
+          id: "loaded",
+          label: "Post hoc: use the loaded predictor",
+          description: svc.server.predictorPath ? path.basename(svc.server.predictorPath) : "",
+        });
+      const pick = choices.length === 1 ? choices[0] : await vscode.window.showQuickPick(choices, { title: "MoE Lens: how the ablation's rows route" });
       if (!pick) return;
-      if (pick.id === "loaded") calibration = null;
+      if (pick.id === "packs") packs = trained;
+      else if (pick.id === "loaded") calibration = null;
       else {
         const f = await vscode.window.showOpenDialog({
           title: "MoE Lens: calibration text for Ant",
@@ -102,7 +131,7 @@ export function register(svc: Services): vscode.Disposable {
     const previous = svc.server.predictorPath;
     const result = await runExperiment(svc, "β/Π/Ant ablation", async (client, signal, report) => {
       try {
-        return await runAblation(client, docs, { calibrationText, signal, onProgress: report });
+        return await runAblation(client, docs, packs ? { packs, signal, onProgress: report } : { calibrationText, signal, onProgress: report });
       } finally {
         // The fitted predictor was loaded into the server: put back what the user had.
         if (calibrationText !== undefined) {
