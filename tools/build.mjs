@@ -13,16 +13,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), ".."
 const watch = process.argv.includes("--watch");
 const production = process.argv.includes("--production");
 
-// node-llama-cpp's package root pulls in native bindings; we only need its GGUF reader, so
-// deep imports (`node-llama-cpp/dist/...`) resolve to the file, past the "exports" map.
-const nodeLlamaDeepImports = {
-  name: "node-llama-cpp-deep-imports",
-  setup(build) {
-    build.onResolve({ filter: /^node-llama-cpp\/dist\// }, (args) => ({ path: path.join(repoRoot, "node_modules", args.path) }));
-  },
-};
-
-const common = { bundle: true, plugins: [nodeLlamaDeepImports], sourcemap: !production, minify: production, logLevel: "info", absWorkingDir: repoRoot };
+const common = { bundle: true, sourcemap: !production, minify: production, logLevel: "info", absWorkingDir: repoRoot };
 
 const builds = [
   {

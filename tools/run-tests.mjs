@@ -89,14 +89,6 @@ for (const suite of suites) {
       sourcemap: "inline",
       external: ["playwright-core", "esbuild", "eslint", "vscode"],
       logLevel: "warning",
-      plugins: [
-        {
-          name: "deep",
-          setup(b) {
-            b.onResolve({ filter: /^node-llama-cpp\/dist\// }, (a) => ({ path: path.join(root, "node_modules", a.path) }));
-          },
-        },
-      ],
     });
     bundled.push(outfile);
   }

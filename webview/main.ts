@@ -63,6 +63,17 @@ zoomIn.setAttribute("aria-label", "Zoom in");
 const legend = el("div", "legend");
 toolbar.append(el("span", "", "Colour"), modeSelect, el("span", "", "Expert"), expertInput, highlightLabel, zoomOut, zoomIn, legend);
 
+// Shown until the first trace starts: how to make one.
+const emptyState = el("section", "empty");
+emptyState.id = "empty-state";
+emptyState.append(
+  el("p", "", "No trace yet."),
+  el(
+    "p",
+    "",
+    "Run “MoE Lens: Trace Document” from the Command Palette to see the routing of the active file, or select some text and run “MoE Lens: Trace Selection”. Then hover a token in the editor for its experts per layer.",
+  ),
+);
 const heatmapHost = el("section", "heatmap-host");
 heatmapHost.setAttribute("aria-label", "Routing heatmap");
 const details = el("section", "details");
@@ -82,7 +93,7 @@ const controls = new PolicyControls(
   (v) => save({ controls: v }),
   (path) => post({ type: "selectRouterPack", path }),
 );
-app.append(header, toolbar, heatmapHost, details, transitionsHost, compareHost);
+app.append(header, emptyState, toolbar, heatmapHost, details, transitionsHost, compareHost);
 const charts = new Charts(app);
 const experiment = new ExperimentView(app, () => post({ type: "exportExperiment" }));
 const saliency = new SaliencyView(app, () => post({ type: "exportSaliency" }));
@@ -335,6 +346,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       traces.set(m.traceId, tr);
       if (traces.size > 8) traces.delete(traces.keys().next().value!);
       current = tr;
+      emptyState.hidden = true;
       heatmap.setTrace(tr);
       details.replaceChildren();
       transitionsHost.replaceChildren();
@@ -420,6 +432,21 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       break;
   }
 });
+
+/**
+ * A theme change: VS Code rewrites the colour variables on <html> and the theme class and
+ * data-vscode-theme-kind on <body>. The canvases read those colours only when they draw,
+ * so they draw again (heatmaps, charts, the saliency preview); the rest follows by CSS.
+ */
+function redrawForTheme(): void {
+  heatmap.requestDraw();
+  for (const hm of compareMaps) hm.requestDraw();
+  if (current) scheduleCharts();
+  if (saliency.message) saliency.render(saliency.message);
+}
+const themeObserver = new MutationObserver(redrawForTheme);
+themeObserver.observe(document.documentElement, { attributes: true, attributeFilter: ["style", "class"] });
+themeObserver.observe(document.body, { attributes: true, attributeFilter: ["class", "data-vscode-theme-kind", "data-vscode-theme-name"] });
 
 applyUiState();
 post({ type: "ready" });

@@ -1,11 +1,12 @@
 // The GGUF container at byte level: read a file's header (metadata key/values and tensor
 // table) without touching the tensor data, and write a new file whose tensors are copied,
-// in pieces, from byte ranges of a source file. This is what expert pruning needs and what
-// gguf.ts (node-llama-cpp's reader, which decodes values for display) does not give: every
-// metadata value kept as its exact encoded bytes, so untouched keys are copied bit for bit
-// in their original types, and tensor data streamed through a small buffer, so a model of
-// many gigabytes is never held in memory. Format: llama.cpp's ggml/include/gguf.h (v2/v3,
-// little-endian); ggml type sizes from ggml/src/ggml.c.
+// in pieces, from byte ranges of a source file. Expert pruning needs every metadata value
+// kept as its exact encoded bytes, so untouched keys are copied bit for bit in their
+// original types, and tensor data streamed through a small buffer, so a model of many
+// gigabytes is never held in memory. Every length, count and tensor extent is checked
+// against the file's size, so gguf.ts also reads models through it (Select Model…, the CLI).
+// Format: llama.cpp's ggml/include/gguf.h (v2/v3, little-endian); ggml type sizes from
+// ggml/src/ggml.c.
 import fs from "node:fs";
 
 export const GGUF_MAGIC = "GGUF";
@@ -136,7 +137,8 @@ class HeaderCursor {
   ) {}
 
   private ensure(n: number): void {
-    if (this.pos + n > this.fileSize) throw new GgufError(`${this.what} is truncated: the header needs byte ${this.pos + n} but the file has ${this.fileSize}`);
+    if (this.pos + n > this.fileSize)
+      throw new GgufError(`${this.what} is truncated or corrupt: the header needs byte ${this.pos + n} but the file has ${this.fileSize}`);
     if (this.pos + n <= this.bufStart + this.buf.length) return;
     const keep = this.buf.subarray(this.pos - this.bufStart);
     const want = Math.min(Math.max(n, 1 << 20), this.fileSize - this.pos);
@@ -170,7 +172,8 @@ class HeaderCursor {
 
   string(): string {
     const n = this.u64();
-    if (n > this.fileSize - this.pos) throw new GgufError(`${this.what}: a string of ${n} bytes runs past the end of the file; the file is corrupt`);
+    if (n > this.fileSize - this.pos)
+      throw new GgufError(`${this.what}: a string of ${n} bytes runs past the end of the file; the file is truncated or corrupt`);
     return this.bytes(n).toString("utf8");
   }
 
@@ -192,7 +195,7 @@ class HeaderCursor {
       const size = SCALAR_SIZE[elem];
       if (size !== undefined) {
         if (n * size > this.fileSize - this.pos)
-          throw new GgufError(`${this.what}: an array of ${n} elements runs past the end of the file; the file is corrupt`);
+          throw new GgufError(`${this.what}: an array of ${n} elements runs past the end of the file; the file is truncated or corrupt`);
         this.bytes(n * size);
       } else if (elem === GgufType.STRING || elem === GgufType.ARRAY) {
         for (let i = 0; i < n; i++) this.skipValue(elem, depth + 1);
@@ -220,7 +223,8 @@ export function readGgufLayout(path: string): GgufLayout {
   const fd = fs.openSync(path, "r");
   try {
     const c = new HeaderCursor(fd, fileSize, path);
-    if (fileSize < 24 || c.bytes(4).toString("latin1") !== GGUF_MAGIC) throw new GgufError(`not a GGUF file: ${path}`);
+    // A file that starts with the magic but ends inside the header is truncated, not "not GGUF".
+    if (fileSize < 4 || c.bytes(4).toString("latin1") !== GGUF_MAGIC) throw new GgufError(`not a GGUF file: ${path}`);
     const version = c.u32();
     if (version !== 2 && version !== 3) {
       throw new GgufError(

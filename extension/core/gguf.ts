@@ -1,15 +1,14 @@
-// Reads GGUF metadata with node-llama-cpp's readGgufFileInfo, without loading the model,
-// so a wrong file is refused before the server is (re)started and the running one is kept.
+// Reads a model's GGUF metadata without loading the model, so a wrong file is refused before
+// the server is (re)started and the running one is kept.
 //
-// readGgufFileInfo does not notice a file that ends early: it reads past the end as zeros,
-// and a GGUF cut inside its metadata came out as "a dense model (, 0 layers)". So the file's
-// size is checked against what its header describes: the header, metadata and tensor table
-// must fit, and so must every tensor's data (its offset, plus its size for the ggml types
-// whose size is known here).
+// The header is read by gguf-file.ts's reader, which checks every length, count and tensor
+// extent against the file's size, so a truncated or corrupt file is reported as such, with
+// the reason. node-llama-cpp's readGgufFileInfo, used before, read past the end of a short
+// file as zeros (a GGUF cut inside its metadata came out as "a dense model (, 0 layers)"),
+// and a corrupt string length in the metadata made it abort the whole process inside
+// fs.read — in VS Code, the extension host.
 import fs from "node:fs";
-// The deep import keeps the bundle to the GGUF reader (the package root pulls in native bindings);
-// tools/build.mjs resolves it past the package's "exports" map.
-import { readGgufFileInfo } from "node-llama-cpp/dist/gguf/readGgufFileInfo.js";
+import { decodeKv, findKv, GgufError, readGgufLayout, type GgufLayout } from "./gguf-file";
 
 export interface ModelSummary {
   path: string;
@@ -26,34 +25,6 @@ export class ModelFileError extends Error {
   override name = "ModelFileError";
 }
 
-/**
- * Bytes per block and elements per block of the ggml tensor types (ggml.c, type_traits):
- * the plain types and the common quantisations. A type not listed is checked by its data
- * offset only.
- */
-const GGML_TYPE_SIZES: Record<number, [bytes: number, elements: number]> = {
-  0: [4, 1], // F32
-  1: [2, 1], // F16
-  2: [18, 32], // Q4_0
-  3: [20, 32], // Q4_1
-  6: [22, 32], // Q5_0
-  7: [24, 32], // Q5_1
-  8: [34, 32], // Q8_0
-  10: [84, 256], // Q2_K
-  11: [110, 256], // Q3_K
-  12: [144, 256], // Q4_K
-  13: [176, 256], // Q5_K
-  14: [210, 256], // Q6_K
-  24: [1, 1], // I8
-  25: [2, 1], // I16
-  26: [4, 1], // I32
-  27: [8, 1], // I64
-  28: [8, 1], // F64
-  30: [2, 1], // BF16
-};
-
-const MiB = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
-
 export async function inspectModel(path: string): Promise<ModelSummary> {
   let stat: fs.Stats;
   try {
@@ -63,60 +34,32 @@ export async function inspectModel(path: string): Promise<ModelSummary> {
   }
   if (stat.isDirectory()) throw new ModelFileError(`${path} is a folder, not a model file: pick the .gguf file inside it`);
   if (!stat.isFile()) throw new ModelFileError(`${path} is not a regular file`);
-  const magic = Buffer.alloc(4);
-  let n: number;
-  try {
-    const fd = fs.openSync(path, "r");
-    try {
-      n = fs.readSync(fd, magic, 0, 4, 0);
-    } finally {
-      fs.closeSync(fd);
-    }
-  } catch (err) {
-    throw new ModelFileError(`cannot read ${path}: ${(err as Error).message}`);
-  }
-  if (n < 4 || magic.toString("latin1") !== "GGUF") throw new ModelFileError(`not a GGUF file: ${path}`);
 
-  let info: Awaited<ReturnType<typeof readGgufFileInfo>>;
+  let layout: GgufLayout;
   try {
-    info = await readGgufFileInfo(path, { readTensorInfo: true, logWarnings: false });
+    layout = readGgufLayout(path);
   } catch (err) {
-    throw new ModelFileError(`cannot read the GGUF metadata of ${path} (corrupt or truncated file?): ${(err as Error).message}`);
+    if (!(err instanceof GgufError)) throw new ModelFileError(`cannot read ${path}: ${(err as Error).message}`);
+    // Most of the reader's messages name the file; the per-tensor ones do not.
+    throw new ModelFileError(err.message.includes(path) ? err.message : `${path}: ${err.message}`);
   }
-  checkExtent(path, stat.size, info);
-  const meta = info.metadata as unknown as Record<string, Record<string, unknown>>;
-  const architecture = String(meta.general?.architecture ?? "");
+  const meta = (key: string) => {
+    const kv = findKv(layout, key);
+    return kv ? decodeKv(kv) : undefined;
+  };
+  const architecture = String(meta("general.architecture") ?? "");
   if (!architecture) throw new ModelFileError(`${path} is a corrupt GGUF file: its metadata names no architecture (general.architecture)`);
-  const archMeta = (meta[architecture] ?? {}) as Record<string, unknown>;
-  const nExpert = Number(archMeta.expert_count ?? 0);
+  const nExpert = Number(meta(`${architecture}.expert_count`) ?? 0);
+  const name = meta("general.name");
   return {
     path,
     architecture,
-    nLayer: Number(archMeta.block_count ?? 0),
+    nLayer: Number(meta(`${architecture}.block_count`) ?? 0),
     nExpert,
-    nExpertUsed: Number(archMeta.expert_used_count ?? 0),
+    nExpertUsed: Number(meta(`${architecture}.expert_used_count`) ?? 0),
     isMoe: nExpert > 1,
-    name: meta.general?.name as string | undefined,
+    name: name === undefined ? undefined : String(name),
   };
-}
-
-/** Throws unless the file holds everything its header describes (see the top of the file). */
-function checkExtent(path: string, size: number, info: Awaited<ReturnType<typeof readGgufFileInfo>>): void {
-  const truncated = (what: string, needed: number) =>
-    new ModelFileError(
-      `${path} is truncated or corrupt: ${what} needs ${MiB(needed)} (${needed} bytes) but the file has ${MiB(size)} (${size} bytes). Download or convert it again.`,
-    );
-  const infoEnd = info.infoEndOffset ?? 0;
-  if (infoEnd > size) throw truncated("its header and metadata", infoEnd);
-  let end = infoEnd;
-  for (const t of info.tensorInfo ?? []) {
-    const start = Number(t.fileOffset);
-    const type = GGML_TYPE_SIZES[t.ggmlType];
-    const elements = t.dimensions.reduce<number>((a, d) => a * Number(d), 1);
-    const bytes = type ? Math.ceil(elements / type[1]) * type[0] : 1;
-    if (start + bytes > end) end = start + bytes;
-    if (end > size) throw truncated(`tensor "${t.name}"`, end);
-  }
 }
 
 /** Throws a user-facing error unless the file is a readable MoE GGUF. */

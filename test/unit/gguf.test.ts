@@ -47,6 +47,25 @@ test("a GGUF cut anywhere is refused as truncated or corrupt, with its path", as
   }
 });
 
+// Issue 13: a metadata string length with one byte flipped made node-llama-cpp's reader abort
+// the process inside fs.read (byte 27: the first key's length, now 4,278,190,100) or read
+// for minutes (byte 418: a 16 MB string in a file of 8 MB). Both are corrupt, and said so.
+test("a GGUF with a corrupt metadata length is refused as corrupt, with the reason", async () => {
+  const whole = fs.readFileSync(DEMO_MODEL);
+  for (const at of [27, 418]) {
+    const file = path.join(dir, `flip-${at}.gguf`);
+    const corrupt = Buffer.from(whole);
+    corrupt[at] ^= 0xff;
+    fs.writeFileSync(file, corrupt);
+    await assert.rejects(inspectModel(file), (e: Error) => {
+      assert.ok(e instanceof ModelFileError, `${at}: ${e.message}`);
+      assert.match(e.message, /a string of \d+ bytes runs past the end of the file; the file is truncated or corrupt/, `byte ${at} flipped`);
+      assert.ok(e.message.includes(file), "names the file");
+      return true;
+    });
+  }
+});
+
 test("a folder, a missing file and a non-GGUF file are refused by name", async () => {
   await assert.rejects(inspectModel(dir), (e: Error) => e.message.includes(dir) && /is a folder, not a model file/.test(e.message));
   await assert.rejects(inspectModel(path.join(dir, "none.gguf")), /model file not found: .*none\.gguf/);

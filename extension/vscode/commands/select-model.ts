@@ -6,8 +6,8 @@ import type { Services } from "../services";
 import { errorMessage, isCancellation } from "../server-manager";
 
 /**
- * MoE Lens: Select Model… — picks a .gguf file, reads its metadata first (node-llama-cpp's
- * readGgufFileInfo), and only then switches the server to it. A dense model or a broken
+ * MoE Lens: Select Model… — picks a .gguf file, reads its metadata first (core/gguf.ts),
+ * and only then switches the server to it. A dense model or a broken
  * file gets a clear message and the running model is left alone. Then offers the router
  * packs found beside the model. Also callable with a path argument (for scripts and tests;
  * no prompt).
