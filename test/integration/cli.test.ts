@@ -13,7 +13,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, test } from "node:test";
-import { DEMO_MODEL, requireFile, ROOT, SERVER_BIN } from "../helpers";
+import { DEMO_MODEL, FINE_MODEL, requireFile, ROOT, SERVER_BIN } from "../helpers";
 
 const CLI = path.join(ROOT, "bin", "moe-lens.js");
 const FIXTURES = path.join(ROOT, "test", "fixtures");
@@ -232,5 +232,38 @@ describe("a server that goes away (issue 17, item 13)", () => {
     const last = r.stderr.trim().split("\n").pop()!;
     assert.match(last, /^moe-lens: error: the server stopped \(signal SIGKILL\) before it answered/);
     assert.doesNotMatch(last, /fetch failed|cannot reach/);
+  });
+});
+
+describe("router packs on the command line (issue 12)", () => {
+  test("ablation --packs model: one trained pack per row; post-hoc flags are refused beside it", async () => {
+    const r = await runCli(["ablation", path.join(FIXTURES, "transitions", "05.txt"), "--model", FINE_MODEL, "--packs", "model", "--json"]);
+    assert.equal(r.code, 0, r.stderr);
+    const j = JSON.parse(r.stdout) as {
+      kind: string;
+      packs: Array<{ config: string; name: string }>;
+      rows: Array<{ config: string; k99Affinity: { mean: number } }>;
+    };
+    assert.equal(j.kind, "ablation");
+    assert.deepEqual(
+      j.packs.map((p) => [p.config, p.name]),
+      [
+        ["Standard", "standard"],
+        ["β", "beta"],
+        ["Π", "pi"],
+        ["Ant", "ant"],
+        ["β + Π", "beta+pi"],
+        ["β + Ant", "beta+ant"],
+        ["Π + Ant", "pi+ant"],
+        ["β + Π + Ant", "beta+pi+ant"],
+      ],
+    );
+    for (const row of j.rows) assert.ok(row.k99Affinity.mean >= 1, `${row.config}: K99 (Affinity)`);
+    const bad = spawnSync(process.execPath, [CLI, "ablation", "--model", FINE_MODEL, "--packs", "model", "--gamma", "0.5"], { encoding: "utf8" });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--gamma sets a post-hoc policy or router; with --packs every row routes with its trained pack/);
+    const none = spawnSync(process.execPath, [CLI, "ablation", "--model", DEMO_MODEL, "--packs", "model"], { encoding: "utf8" });
+    assert.equal(none.status, 2);
+    assert.match(none.stderr, /--packs .*(no such folder|missing: standard)/);
   });
 });

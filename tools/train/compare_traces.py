@@ -34,6 +34,9 @@ def compare(a, b):
             # the same, only over tokens whose experts match in every layer: a
             # flipped near-tie changes that token's output by design
             "logprob_abs_diff_max_same_experts": max(dlp_clean, default=0.0),
+            "logprob_abs_diff_mean_same_experts": sum(dlp_clean) / max(1, len(dlp_clean)),
+            "tokens_same_experts": len(dlp_clean),
+            "scored_tokens": len(dlp),
             "router_prob_abs_diff_max": max(dp)}
 
 

@@ -51,11 +51,11 @@ fi
 # all on the same batches (same seed and step count). `entropy`: the AMG text's entropy-
 # regularised router; the eight others: the {beta, Pi, Ant} ablation of the Affinity text.
 PACKS=media/models/packs/demo-moe-fine
-STEPS=${PACK_STEPS:-100}
-$PY $T/train_pack.py --base $FINE --name entropy --entropy-coef ${ENTROPY_COEF:-0.1} --steps $STEPS \
+STEPS=${PACK_STEPS:-80}
+$PY $T/train_pack.py --base $FINE --name entropy --entropy-coef 0.2 --steps $STEPS --lr 5e-3 --threads 1 \
     --batch 8 --out $PACKS/entropy.gguf
 for m in "" beta pi ant beta+pi beta+ant pi+ant beta+pi+ant; do
-  $PY $T/train_pack.py --base $FINE --name "${m:-standard}" --mechanisms "$m" --steps $STEPS \
+  $PY $T/train_pack.py --base $FINE --name "${m:-standard}" --mechanisms "$m" --steps $STEPS --lr 5e-3 --threads 1 \
       --batch 8 --out "$PACKS/${m:-standard}.gguf"
 done
 for p in $PACKS/*.gguf; do $PY $T/check_parity.py --gguf $FINE --router-pack "$p"; done
