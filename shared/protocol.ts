@@ -48,6 +48,8 @@ export type HostMessage =
       /** The router packs kept beside the model (docs/router-packs.md) and the one in use (its path), or null for the model's own routers. */
       routerPacks: RouterPackChoice[];
       routerPack: string | null;
+      /** The model the server runs now (absent or null while none is ready): traces made with another are marked stale. */
+      modelPath?: string | null;
     }
   | { type: "highlightToken"; traceId: string; token: number }
   /** A finished experiment (AMG sweep or {β, Π, Ant} ablation) as a table: the CLI's table, cells already formatted. */

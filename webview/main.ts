@@ -161,6 +161,10 @@ function renderLegend(): void {
   }
 }
 
+/** The model the server runs now (the host's policy message); traces made with another are stale. */
+let modelNow: string | null = null;
+const fileName = (p: string) => p.split(/[\\/]/).pop() ?? p;
+
 /** A number as the panel shows it (3 decimals unless said otherwise; "–" when missing). */
 function fmt(x: number | null | undefined, d = 3): string {
   return formatNumber(x, d);
@@ -175,6 +179,9 @@ function renderSummary(tr: PanelTrace): void {
     el("span", "", ` · avg active ${fmt(tr.avgActive(), 2)}/${tr.K}`),
     el("span", "", ` · trace ppl ${fmt(s?.ppl ?? Math.exp(tr.meanNll()), 3)}`),
     el("span", "policy", ` · policy ${policy}`),
+    ...(modelNow && modelNow !== tr.header.model.path
+      ? [el("span", "stale", ` · stale: traced with ${fileName(tr.header.model.path)}; the server now runs ${fileName(modelNow)}`)]
+      : []),
     ...(tr.error ? [el("span", "error", ` · ${tr.error}`)] : []),
     ...dropNote(tr),
   );
@@ -414,6 +421,10 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       controls.showPolicy(m.policy);
       controls.setAntAvailable(m.antAvailable);
       controls.setRouterPacks(m.routerPacks, m.routerPack);
+      if (m.modelPath !== undefined && m.modelPath !== modelNow) {
+        modelNow = m.modelPath;
+        if (current) renderSummary(current);
+      }
       break;
     case "highlightToken": {
       const tr = traces.get(m.traceId);

@@ -93,7 +93,13 @@ export function activate(context: vscode.ExtensionContext): { services: Services
       panel.postPolicy();
     }),
     vscode.window.registerWebviewViewProvider(ROUTING_VIEW_ID, panel),
-    vscode.languages.registerHoverProvider({ scheme: "*" }, new RoutingHoverProvider(store)),
+    vscode.languages.registerHoverProvider(
+      { scheme: "*" },
+      new RoutingHoverProvider(store, () => {
+        const s = server.snapshot();
+        return s.state === "ready" ? s.model?.path : undefined;
+      }),
+    ),
     vscode.workspace.onDidChangeTextDocument((e) => {
       if (e.contentChanges.length === 0) return;
       store.applyEdit(e.document.uri.toString(), e.document.version, e.contentChanges);
@@ -120,7 +126,8 @@ export function activate(context: vscode.ExtensionContext): { services: Services
         server.applyRouterPack().then(
           () => {
             panel.postPolicy();
-            void svc.tracer.retrace();
+            // Not while Select Model… switches models (it clears the pack first): the new model is traced on demand.
+            if (!server.switchingModel) void svc.tracer.retrace();
           },
           (err: unknown) => {
             panel.postPolicy();

@@ -15,6 +15,8 @@ export interface HoverContext {
   truncated?: boolean;
   /** Tokens sharing this character (a token split a multi-byte character). */
   alsoTokens?: number[];
+  /** The model the server runs now, when it is not the one that made this trace (trace header's model path). */
+  otherModelNow?: string;
 }
 
 const LN2 = Math.log(2);
@@ -92,6 +94,7 @@ export function formatTokenHover(t: TokenInfo, ctx: HoverContext): string {
   const notes: string[] = [];
   if (ctx.alsoTokens && ctx.alsoTokens.length > 1) notes.push(`This character is split across tokens ${ctx.alsoTokens.join(", ")}.`);
   if (ctx.truncated) notes.push("The text changed after this trace; tokens from the edit on were dropped.");
+  if (ctx.otherModelNow) notes.push(`Stale: traced with another model; the server now runs ${modelLabel(ctx.otherModelNow)}. Trace again to see its routing.`);
   return [head, "```text", ...layerLines(t, ctx), "```", ...notes.map((n) => `*${n}*`)].join("\n");
 }
 
@@ -115,6 +118,31 @@ export function shiftThresholds(shifts: ArrayLike<number>): { medium: number; st
 }
 
 /** Short model name for the status bar: file name without ".gguf". */
+/** What the status bar needs to say; `loadedModelPath` is the running server's model (only when ready). */
+export interface StatusInput {
+  state: "stopped" | "starting" | "ready" | "restarting" | "failed";
+  /** The model the server runs or is starting with. */
+  modelPath: string;
+  loadedModelPath?: string;
+  tracing: boolean;
+  policyLabel: string;
+  /** The last finished trace: its average active experts, k, and the model that made it. */
+  last?: { avgActive: number; k: number; modelPath: string };
+}
+
+/**
+ * The status bar's text (without its icon): model · state · policy · active experts. The
+ * active-expert figure is shown only while the server is ready with the model that made the
+ * last trace, so a model switch never shows the old model's figure beside the new one.
+ */
+export function statusText(i: StatusInput): string {
+  const model = modelLabel((i.state === "ready" && i.loadedModelPath) || i.modelPath || "demo-moe");
+  const state = i.tracing ? "tracing" : i.state === "starting" || i.state === "restarting" ? `loading ${model}` : i.state;
+  const current = i.last && i.state === "ready" && i.last.modelPath === i.loadedModelPath;
+  const act = current ? ` · act ${i.last!.avgActive.toFixed(2)}/${i.last!.k}` : "";
+  return `${model} · ${state} · ${i.policyLabel}${act}`;
+}
+
 export function modelLabel(path: string): string {
   const base = path.split(/[\\/]/).pop() || path;
   return base.replace(/\.gguf$/i, "");

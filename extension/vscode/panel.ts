@@ -80,6 +80,7 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
       antAvailable: this.svc.policy.antAvailable || !!model?.predictor_loaded,
       routerPacks: this.routerPacks(),
       routerPack: this.svc.server.resolvedRouterPack() ?? null,
+      modelPath: model?.path ?? null,
     });
   }
 

@@ -338,7 +338,19 @@ export class ServerManager implements vscode.Disposable {
    * Switches to another model (already checked with inspectModel). When the new model
    * fails to start, the previous one is started again and the error is rethrown.
    */
+  /** True while a model switch runs (Select Model… sets it before it clears the router pack; switchModel clears it). */
+  switchingModel = false;
+
   async switchModel(modelPath: string): Promise<void> {
+    this.switchingModel = true;
+    try {
+      await this.switchModelNow(modelPath);
+    } finally {
+      this.switchingModel = false;
+    }
+  }
+
+  private async switchModelNow(modelPath: string): Promise<void> {
     const previous = this.modelPath;
     const wasRunning = this.state === "ready" || this.state === "starting" || this.state === "restarting";
     await this.stop();

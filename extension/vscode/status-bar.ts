@@ -4,7 +4,7 @@
 import * as vscode from "vscode";
 import { formatNumber } from "../../shared/format";
 import type { TraceSummary } from "../../shared/wire";
-import { modelLabel } from "./format";
+import { statusText } from "./format";
 import type { ServerSnapshot } from "./server-manager";
 
 const ICONS: Record<ServerSnapshot["state"], string> = {
@@ -19,7 +19,7 @@ export class StatusBar implements vscode.Disposable {
   private readonly item = vscode.window.createStatusBarItem("moeLens.status", vscode.StatusBarAlignment.Left, 10);
   private server: ServerSnapshot = { state: "stopped", modelPath: "" };
   private policyLabel = "baseline";
-  private last: { summary: TraceSummary; k: number; policy: string } | undefined;
+  private last: { summary: TraceSummary; k: number; policy: string; modelPath: string } | undefined;
   private tracing: string | undefined;
 
   constructor() {
@@ -41,17 +41,22 @@ export class StatusBar implements vscode.Disposable {
     this.tracing = what;
     this.render();
   }
-  setLastTrace(summary: TraceSummary, k: number, policy: string): void {
-    this.last = { summary, k, policy };
+  setLastTrace(summary: TraceSummary, k: number, policy: string, modelPath: string): void {
+    this.last = { summary, k, policy, modelPath };
     this.render();
   }
 
   private render(): void {
     const s = this.server;
-    const model = s.model ? modelLabel(s.model.path) : modelLabel(s.modelPath || "demo-moe");
-    const state = this.tracing ? "tracing" : s.state;
-    const act = this.last ? ` · act ${this.last.summary.avg_active.toFixed(2)}/${this.last.k}` : "";
-    this.item.text = `${this.tracing ? "$(loading~spin)" : ICONS[s.state]} ${model} · ${state} · ${this.policyLabel}${act}`;
+    const text = statusText({
+      state: s.state,
+      modelPath: s.modelPath,
+      loadedModelPath: s.state === "ready" ? s.model?.path : undefined,
+      tracing: !!this.tracing,
+      policyLabel: this.policyLabel,
+      last: this.last && { avgActive: this.last.summary.avg_active, k: this.last.k, modelPath: this.last.modelPath },
+    });
+    this.item.text = `${this.tracing ? "$(loading~spin)" : ICONS[s.state]} ${text}`;
     const md = new vscode.MarkdownString(undefined, true);
     md.appendMarkdown(`**MoE Lens** — server ${s.state}${s.pid ? ` (pid ${s.pid})` : ""}\n\n`);
     md.appendText(`Model: ${s.model?.path ?? s.modelPath}\n`);
@@ -64,12 +69,12 @@ export class StatusBar implements vscode.Disposable {
     if (this.last) {
       const t = this.last.summary;
       md.appendText(
-        `Last trace (${this.last.policy}): ${t.n_tokens} tokens, ppl ${formatNumber(t.ppl, 2)}, active experts ${t.avg_active.toFixed(2)}/${this.last.k}, ${Math.round(t.elapsed_ms)} ms\n`,
+        `Last trace (${this.last.policy}, ${this.last.modelPath}): ${t.n_tokens} tokens, ppl ${formatNumber(t.ppl, 2)}, active experts ${t.avg_active.toFixed(2)}/${this.last.k}, ${Math.round(t.elapsed_ms)} ms\n`,
       );
     }
     if (s.error) md.appendText(`Last error: ${s.error}\n`);
     this.item.tooltip = md;
-    this.item.accessibilityInformation = { label: `MoE Lens ${model} ${state} ${this.policyLabel}${act}` };
+    this.item.accessibilityInformation = { label: `MoE Lens ${text}` };
     this.item.backgroundColor =
       s.state === "failed"
         ? new vscode.ThemeColor("statusBarItem.errorBackground")

@@ -137,7 +137,7 @@ export class Tracer {
           svc.store.finish(r.id, summary);
           if (summary) {
             svc.panel.post({ type: "traceEnd", traceId: r.id, summary });
-            svc.status.setLastTrace(summary, trace.header.k, policyLabel);
+            svc.status.setLastTrace(summary, trace.header.k, policyLabel, trace.header.model.path);
             svc.output.info(
               `trace ${r.id} done: ${summary.n_tokens} tokens, ppl ${formatNumber(summary.ppl, 3)}, avg active ${summary.avg_active.toFixed(3)}/${trace.header.k}, ${Math.round(summary.elapsed_ms)} ms`,
             );

@@ -2,7 +2,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { routingShifts } from "../../extension/core/metrics";
 import { fenceBoundaries } from "../../extension/core/transitions";
-import { fmtWeight, shiftThresholds, formatTokenHover, layerLines, modelLabel, showPiece } from "../../extension/vscode/format";
+import { fmtWeight, shiftThresholds, formatTokenHover, layerLines, modelLabel, showPiece, statusText, type StatusInput } from "../../extension/vscode/format";
 import type { TokenInfo } from "../../extension/core/trace-store";
 
 function token(L: number, K: number): TokenInfo {
@@ -115,4 +115,30 @@ test("shift marks are relative to the trace: mean + 1σ and + 2σ, never below 0
   assert.ok(Math.abs(t.strong - 1.0) < 1e-6);
   assert.deepEqual(shiftThresholds(new Float32Array([0, 0, 0, 0])), { medium: 0.2, strong: 0.2 });
   assert.equal(shiftThresholds(new Float32Array([0, 1])).medium, Infinity);
+});
+
+test("a trace made with another model than the running one says so in its hover", () => {
+  const ctx = { moeLayers: [0], k: 2, trainedK: 2, policyLabel: "baseline" };
+  assert.doesNotMatch(formatTokenHover(token(1, 2), ctx), /Stale/);
+  assert.match(
+    formatTokenHover(token(1, 2), { ...ctx, otherModelNow: "/m/demo-moe-fine.gguf" }),
+    /Stale: traced with another model; the server now runs demo-moe-fine\. Trace again/,
+  );
+});
+
+test("status text: the active-expert figure only beside the model that made it; a switch shows what loads", () => {
+  const small = "/m/demo-moe.gguf",
+    fine = "/m/demo-moe-fine.gguf";
+  const last = { avgActive: 2, k: 2, modelPath: small };
+  const base: StatusInput = { state: "ready", modelPath: small, loadedModelPath: small, tracing: false, policyLabel: "baseline", last };
+  assert.equal(statusText(base), "demo-moe · ready · baseline · act 2.00/2");
+  // Select Model… to the fine model: while it loads, the old model's figure and name are gone.
+  assert.equal(statusText({ ...base, state: "starting", modelPath: fine, loadedModelPath: undefined }), "demo-moe-fine · loading demo-moe-fine · baseline");
+  // Ready with the new model, before any trace of it: still no figure from the old one.
+  assert.equal(statusText({ ...base, modelPath: fine, loadedModelPath: fine }), "demo-moe-fine · ready · baseline");
+  assert.equal(
+    statusText({ ...base, modelPath: fine, loadedModelPath: fine, last: { avgActive: 7.5, k: 8, modelPath: fine } }),
+    "demo-moe-fine · ready · baseline · act 7.50/8",
+  );
+  assert.equal(statusText({ ...base, tracing: true }), "demo-moe · tracing · baseline · act 2.00/2");
 });

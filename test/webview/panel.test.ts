@@ -488,4 +488,16 @@ describe("routing panel", () => {
     await panel.send([{ type: "policy", trainedK: 2, maxK: 8, antAvailable: false, routerPacks: [], routerPack: null, policy: {} }]);
     assert.equal(await hidden(), true);
   });
+
+  test("a trace made with another model than the one the server runs now is marked stale", async () => {
+    const summary = () => panel.page.$eval("header.summary", (h) => h.textContent ?? "");
+    const policy = { type: "policy" as const, trainedK: 2, maxK: 8, antAvailable: false, routerPacks: [], routerPack: null, policy: {} };
+    await panel.send([{ ...policy, modelPath: base.header.model.path }]);
+    assert.doesNotMatch(await summary(), /stale/);
+    await panel.send([{ ...policy, modelPath: "/models/demo-moe-fine.gguf" }]);
+    await panel.page.waitForFunction(() => /stale/.test(document.querySelector("header.summary")?.textContent ?? ""));
+    assert.match(await summary(), /stale: traced with demo-moe\.gguf; the server now runs demo-moe-fine\.gguf/);
+    await panel.send([{ ...policy, modelPath: base.header.model.path }]);
+    await panel.page.waitForFunction(() => !/stale/.test(document.querySelector("header.summary")?.textContent ?? ""));
+  });
 });

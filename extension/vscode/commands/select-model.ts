@@ -45,15 +45,19 @@ export function register(svc: Services): vscode.Disposable {
     }
     svc.output.info(`select model ${file}: ${info.architecture}, ${info.nExpert} experts, k=${info.nExpertUsed}, ${info.nLayer} layers`);
     svc.tracer.cancel();
+    // Set before the pack setting changes, so that its listener does not re-trace on the old model.
+    svc.server.switchingModel = true;
     // A router pack belongs to one model file: the new model starts with its own routers.
     const config = vscode.workspace.getConfiguration("moeLens");
-    if (config.get<string>("routerPack")) await config.update("routerPack", "", vscode.ConfigurationTarget.Global);
     try {
+      if (config.get<string>("routerPack")) await config.update("routerPack", "", vscode.ConfigurationTarget.Global);
       await svc.server.switchModel(file);
     } catch (e) {
       if (isCancellation(e)) return;
       void vscode.window.showErrorMessage(`${errorMessage(e)} The previous model was restarted.`, "Show Log").then((a) => a && svc.output.show());
       return;
+    } finally {
+      svc.server.switchingModel = false;
     }
     // Remember it (the configuration listener sees the running model already matches).
     await vscode.workspace.getConfiguration("moeLens").update("modelPath", file, vscode.ConfigurationTarget.Global);
