@@ -136,6 +136,9 @@ mirror(path.join(repoRoot, "native"), nativeMirror);
 console.log(`build:native: native/ mirrored to ${nativeMirror} (compiler messages name files there)`);
 
 const jobs = process.env.MOE_LENS_JOBS || String(Math.max(1, os.availableParallelism()));
+// A configure that failed (a missing package, say) still leaves CMakeCache.txt but generates
+// nothing (cmake_install.cmake comes with every generator's output); configure again then.
+if (!fs.existsSync(path.join(buildDir, "cmake_install.cmake"))) fs.rmSync(path.join(buildDir, "CMakeCache.txt"), { force: true });
 if (!fs.existsSync(path.join(buildDir, "CMakeCache.txt"))) {
   // Sanitizer builds keep optimisation (the fuzz must run at a useful speed) and add debug info.
   run("cmake", [

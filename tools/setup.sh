@@ -18,6 +18,8 @@ if [ "${MOE_LENS_VULKAN:-0}" = 1 ]; then
   [ -f /usr/include/vulkan/vulkan.h ] || need_apt+=(libvulkan-dev)
   command -v glslc >/dev/null 2>&1 || need_apt+=(glslc)
   ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1 || need_apt+=(mesa-vulkan-drivers)
+  # ggml-vulkan's CMake finds the SPIR-V headers as a package (SPIRV-HeadersConfig.cmake)
+  [ -f /usr/share/cmake/SPIRV-Headers/SPIRV-HeadersConfig.cmake ] || need_apt+=(spirv-headers)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing system packages: ${need_apt[*]}"
