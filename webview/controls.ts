@@ -8,6 +8,7 @@ import "@vscode-elements/elements/dist/vscode-option/index.js";
 import "@vscode-elements/elements/dist/vscode-single-select/index.js";
 import "@vscode-elements/elements/dist/vscode-textfield/index.js";
 import { policyNumber, type Policy } from "../shared/policy";
+import { fileName } from "../shared/format";
 import type { RouterPackChoice } from "../shared/protocol";
 
 type Field = HTMLElement & { value: string; disabled: boolean };
@@ -242,7 +243,7 @@ export class PolicyControls {
     this.packShown = current ?? "";
     const options: Array<[string, string, string]> = [["", "model's own routers", ""]];
     for (const p of packs) options.push([p.path, p.mechanisms ? `${p.name} (trained ${p.mechanisms.replace(/\+/g, " + ")})` : p.name, p.description]);
-    if (current && !packs.some((p) => p.path === current)) options.push([current, current.split(/[\\/]/).pop() ?? current, ""]);
+    if (current && !packs.some((p) => p.path === current)) options.push([current, fileName(current), ""]);
     this.packSelect.replaceChildren(
       ...options.map(([value, text, title]) => {
         const o = document.createElement("vscode-option");

@@ -2,7 +2,7 @@
 // arrays (store.ts), draws the heatmap (heatmap.ts), charts (charts.ts), policy controls
 // (controls.ts), cell details and a compare view. UI state survives hide/show via
 // acquireVsCodeApi().getState/setState; trace data is replayed by the host on `ready`.
-import { formatNumber } from "../shared/format";
+import { fileName, formatNumber } from "../shared/format";
 import { finiteMean } from "../shared/metrics";
 import { describePolicy } from "../shared/policy";
 import { Charts } from "./charts";
@@ -163,7 +163,6 @@ function renderLegend(): void {
 
 /** The model the server runs now (the host's policy message); traces made with another are stale. */
 let modelNow: string | null = null;
-const fileName = (p: string) => p.split(/[\\/]/).pop() ?? p;
 
 /** A number as the panel shows it (3 decimals unless said otherwise; "–" when missing). */
 function fmt(x: number | null | undefined, d = 3): string {

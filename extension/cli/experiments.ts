@@ -19,6 +19,7 @@ import {
   sweepToCsv,
   ablationNote,
   ablationPacks,
+  ablationSubtitle,
   sweepNote,
   type AblationDoc,
   type AblationResult,
@@ -187,14 +188,7 @@ async function cmdAblation(args: ParsedArgs): Promise<void> {
       changePoints: changePointFlags(args),
       onProgress: log,
     });
-    const subtitle = `${docs.length} document${docs.length === 1 ? "" : "s"} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, k=${r.model.n_expert_used_trained})${calibration ? `; Ant fitted on ${path.basename(calibration)}` : ""}`;
-    if (out) writeOut(out, "ablation", r, subtitle);
-    if (args.flags.get("json")) return void console.log(experimentToJson("ablation", r));
-    const t = ablationTable(r);
-    console.log(`\nAblation of {β, Π, Ant}: ${subtitle}\n`);
-    console.log(formatTable(t.header, t.rows));
-    console.log(`\n${ablationNote(r)}`);
-    if (out) console.log(`\nwrote ${out}`);
+    printAblation(args, r, ablationSubtitle(docs.length, r, calibration), out);
   });
 }
 
@@ -213,15 +207,19 @@ async function trainedAblation(args: ParsedArgs, files: string[], dir: string): 
   const log = progress(args);
   await withServer(args, async (server) => {
     const r = await runAblation(server.client, docs, { packs, changePoints: changePointFlags(args), onProgress: log });
-    const subtitle = `${docs.length} document${docs.length === 1 ? "" : "s"} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, k=${r.model.n_expert_used_trained}); trained router packs from ${dir}`;
-    if (out) writeOut(out, "ablation", r, subtitle);
-    if (args.flags.get("json")) return void console.log(experimentToJson("ablation", r));
-    const t = ablationTable(r);
-    console.log(`\nAblation of {β, Π, Ant}, trained: ${subtitle}\n`);
-    console.log(formatTable(t.header, t.rows));
-    console.log(`\n${ablationNote(r)}`);
-    if (out) console.log(`\nwrote ${out}`);
+    printAblation(args, r, ablationSubtitle(docs.length, r), out);
   });
+}
+
+/** The ablation's output: --out file, then JSON or the table with its note. */
+function printAblation(args: ParsedArgs, r: AblationResult, subtitle: string, out: string | undefined): void {
+  if (out) writeOut(out, "ablation", r, subtitle);
+  if (args.flags.get("json")) return void console.log(experimentToJson("ablation", r));
+  const t = ablationTable(r);
+  console.log(`\nAblation of {β, Π, Ant}: ${subtitle}\n`);
+  console.log(formatTable(t.header, t.rows));
+  console.log(`\n${ablationNote(r)}`);
+  if (out) console.log(`\nwrote ${out}`);
 }
 
 function changePointFlags(args: ParsedArgs): ChangePointOptions {

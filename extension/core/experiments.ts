@@ -452,6 +452,11 @@ export async function runAblation(client: ServerClient, docs: AblationDoc[], opt
   }
 }
 
+/** "13 documents on demo.gguf (qwen3moe, 8 experts, k=2); Ant fitted on sample.md": the table's subtitle (CLI and panel). */
+export function ablationSubtitle(docs: number, r: AblationResult, calibration?: string): string {
+  return `${docs} document${docs === 1 ? "" : "s"} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, k=${r.model.n_expert_used_trained})${r.packs ? "; trained router packs" : calibration ? `; Ant fitted on ${path.basename(calibration)}` : ""}`;
+}
+
 const pm = (s: Stat, digits: number, sign = false) =>
   !Number.isFinite(s.mean) ? "–" : `${sign && s.mean >= 0 ? "+" : ""}${s.mean.toFixed(digits)} ± ${s.std.toFixed(digits)}`;
 

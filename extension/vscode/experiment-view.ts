@@ -4,6 +4,7 @@
 import path from "node:path";
 import {
   ablationNote,
+  ablationSubtitle,
   ablationTable,
   ablationToCsv,
   experimentToJson,
@@ -15,6 +16,8 @@ import {
   type SweepResult,
 } from "../core/experiments";
 import type { HostMessage } from "../../shared/protocol";
+
+export { ablationSubtitle };
 
 export type ExperimentRun = { kind: "sweep"; result: SweepResult; subtitle: string } | { kind: "ablation"; result: AblationResult; subtitle: string };
 
@@ -78,8 +81,4 @@ export function parseMaxK(s: string, nExpert: number): number[] | string {
 /** "3 documents on demo.gguf (qwen3moe, 8 experts, k=2)" and the like, as the CLI's subtitles. */
 export function sweepSubtitle(file: string, r: SweepResult): string {
   return `${path.basename(file)} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, trained k=${r.trainedK})`;
-}
-
-export function ablationSubtitle(docs: number, r: AblationResult, calibration?: string): string {
-  return `${docs} document${docs === 1 ? "" : "s"} on ${path.basename(r.model.path)} (${r.model.architecture}, ${r.model.n_expert} experts, k=${r.model.n_expert_used_trained})${r.packs ? "; trained router packs" : calibration ? `; Ant fitted on ${path.basename(calibration)}` : ""}`;
 }

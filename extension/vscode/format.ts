@@ -1,6 +1,7 @@
 // Pure presentation helpers for the editor layer (hover text, shift marks, status text).
 // No `vscode` import, so test/unit/hover-format.test.ts loads it.
 
+import { fileName } from "../../shared/format";
 import { finiteMean } from "../../shared/metrics";
 import type { TokenInfo } from "../core/trace-store";
 
@@ -144,6 +145,5 @@ export function statusText(i: StatusInput): string {
 }
 
 export function modelLabel(path: string): string {
-  const base = path.split(/[\\/]/).pop() || path;
-  return base.replace(/\.gguf$/i, "");
+  return fileName(path).replace(/\.gguf$/i, "");
 }

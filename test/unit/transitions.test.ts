@@ -6,6 +6,7 @@ import { describe, test } from "node:test";
 import {
   ABLATION_SUBSETS,
   ablationPacks,
+  ablationSubtitle,
   ablationTable,
   ablationToCsv,
   chooseNCtx,
@@ -575,5 +576,15 @@ describe("experiment tables (pure parts)", () => {
     assert.deepEqual(packs[5].subset, { beta: true, pi: false, ant: true });
     assert.throws(() => ablationPacks([pack("standard", ""), ...all.filter((p) => p.name !== "beta+pi+ant")]), /missing: .*beta\+pi\+ant/);
     assert.throws(() => ablationPacks([pack("standard", "beta"), ...all]), /named standard but declares mechanisms "beta"/);
+  });
+
+  test("the ablation's subtitle names the model and how the rows route", () => {
+    const model = { path: "/m/demo-moe-fine.gguf", architecture: "qwen3moe", n_expert: 64, n_expert_used_trained: 8 };
+    const posthoc = { model, packs: null } as unknown as AblationResult;
+    assert.equal(ablationSubtitle(13, posthoc, "/t/sample.md"), "13 documents on demo-moe-fine.gguf (qwen3moe, 64 experts, k=8); Ant fitted on sample.md");
+    assert.equal(
+      ablationSubtitle(1, { ...posthoc, packs: [] } as AblationResult),
+      "1 document on demo-moe-fine.gguf (qwen3moe, 64 experts, k=8); trained router packs",
+    );
   });
 });
