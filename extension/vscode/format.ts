@@ -22,14 +22,6 @@ export interface HoverContext {
 
 const LN2 = Math.log(2);
 
-/** ".61" for 0.61, "1.00" for 1, "0" for 0 — weights in two digits, without the leading zero. */
-export function fmtWeight(w: number): string {
-  if (!Number.isFinite(w)) return "?";
-  if (w === 0) return "0";
-  if (w >= 0.995) return w.toFixed(2);
-  return w.toFixed(2).replace(/^0/, "");
-}
-
 /** A token's text as shown in a hover: visible whitespace, control characters escaped. */
 export function showPiece(p: string): string {
   return p
@@ -56,42 +48,76 @@ export function transitionHover(from: string, to: string, detail: string): strin
   return mdEscape(`MoE Lens: domain transition ${from} → ${to}${detail ? ` ${detail}` : ""}`);
 }
 
+/** Hovers of more layers than this fold their header into one summary line, so 48 layers fit ~50 lines. */
+export const HOVER_FULL_LAYERS = 12;
+/** The widest line a hover writes (characters), so it never wraps in a hover of normal width. */
+export const HOVER_MAX_LINE = 100;
+
+/** A gate weight in exactly three characters: ".17", "1.0", " --" for a dropped slot (weight 0), "  ?" when unknown. */
+export function compactWeight(w: number): string {
+  if (!Number.isFinite(w)) return "  ?";
+  if (w === 0) return " --";
+  if (w >= 0.995) return "1.0";
+  return w.toFixed(2).replace(/^0/, "");
+}
+
 /**
- * One line per MoE layer, `L12  e3 .61 · e7 .39  H=1.20  act 2`: layer index (model
- * numbering), selected experts with their final weights in router order (a zero-gated
- * expert shows weight 0), router entropy in nats, experts active after AMG.
+ * One line per MoE layer, a layer × k table in fixed-width cells:
+ * `L12  e3   .61 e117 .39 e8    --  H=1.20 act 2`: layer index (model numbering), the k
+ * selected experts with their final weights in router order (a slot the policy dropped,
+ * weight 0, shows `--`; an empty slot blanks), router entropy in nats, experts active after
+ * AMG. Cells have one width per hover, so 48 layers × k 8 of 128 experts stay ~90 characters.
  */
 export function layerLines(t: TokenInfo, ctx: HoverContext): string[] {
   const L = t.entropy.length,
     K = ctx.k;
   const layerW = Math.max(...ctx.moeLayers.map((l) => String(l).length), String(L - 1).length);
+  let maxExpert = 0;
+  for (let i = 0; i < L * K; i++) maxExpert = Math.max(maxExpert, t.experts[i]);
+  const idW = 1 + String(maxExpert).length;
   const lines: string[] = [];
-  // Pad the expert column to the widest row so H= and act line up.
-  const cols: string[] = [];
   for (let l = 0; l < L; l++) {
-    const parts: string[] = [];
+    const cells: string[] = [];
     for (let s = 0; s < K; s++) {
       const e = t.experts[l * K + s];
-      if (e < 0) continue;
-      parts.push(`e${e} ${fmtWeight(t.weights[l * K + s])}`);
+      cells.push(e < 0 ? " ".repeat(idW + 4) : `${`e${e}`.padEnd(idW)} ${compactWeight(t.weights[l * K + s])}`);
     }
-    cols.push(parts.join(" · "));
-  }
-  const colW = Math.max(0, ...cols.map((c) => c.length));
-  for (let l = 0; l < L; l++) {
     const layer = ctx.moeLayers[l] ?? l;
-    lines.push(`L${String(layer).padEnd(layerW)}  ${cols[l].padEnd(colW)}  H=${t.entropy[l].toFixed(2)}  act ${t.active[l]}`);
+    lines.push(`L${String(layer).padEnd(layerW)}  ${cells.join(" ")}  H=${t.entropy[l].toFixed(2)} act ${t.active[l]}`);
   }
   return lines;
 }
 
-/** The hover for one token, as Markdown (a summary line, then a code block of layer lines). */
+/** `s` cut to `max` characters, the cut marked with "…". */
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : s.slice(0, Math.max(0, max - 1)) + "…";
+}
+
+/**
+ * The hover for one token, as Markdown: a header, then a code block of layer lines. Up to
+ * HOVER_FULL_LAYERS layers the header has two lines (token and id; NLL in nats and bits,
+ * mean entropy, active experts, policy); beyond, one summary line of at most HOVER_MAX_LINE
+ * characters (NLL in nats and entropy in nats without their units; the token text and the
+ * policy label clipped to fit), so a 48-layer token is 51 lines.
+ */
 export function formatTokenHover(t: TokenInfo, ctx: HoverContext): string {
-  const nll = Number.isFinite(t.nll) ? `NLL ${t.nll.toFixed(2)} nats (${(t.nll / LN2).toFixed(2)} bits)` : "NLL n/a";
-  const act = finiteMean(t.active);
-  const head =
-    `**MoE Lens** · token ${t.index} \`${showPiece(t.piece).replace(/`/g, "ˋ")}\` (id ${t.tokenId})  \n` +
-    `${nll} · mean H ${finiteMean(t.entropy).toFixed(2)} nats · active ${act.toFixed(2)}/${ctx.trainedK} · ${mdEscape(ctx.policyLabel)}`;
+  const nllNats = Number.isFinite(t.nll) ? `NLL ${t.nll.toFixed(2)} nats` : "NLL n/a";
+  const act = `active ${finiteMean(t.active).toFixed(2)}/${ctx.trainedK}`;
+  const meanH = `mean H ${finiteMean(t.entropy).toFixed(2)} nats`;
+  const piece = (p: string) => `\`${p.replace(/`/g, "ˋ")}\``;
+  let head: string;
+  if (t.entropy.length <= HOVER_FULL_LAYERS) {
+    const nll = Number.isFinite(t.nll) ? `${nllNats} (${(t.nll / LN2).toFixed(2)} bits)` : nllNats;
+    head = `**MoE Lens** · token ${t.index} ${piece(showPiece(t.piece))} (id ${t.tokenId})  \n${nll} · ${meanH} · ${act} · ${mdEscape(ctx.policyLabel)}`;
+  } else {
+    const nll = Number.isFinite(t.nll) ? `NLL ${t.nll.toFixed(2)}` : nllNats;
+    const start = `**MoE Lens** · token ${t.index} ${piece(clip(showPiece(t.piece), 10))} · ${nll} · mean H ${finiteMean(t.entropy).toFixed(2)} · act ${finiteMean(t.active).toFixed(2)}/${ctx.trainedK} · `;
+    // Clip before escaping, so a cut never splits an escape; then shorten until the escaped label fits.
+    let room = HOVER_MAX_LINE - start.length;
+    let policy = mdEscape(clip(ctx.policyLabel, room));
+    while (policy.length > HOVER_MAX_LINE - start.length && room > 1) policy = mdEscape(clip(ctx.policyLabel, --room));
+    head = start + policy;
+  }
   const notes: string[] = [];
   if (ctx.alsoTokens && ctx.alsoTokens.length > 1) notes.push(`This character is split across tokens ${ctx.alsoTokens.join(", ")}.`);
   if (ctx.truncated) notes.push("The text changed after this trace; tokens from the edit on were dropped.");

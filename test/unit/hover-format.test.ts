@@ -2,7 +2,17 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { routingShifts } from "../../extension/core/metrics";
 import { fenceBoundaries } from "../../extension/core/transitions";
-import { fmtWeight, shiftThresholds, formatTokenHover, layerLines, modelLabel, showPiece, statusText, type StatusInput } from "../../extension/vscode/format";
+import {
+  compactWeight,
+  shiftThresholds,
+  formatTokenHover,
+  HOVER_MAX_LINE,
+  layerLines,
+  modelLabel,
+  showPiece,
+  statusText,
+  type StatusInput,
+} from "../../extension/vscode/format";
 import type { TokenInfo } from "../../extension/core/trace-store";
 
 function token(L: number, K: number): TokenInfo {
@@ -28,30 +38,70 @@ function token(L: number, K: number): TokenInfo {
   };
 }
 
-test("weights print compactly", () => {
-  assert.equal(fmtWeight(0.61), ".61");
-  assert.equal(fmtWeight(0.389), ".39");
-  assert.equal(fmtWeight(1), "1.00");
-  assert.equal(fmtWeight(0), "0");
-  assert.equal(fmtWeight(NaN), "?");
+test("weights print in three characters; a dropped slot is marked", () => {
+  assert.equal(compactWeight(0.61), ".61");
+  assert.equal(compactWeight(0.389), ".39");
+  assert.equal(compactWeight(1), "1.0");
+  assert.equal(compactWeight(0), " --");
+  assert.equal(compactWeight(NaN), "  ?");
 });
 
-test("one line per layer: model layer index, experts with weights, entropy, active", () => {
+test("one line per layer: model layer index, experts with weights in fixed-width cells, entropy, active", () => {
   const lines = layerLines(token(2, 2), { moeLayers: [0, 12], k: 2, trainedK: 2, policyLabel: "baseline" });
   assert.equal(lines.length, 2);
-  assert.match(lines[0], /^L0 {2,}e0 \.61 · e1 \.39 {2}H=1\.20 {2}act 2$/);
-  assert.match(lines[1], /^L12 {2}e3 \.61 · e8 0 +H=1\.20 {2}act 1$/);
+  assert.equal(lines[0], "L0   e0 .61 e1 .39  H=1.20 act 2");
+  assert.equal(lines[1], "L12  e3 .61 e8  --  H=1.20 act 1", "the zero-gated slot is marked dropped");
 });
 
 test("48 layers stay one short line each", () => {
   const L = 48;
-  const md = formatTokenHover(token(L, 8 > 2 ? 2 : 2), { moeLayers: [...Array(L).keys()], k: 2, trainedK: 2, policyLabel: "AMG τ=0.5" });
+  const md = formatTokenHover(token(L, 2), { moeLayers: [...Array(L).keys()], k: 2, trainedK: 2, policyLabel: "AMG τ=0.5" });
   const block = md.split("```text\n")[1].split("\n```")[0].split("\n");
   assert.equal(block.length, 48);
   for (const l of block) assert.ok(l.length <= 48, `line too long: ${l}`);
   // columns align: every "H=" at the same column
   const col = block[0].indexOf("H=");
   for (const l of block) assert.equal(l.indexOf("H="), col);
+});
+
+/** A token of a 48-layer × k 8 model of 128 experts: every slot filled, two dropped per layer, weights .08–.17. */
+function fineToken(L: number, K: number): TokenInfo {
+  const t = token(L, K);
+  for (let l = 0; l < L; l++)
+    for (let s = 0; s < K; s++) {
+      t.experts[l * K + s] = (l * 37 + s * 11) % 128;
+      t.weights[l * K + s] = s >= K - 2 ? 0 : 0.17 - 0.01 * s;
+    }
+  t.entropy.fill(4.1);
+  t.active.fill(K - 2);
+  return t;
+}
+
+test("a 48-layer × k 8 hover: a summary line and a layer × k table within ~50 lines of at most 100 characters", () => {
+  const L = 48,
+    K = 8;
+  const md = formatTokenHover(fineToken(L, K), {
+    moeLayers: [...Array(L).keys()],
+    k: K,
+    trainedK: K,
+    policyLabel: "AMG τ=0.9 · max k 6 · β 0.9 (scale-preserving) · Π momentum 0.95",
+  });
+  const lines = md.split("\n");
+  assert.ok(lines.length <= 51, `${lines.length} lines`);
+  for (const l of lines) assert.ok(l.length <= HOVER_MAX_LINE, `line of ${l.length} characters: ${l}`);
+  assert.match(
+    lines[0],
+    /^\*\*MoE Lens\*\* · token 12 `·worˋld\\n` · NLL 2\.08 · mean H 4\.10 · act 6\.00\/8 · AMG τ=0\\\.9.*…$/,
+    "one summary line, the policy clipped",
+  );
+  const block = md.split("```text\n")[1].split("\n```")[0].split("\n");
+  assert.equal(block.length, L, "every layer has its row");
+  assert.equal(block[47], "L47  e75  .17 e86  .16 e97  .15 e108 .14 e119 .13 e2   .12 e13   -- e24   --  H=4.10 act 6");
+  // every row has k cells; the H= column lines up
+  for (const row of block) {
+    assert.equal(row.match(/e\d+ +(\.\d\d|--)/g)?.length, K, row);
+    assert.equal(row.indexOf("H="), block[0].indexOf("H="));
+  }
 });
 
 test("the hover header has the token, NLL in nats and bits, mean entropy, active/k and the policy", () => {
