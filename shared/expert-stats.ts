@@ -201,6 +201,28 @@ export function topExpertsFor(c: RoutingColumns, layer: number, mask: Uint8Array
   return ranked.slice(0, Math.max(0, n));
 }
 
+/** An expert's standing in one class of a ClassSpecialisation. */
+export interface ExpertForClass {
+  expert: number;
+  /** Selections of the expert by the class's tokens. */
+  selections: number;
+  /** P(e | c) / P(e). */
+  lift: number;
+}
+
+/** Per class (in class order), its experts ranked by lift (ties by selections, then id), top n, only experts the class selected. */
+export function topExpertsByClass(s: ClassSpecialisation, n: number): ExpertForClass[][] {
+  return Array.from({ length: s.nClasses }, (_, cls) => {
+    const ranked: ExpertForClass[] = [];
+    for (let e = 0; e < s.E; e++) {
+      const selections = s.counts[cls * s.E + e];
+      if (selections > 0) ranked.push({ expert: e, selections, lift: s.lift[cls * s.E + e] });
+    }
+    ranked.sort((a, b) => b.lift - a.lift || b.selections - a.selections || a.expert - b.expert);
+    return ranked.slice(0, Math.max(0, n));
+  });
+}
+
 /** Co-activation in one layer: counts[a*E+b] = tokens whose kept selections include both a and b (a != b; symmetric; diagonal = layerLoad). */
 export function coActivation(c: RoutingColumns, layer: number, mask?: TokenMask): Float64Array {
   checkLayer(c, layer);
@@ -343,6 +365,12 @@ export class ExpertAtlas {
 
   /** Adds one trace (one document): labels[t] indexes classNames (-1 = token not counted). */
   add(c: RoutingColumns, labels: Int32Array, classNames: readonly string[]): void {
+    this.addTokens(c, labels, classNames);
+    this.documents++;
+  }
+
+  /** Adds tokens without counting a document: for a document that arrives in batches (count it once with `documents++`). */
+  addTokens(c: RoutingColumns, labels: Int32Array, classNames: readonly string[]): void {
     if (c.L !== this.L || c.E !== this.E || c.K !== this.K)
       throw new Error(`expert atlas is for ${this.L} layers × ${this.E} experts, k = ${this.K}; the trace has ${c.L} × ${c.E}, k = ${c.K}`);
     checkLabels(c, labels, classNames.length);
@@ -361,7 +389,6 @@ export class ExpertAtlas {
         this.tokens[ids[k]][l] += classTokens[k];
       }
     }
-    this.documents++;
   }
 
   /** Adds another atlas's counts (same shape; classes matched by name). */

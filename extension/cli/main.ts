@@ -10,6 +10,7 @@ import { RPC_HELP, rpcCommands } from "./rpc";
 import { PRUNE_HELP, pruneCommands } from "./prune";
 import { PACKS_HELP, packsCommands } from "./packs";
 import { SPEED_HELP, speedCommands } from "./speed";
+import { ATLAS_HELP, atlasCommands } from "./atlas";
 import { describeSpeed, measurePolicySpeed, QUICK_SPEED_OPTIONS, skipNote, type SpeedRow } from "../core/speed";
 import { TraceExportWriter, writeExportFile } from "../core/export";
 import { TraceStatsAccumulator, traceStats, type TraceStats } from "../core/metrics";
@@ -33,6 +34,7 @@ Usage:
   moe-lens compare FILE [--model M] --policies SPEC,SPEC,... [--ctx N] [--out F.html] [--json] [--no-speed]
                                                      each policy's quality beside its measured speed against the first
 ${SPEED_HELP}
+${ATLAS_HELP}
 ${EXPERIMENT_HELP}
 ${PRUNE_HELP}
 ${PACKS_HELP}
@@ -358,6 +360,7 @@ async function main(argv: string[]): Promise<number> {
     demo: cmdDemo,
     ...experimentCommands,
     ...speedCommands,
+    ...atlasCommands,
     ...rpcCommands,
     ...pruneCommands,
     ...packsCommands,

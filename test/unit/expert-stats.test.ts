@@ -3,9 +3,14 @@
 // class specialisation (lift, mutual information), top experts for a selection,
 // co-activation, layer transitions, dropped slots (weight 0) not counted, the same expert id
 // in two layers never pooled, the token classifier, regex masks, and the ExpertAtlas
-// (add, merge, JSON round trip, agreement with specialisation() on one trace).
+// (add, merge, JSON round trip, agreement with specialisation() on one trace); and the
+// atlas's folder walk (globs, skipped folders, language ids by extension).
 import assert from "node:assert/strict";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { describe, test } from "node:test";
+import { languageIdOf, listCorpusFiles } from "../../extension/core/atlas";
 import {
   balance,
   coActivation,
@@ -19,6 +24,7 @@ import {
   TOKEN_CLASSES,
   tokenClass,
   tokenClassLabels,
+  topExpertsByClass,
   topExpertsFor,
   type RoutingColumns,
 } from "../../shared/expert-stats";
@@ -331,5 +337,40 @@ describe("ExpertAtlas", () => {
       /class "A" must have 2 non-negative token counts/,
     );
     assert.throws(() => new ExpertAtlas(0, 2, 4), /L \(MoE layers\) must be a positive integer/);
+  });
+});
+
+describe("top experts by class", () => {
+  test("each class's experts by lift, only those it selected", () => {
+    const top = topExpertsByClass(specialisation(AB, 0, AB_LABELS, 2), 1);
+    assert.deepEqual(top, [[{ expert: 0, selections: 2, lift: 2 }], [{ expert: 2, selections: 2, lift: 2 }]]);
+  });
+});
+
+describe("the folder walk of the atlas (extension/core/atlas.ts)", () => {
+  test("globs, skipped folders, language ids", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "moe-lens-atlas-"));
+    try {
+      for (const f of ["a.py", "src/b.ts", "src/deep/c.ts", "docs/readme.md", ".hidden/x.ts", "node_modules/y.ts", "NOTES"]) {
+        fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
+        fs.writeFileSync(path.join(dir, f), "x");
+      }
+      assert.deepEqual(listCorpusFiles(dir), ["NOTES", "a.py", "docs/readme.md", "src/b.ts", "src/deep/c.ts"]);
+      assert.deepEqual(listCorpusFiles(dir, ["*.ts"]), ["src/b.ts", "src/deep/c.ts"]);
+      assert.deepEqual(listCorpusFiles(dir, ["src/*.ts", "*.md"]), ["docs/readme.md", "src/b.ts"]);
+      assert.deepEqual(listCorpusFiles(dir, ["src/**/*.ts"]), ["src/b.ts", "src/deep/c.ts"]);
+      assert.deepEqual(listCorpusFiles(dir, ["?.py"]), ["a.py"]);
+      assert.throws(() => listCorpusFiles(path.join(dir, "missing")), /no such folder/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    assert.deepEqual(["a.py", "b.TS", "c.md", "d.txt", "e.weird", "Makefile"].map(languageIdOf), [
+      "python",
+      "typescript",
+      "markdown",
+      "plaintext",
+      "weird",
+      "plaintext",
+    ]);
   });
 });
