@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { COMMON_FLAGS, policyFromFlags, POLICY_FLAGS, withServer } from "./server-session";
 import { checkKnownFlags, flagInt, flagString, formatTable, UsageError, type ParsedArgs } from "./args";
-import { atlasLayerSummaries, buildAtlas, languageIdOf } from "../core/atlas";
+import { atlasLayerSummaries, buildAtlas, languageIdOf, listCorpusFiles } from "../core/atlas";
 import { writeExportFile } from "../core/export";
 import { ExpertAtlas } from "../../shared/expert-stats";
 import { formatNumber } from "../../shared/format";
@@ -43,6 +43,8 @@ async function cmdAtlas(args: ParsedArgs): Promise<void> {
     .map((s) => s.trim())
     .filter(Boolean);
   const classOf = classifier(flagString(args, "class-by") ?? "language");
+  // Before the server starts: a glob that matches nothing is a usage error, not a wait.
+  if (!listCorpusFiles(dir, globs).length) throw new UsageError(`no files in ${dir}${globs.length ? ` match ${globs.join(", ")}` : ""}`);
   const topN = flagInt(args, "top", 1, 1000) ?? 3;
   const out = flagString(args, "out");
   const addTo = flagString(args, "add-to");

@@ -139,7 +139,7 @@ describe("moe-lens atlas DIR (issue 13)", () => {
     assert.equal(badClass.code, 2);
     assert.match(badClass.stderr, /--class-by must be "language" or "folder", got "size"/);
     const noMatch = await runCli(["atlas", CORPUS, "--glob", "*.rs", "--threads", "2"]);
-    assert.equal(noMatch.code, 1);
+    assert.equal(noMatch.code, 2);
     assert.match(noMatch.stderr, /no files in .* match \*\.rs/);
 
     // A binary file is skipped and listed; a folder of nothing but binary files is an error.
