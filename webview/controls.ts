@@ -1,13 +1,15 @@
 // Policy controls (@vscode-elements/elements). Changes are applied live: after a short
 // debounce the panel posts `applyPolicy` and the host re-traces with it. The host's
 // `policy` message (after every change, from any command) sets the controls to its policy,
-// so they never show a policy other than the one traces use.
+// so they never show a policy other than the one traces use. The block folds to one line
+// (a toggle and the policy's label) so the heatmap gets the height; the fold is kept in the
+// webview state with the values.
 import "@vscode-elements/elements/dist/vscode-button/index.js";
 import "@vscode-elements/elements/dist/vscode-checkbox/index.js";
 import "@vscode-elements/elements/dist/vscode-option/index.js";
 import "@vscode-elements/elements/dist/vscode-single-select/index.js";
 import "@vscode-elements/elements/dist/vscode-textfield/index.js";
-import { policyNumber, type Policy } from "../shared/policy";
+import { describePolicy, policyNumber, type Policy } from "../shared/policy";
 import { fileName } from "../shared/format";
 import type { RouterPackChoice } from "../shared/protocol";
 
@@ -29,6 +31,8 @@ export interface ControlValues {
   piMomentum: string;
   ant: boolean;
   gamma: string;
+  /** The controls folded to one line (layout, not policy). */
+  collapsed?: boolean;
 }
 
 export class PolicyControls {
@@ -45,6 +49,9 @@ export class PolicyControls {
   private packShown = "";
   /** Largest expert count the model allows (max k, min k); 4096 until the host says. */
   private nExpert = 4096;
+  /** The fold toggle, and the policy's label shown beside it (what the folded rows hold). */
+  private readonly toggle: HTMLButtonElement;
+  private readonly foldedLabel: HTMLElement;
 
   constructor(
     parent: HTMLElement,
@@ -56,11 +63,30 @@ export class PolicyControls {
     this.root = document.createElement("section");
     this.root.className = "controls";
     this.root.setAttribute("aria-label", "Gating policy");
+    this.toggle = document.createElement("button");
+    this.toggle.id = "controls-toggle";
+    this.toggle.className = "controls-toggle";
+    this.toggle.setAttribute("aria-controls", "controls-rows");
+    this.toggle.addEventListener("click", () => {
+      this.setCollapsed(!this.collapsed);
+      this.onChange(this.values());
+    });
+    this.foldedLabel = document.createElement("span");
+    this.foldedLabel.className = "controls-policy";
+    const head = document.createElement("div");
+    head.className = "controls-head";
+    head.append(this.toggle, this.foldedLabel);
+    this.root.append(head);
+    const rows = document.createElement("div");
+    rows.id = "controls-rows";
+    rows.className = "controls-rows";
+    this.root.append(rows);
+    this.setCollapsed(false);
     const row = (...children: HTMLElement[]) => {
       const d = document.createElement("div");
       d.className = "control-row";
       d.append(...children);
-      this.root.append(d);
+      rows.append(d);
     };
     row(
       this.check("amg", "AMG"),
@@ -190,10 +216,24 @@ export class PolicyControls {
       piMomentum: v("piMomentum"),
       ant: c("ant"),
       gamma: v("gamma"),
+      collapsed: this.collapsed,
     };
   }
 
+  get collapsed(): boolean {
+    return this.root.classList.contains("collapsed");
+  }
+
+  /** Folds the controls to their one-line head (the toggle and the policy label), or unfolds them. */
+  setCollapsed(collapsed: boolean): void {
+    this.root.classList.toggle("collapsed", collapsed);
+    this.toggle.textContent = collapsed ? "▸ Gating policy" : "▾ Gating policy";
+    this.toggle.setAttribute("aria-expanded", String(!collapsed));
+    this.toggle.title = collapsed ? "Show the policy controls" : "Fold the policy controls to one line";
+  }
+
   setValues(v: Partial<ControlValues>): void {
+    if (v.collapsed !== undefined) this.setCollapsed(v.collapsed);
     for (const [k, val] of Object.entries(v)) {
       const el = this.els[k];
       if (!el) continue;
@@ -225,6 +265,7 @@ export class PolicyControls {
     if (p.pi?.momentum !== undefined) v.piMomentum = policyNumber(p.pi.momentum);
     if (p.ant) v.gamma = policyNumber(p.ant.gamma);
     this.untouched = { ...(p.disable ? { disable: p.disable } : {}), ...(p.boost ? { boost: p.boost } : {}) };
+    this.foldedLabel.textContent = describePolicy(p);
     this.setValues(v);
     this.error.textContent = "";
     this.onChange(this.values());

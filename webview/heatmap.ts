@@ -39,6 +39,8 @@ export class Heatmap {
   cellW = 8;
   cellH = 14;
   cursor = { t: 0, m: 0 };
+  /** The token the editor's cursor is on (highlightToken): its column is outlined across every layer; -1 = none. */
+  markedToken = -1;
   /** Frames drawn (for the benchmark and tests). */
   frames = 0;
   /** When set, paints every cell with this packed colour instead of the colour mode (compare's difference map). */
@@ -84,6 +86,7 @@ export class Heatmap {
   }
 
   setTrace(trace: PanelTrace | undefined): void {
+    if (trace !== this.trace) this.markedToken = -1;
     this.trace = trace;
     this.requestDraw();
   }
@@ -243,6 +246,13 @@ export class Heatmap {
     g.fillStyle = fg;
     for (let m = 0; m < L; m++) if (ch >= 10 || m % 4 === 0) g.fillText(`L${tr.header.model.moe_layers[m]}`, 2, HEADER + m * ch + ch - 3);
     g.fillText("NLL", 2, HEADER + L * ch + NLL_STRIP - 2);
+    // The editor cursor's token: its column outlined (over the gutter's edge it is off screen).
+    const mx = GUTTER + this.markedToken * cw - scroll;
+    if (this.markedToken >= 0 && mx >= GUTTER - 1 && mx <= width) {
+      g.strokeStyle = fg;
+      g.lineWidth = 2;
+      g.strokeRect(mx, HEADER, Math.max(2, cw - gap), L * ch);
+    }
     // Keyboard cursor.
     if (document.activeElement === this.canvas) {
       const c = this.cellCenter(this.cursor.t, this.cursor.m);
@@ -277,6 +287,21 @@ export class Heatmap {
     const m = Math.floor((e.offsetY - HEADER) / this.cellH);
     if (e.offsetX < GUTTER || t < 0 || t >= tr.count || m < 0 || m >= tr.L) return undefined;
     return { t, m };
+  }
+
+  /**
+   * Marks a token (the editor cursor's) and moves the keyboard cursor to it; scrolls to centre
+   * it only when it is out of view, so following the cursor never jumps while it stays in view.
+   */
+  markToken(t: number): void {
+    if (!this.trace || t < 0 || t >= this.trace.count) return;
+    this.markedToken = t;
+    this.cursor = { t, m: this.cursor.m };
+    const x = t * this.cellW,
+      left = this.scroller.scrollLeft,
+      visible = this.scroller.clientWidth - GUTTER;
+    if (x < left || x + this.cellW > left + visible) this.scroller.scrollLeft = Math.max(0, x - visible / 2);
+    this.requestDraw();
   }
 
   private onClick(e: MouseEvent): void {

@@ -13,6 +13,7 @@ import { SaliencyView } from "./saliency";
 import { el } from "./dom";
 import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
 import type { HostMessage, WebviewMessage } from "../shared/protocol";
+import { LayerFold, type LayerFoldMode } from "./layer-fold";
 import { PanelTrace } from "./store";
 
 interface VsCodeApi {
@@ -28,6 +29,8 @@ interface UiState {
   highlight: number;
   cellW: number;
   controls?: ControlValues;
+  /** Heatmap rows: every layer, or compressed to fit the window (layer-fold.ts). */
+  rows?: LayerFoldMode;
 }
 
 const vscode = acquireVsCodeApi();
@@ -86,6 +89,13 @@ const transitionsHost = el("section", "transitions");
 transitionsHost.id = "transitions";
 
 const heatmap = new Heatmap(heatmapHost, "Current trace", { onSelect: (t, m) => current && showDetails(current, t, m) });
+const layerFold = new LayerFold(
+  heatmap,
+  () => current?.L ?? 0,
+  state.rows,
+  (rows) => save({ rows }),
+);
+toolbar.append(el("span", "", "Rows"), layerFold.select);
 const controls = new PolicyControls(
   app,
   (policy) => post({ type: "applyPolicy", policy }),
@@ -354,6 +364,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       current = tr;
       emptyState.hidden = true;
       heatmap.setTrace(tr);
+      layerFold.apply();
       details.replaceChildren();
       transitionsHost.replaceChildren();
       renderSummary(tr);
@@ -427,11 +438,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       break;
     case "highlightToken": {
       const tr = traces.get(m.traceId);
-      if (tr && tr === current) {
-        heatmap.cursor = { t: m.token, m: heatmap.cursor.m };
-        heatmap.scroller.scrollLeft = Math.max(0, m.token * heatmap.cellW - heatmap.scroller.clientWidth / 2);
-        heatmap.requestDraw();
-      }
+      if (tr && tr === current) heatmap.markToken(m.token);
       break;
     }
     case "experiment":

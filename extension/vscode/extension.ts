@@ -9,6 +9,7 @@ import * as vscode from "vscode";
 import { validatePolicy } from "../core/policy-parse";
 import { needsRestart, readSettings, SETTINGS_SECTION, type MoeLensSettings } from "../core/settings";
 import { TraceStore, type TraceRecord } from "../core/trace-store";
+import { CursorFollow } from "./cursor-follow";
 import { Decorations } from "./decorations";
 import type { EditorSegments } from "./segments";
 import { RoutingHoverProvider } from "./hover";
@@ -22,6 +23,7 @@ import * as calibrateAnt from "./commands/calibrate-ant";
 import * as comparePolicies from "./commands/compare-policies";
 import * as exportTrace from "./commands/export-trace";
 import * as exportExperiment from "./commands/export-experiment";
+import * as openPanelInEditor from "./commands/open-panel-in-editor";
 import * as pruneExperts from "./commands/prune-experts";
 import * as runAblation from "./commands/run-ablation";
 import * as runAmgSweep from "./commands/run-amg-sweep";
@@ -145,6 +147,8 @@ export function activate(context: vscode.ExtensionContext): { services: Services
     comparePolicies.register(svc),
     exportTrace.register(svc),
     showPanel.register(svc),
+    openPanelInEditor.register(svc),
+    new CursorFollow(svc),
     calibrateAnt.register(svc),
     runAmgSweep.register(svc),
     runAblation.register(svc),

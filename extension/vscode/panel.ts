@@ -1,8 +1,11 @@
-// The "Routing" webview view (activity bar container "MoE Lens"). Serves the panel built
-// from webview/ (renderPanelHtml with a fresh nonce and a strict CSP; scripts and styles
-// only from out/webview), forwards trace records as typed HostMessages, and handles the
-// panel's requests (apply a policy, reveal a token, compare two policies). State is
-// restored by replaying the newest trace from the store whenever the panel (re)loads.
+// The routing panel's host side, whichever container shows it: the "Routing" webview view
+// (activity bar container "MoE Lens", or the bottom panel) and the editor tab of "Open
+// Routing Panel in Editor" (a WebviewPanel beside the text); both may be open at once.
+// Serves the panel built from webview/ (renderPanelHtml with a fresh nonce and a strict CSP;
+// scripts and styles only from out/webview), forwards every HostMessage to every loaded
+// panel, and handles the panels' requests (apply a policy, reveal a token, compare two
+// policies). A panel's state is restored by replaying the newest trace from the store to it
+// whenever it (re)loads.
 
 import * as crypto from "node:crypto";
 import * as vscode from "vscode";
@@ -17,12 +20,26 @@ import type { Services } from "./services";
 import { errorMessage } from "./server-manager";
 
 export const ROUTING_VIEW_ID = "moeLens.routingPanel";
+/** The editor tab's webview type (Open Routing Panel in Editor). */
+export const ROUTING_EDITOR_TYPE = "moeLens.routingEditor";
+
+/** One copy of the panel: its webview, its container, and whether it has said `ready`. */
+interface PanelWebview {
+  readonly webview: vscode.Webview;
+  readonly container: vscode.WebviewView | vscode.WebviewPanel;
+  ready: boolean;
+}
 
 export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposable {
   private view: vscode.WebviewView | undefined;
-  private ready = false;
+  private editorPanel: vscode.WebviewPanel | undefined;
+  private readonly panels = new Set<PanelWebview>();
+  /** While one panel is restored (replayed after its `ready`), `post` goes to it alone, not again to the others. */
+  private restoring: PanelWebview | undefined;
   private readonly disposables: vscode.Disposable[] = [];
   private svc!: Services;
+  /** The token last marked by highlightToken ("traceId:token"), so a cursor move never sends the mark a panel click just sent. */
+  private lastHighlight = "";
 
   constructor(private readonly extensionUri: vscode.Uri) {}
 
@@ -30,44 +47,78 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     this.svc = svc;
   }
 
+  /** Whether any copy of the panel (side bar, bottom panel or editor tab) is visible. */
   get visible(): boolean {
-    return !!this.view?.visible;
+    return [...this.panels].some((p) => p.container.visible);
   }
 
   resolveWebviewView(view: vscode.WebviewView): void {
     this.view = view;
-    this.ready = false;
+    this.serve(view.webview, view);
+    view.onDidDispose(() => {
+      if (this.view === view) this.view = undefined;
+    });
+  }
+
+  /** Opens the panel in an editor tab beside the text (or reveals the one already open). */
+  openInEditor(): void {
+    if (this.editorPanel) {
+      this.editorPanel.reveal(undefined, true);
+      return;
+    }
+    const panel = vscode.window.createWebviewPanel(ROUTING_EDITOR_TYPE, "MoE Lens: Routing", { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true });
+    panel.iconPath = vscode.Uri.joinPath(this.extensionUri, "media", "moe-lens.svg");
+    this.editorPanel = panel;
+    this.serve(panel.webview, panel);
+    panel.onDidDispose(() => {
+      if (this.editorPanel === panel) this.editorPanel = undefined;
+    });
+  }
+
+  /** Loads the panel into a webview and wires its messages; it receives messages once it posts `ready`. */
+  private serve(webview: vscode.Webview, container: vscode.WebviewView | vscode.WebviewPanel): void {
     const webviewRoot = vscode.Uri.joinPath(this.extensionUri, "out", "webview");
-    view.webview.options = {
+    webview.options = {
       enableScripts: true,
       localResourceRoots: [webviewRoot, vscode.Uri.joinPath(this.extensionUri, "media")],
     };
-    view.webview.html = renderPanelHtml({
-      scriptUri: view.webview.asWebviewUri(vscode.Uri.joinPath(webviewRoot, "panel.js")).toString(),
-      styleUri: view.webview.asWebviewUri(vscode.Uri.joinPath(webviewRoot, "panel.css")).toString(),
-      cspSource: view.webview.cspSource,
+    webview.html = renderPanelHtml({
+      scriptUri: webview.asWebviewUri(vscode.Uri.joinPath(webviewRoot, "panel.js")).toString(),
+      styleUri: webview.asWebviewUri(vscode.Uri.joinPath(webviewRoot, "panel.css")).toString(),
+      cspSource: webview.cspSource,
       nonce: crypto.randomBytes(16).toString("base64url"),
     });
-    this.disposables.push(
-      view.webview.onDidReceiveMessage((m: WebviewMessage) => void this.onMessage(m)),
-      view.onDidDispose(() => {
-        if (this.view === view) {
-          this.view = undefined;
-          this.ready = false;
-        }
-      }),
-    );
+    const panel: PanelWebview = { webview, container, ready: false };
+    this.panels.add(panel);
+    const listener = webview.onDidReceiveMessage((m: WebviewMessage) => void this.onMessage(panel, m));
+    container.onDidDispose(() => {
+      this.panels.delete(panel);
+      listener.dispose();
+    });
   }
 
-  /** Reveals the panel (and resolves it if it was never opened). */
+  /** Reveals the panel: the editor tab when one is open, else the side-bar view (resolving it if it was never opened). */
   async show(preserveFocus = true): Promise<void> {
-    if (this.view) this.view.show(preserveFocus);
+    if (this.editorPanel) this.editorPanel.reveal(undefined, preserveFocus);
+    else if (this.view) this.view.show(preserveFocus);
     else await vscode.commands.executeCommand(`${ROUTING_VIEW_ID}.focus`, { preserveFocus });
   }
 
-  /** Sends a message when the panel is loaded; otherwise it is replayed from the store on load. */
+  /** Sends a message to every loaded panel; one not loaded yet gets the state replayed from the store when it loads. */
   post(m: HostMessage): void {
-    if (this.view && this.ready) void this.view.webview.postMessage(m);
+    for (const p of this.panels) if (p.ready && (!this.restoring || p === this.restoring)) void p.webview.postMessage(m);
+  }
+
+  /**
+   * Marks a token in the panels' heatmaps (highlightToken), unless it is the token marked
+   * last: a click in the panel selects the token in the editor, and that selection must not
+   * send the same mark back.
+   */
+  highlight(traceId: string, token: number): void {
+    const key = `${traceId}:${token}`;
+    if (key === this.lastHighlight) return;
+    this.lastHighlight = key;
+    this.post({ type: "highlightToken", traceId, token });
   }
 
   postPolicy(): void {
@@ -100,7 +151,18 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     if (!r.summary && (r.state === "error" || r.state === "cancelled")) this.post({ type: "traceError", traceId: r.id, message: r.error ?? r.state });
   }
 
-  private restore(): void {
+  /** What a panel that (re)loads needs, sent to it alone: the policy, the newest trace, the last experiment and prune chart. */
+  private restore(panel: PanelWebview): void {
+    this.restoring = panel;
+    this.lastHighlight = "";
+    try {
+      this.restoreState();
+    } finally {
+      this.restoring = undefined;
+    }
+  }
+
+  private restoreState(): void {
     this.postPolicy();
     const editor = vscode.window.activeTextEditor;
     const r = (editor && this.svc.store.active(editor.document.uri.toString(), editor.document.version)) ?? this.svc.store.latest();
@@ -109,13 +171,13 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     if (this.svc.lastPrune) this.post(this.svc.lastPrune.chart);
   }
 
-  private async onMessage(m: WebviewMessage): Promise<void> {
+  private async onMessage(panel: PanelWebview, m: WebviewMessage): Promise<void> {
     const { svc } = this;
     try {
       switch (m.type) {
         case "ready":
-          this.ready = true;
-          this.restore();
+          panel.ready = true;
+          this.restore(panel);
           break;
         case "applyPolicy": {
           const p = validatePolicy(m.policy);
@@ -153,6 +215,22 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
   }
 }
 
+/** The selection revealToken made last (a heatmap click), so commands can tell it from one the user made. */
+let revealedSelection: { uri: string; version: number; start: number; end: number } | undefined;
+
+/** True when this editor's selection is the one a heatmap click left, not the user's own. */
+export function isRevealedSelection(editor: vscode.TextEditor): boolean {
+  const r = revealedSelection,
+    doc = editor.document;
+  return (
+    !!r &&
+    r.uri === doc.uri.toString() &&
+    r.version === doc.version &&
+    doc.offsetAt(editor.selection.start) === r.start &&
+    doc.offsetAt(editor.selection.end) === r.end
+  );
+}
+
 /** Selects a token's text in its editor, if the trace still matches the document. */
 export async function revealToken(svc: Services, traceId: string, token: number): Promise<void> {
   const r = svc.store.get(traceId);
@@ -168,7 +246,8 @@ export async function revealToken(svc: Services, traceId: string, token: number)
   }
   const [s, e] = r.range(token);
   const range = new vscode.Range(doc.positionAt(s), doc.positionAt(e));
+  revealedSelection = { uri: r.uri, version: doc.version, start: s, end: e };
   const editor = await vscode.window.showTextDocument(doc, { preserveFocus: false, selection: range });
   editor.revealRange(range, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
-  svc.panel.post({ type: "highlightToken", traceId, token });
+  svc.panel.highlight(traceId, token);
 }

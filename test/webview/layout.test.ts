@@ -1,0 +1,197 @@
+// The panel at 48 layers (issue 13), in headless Chromium at 1280×800 under its real CSP: the
+// policy controls fold to one line and stay folded after a reload (webview state), "fit
+// height" fits all 48 MoE layers in the 800 px window, and the editor cursor's highlightToken
+// marks its token's column and scrolls to it only when it is out of view, without sending
+// anything back (no ping-pong with revealToken).
+//
+// The trace is a real trace of the fine demo model (k 8 of 64 experts), its layers repeated
+// to 48 so the panel has the depth of the models researchers study (qwen3moe: 48 layers).
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import path from "node:path";
+import { after, before, test } from "node:test";
+import type { HostMessage } from "../../shared/protocol";
+import type { Trace } from "../../shared/trace";
+import { DEMO_MODEL, FINE_MODEL, ROOT, startServer } from "../helpers";
+import { openPanel, type PanelPage } from "./harness";
+
+const TEXT = fs.readFileSync(path.join(ROOT, "test", "fixtures", "demo-sample.md"), "utf8").slice(0, 700);
+const LAYERS = 48;
+
+let trace: Trace;
+let panel: PanelPage;
+
+/** The trace as the host posts it, its MoE layers repeated to LAYERS: start, one batch, end. */
+function deepMessages(t: Trace, traceId: string): HostMessage[] {
+  const c = t.columns;
+  const L0 = t.header.n_moe_layers,
+    K = t.header.k,
+    n = c.count;
+  const experts = new Int32Array(n * LAYERS * K),
+    weights = new Float32Array(n * LAYERS * K),
+    entropy = new Float32Array(n * LAYERS),
+    active = new Uint8Array(n * LAYERS);
+  for (let i = 0; i < n; i++)
+    for (let l = 0; l < LAYERS; l++) {
+      const src = i * L0 + (l % L0),
+        dst = i * LAYERS + l;
+      experts.set(c.experts.subarray(src * K, src * K + K), dst * K);
+      weights.set(c.weights.subarray(src * K, src * K + K), dst * K);
+      entropy[dst] = c.entropy[src];
+      active[dst] = c.active[src];
+    }
+  const header = { ...t.header, n_moe_layers: LAYERS, top_n: 0, model: { ...t.header.model, moe_layers: [...Array(LAYERS).keys()] } };
+  const batch = {
+    start: 0,
+    count: n,
+    tokenIds: c.tokenIds,
+    byteStart: c.byteStart,
+    byteEnd: c.byteEnd,
+    pieces: c.pieces,
+    nll: c.nll,
+    experts,
+    weights,
+    entropy,
+    active,
+  };
+  return [
+    { type: "traceStart", traceId, label: "demo-sample.md · 48 layers", header },
+    { type: "traceBatch", traceId, batch },
+    { type: "traceEnd", traceId, summary: t.summary! },
+  ];
+}
+
+interface PanelWindow {
+  __state: { controls?: { collapsed?: boolean }; rows?: string } | undefined;
+  moeLens: {
+    heatmap: {
+      cellW: number;
+      cellH: number;
+      markedToken: number;
+      cursor: { t: number };
+      canvas: HTMLCanvasElement;
+      scroller: HTMLDivElement;
+      setZoom(w: number): void;
+    };
+    current?: { count: number; L: number };
+  };
+}
+
+before(async () => {
+  const server = await startServer(fs.existsSync(FINE_MODEL) ? FINE_MODEL : DEMO_MODEL);
+  try {
+    trace = await server.client.trace({ text: TEXT });
+  } finally {
+    await server.stop();
+  }
+  panel = await openPanel({ width: 1280, height: 800 });
+});
+after(async () => panel?.close());
+
+async function loadDeepTrace(traceId: string): Promise<void> {
+  await panel.send(deepMessages(trace, traceId));
+  await panel.page.waitForFunction(
+    ([n, L]) => (window as unknown as PanelWindow).moeLens.current?.count === n && (window as unknown as PanelWindow).moeLens.current?.L === L,
+    [trace.columns.count, LAYERS],
+  );
+}
+
+const controlsHeight = () => panel.page.evaluate(() => document.querySelector<HTMLElement>("section.controls")!.getBoundingClientRect().height);
+
+test("the policy controls fold to one line, and stay folded after the panel reloads", async () => {
+  const open = await controlsHeight();
+  assert.ok(open > 60, `the unfolded controls are several rows (${open} px)`);
+  await panel.page.click("#controls-toggle");
+  const folded = await controlsHeight();
+  assert.ok(folded < 30, `folded to one line (${folded} px)`);
+  assert.equal(await panel.page.isVisible("#ctl-amg"), false, "the rows are hidden");
+  assert.equal(await panel.page.getAttribute("#controls-toggle", "aria-expanded"), "false");
+  assert.equal(await panel.page.evaluate(() => (window as unknown as PanelWindow).__state?.controls?.collapsed), true, "kept in the webview state");
+  // VS Code reloads a hidden webview; the harness keeps its state across a reload as VS Code does.
+  await panel.page.reload();
+  await panel.page.waitForFunction(() => (window as unknown as { __posted: Array<{ type: string }> }).__posted.some((m) => m.type === "ready"));
+  assert.ok((await controlsHeight()) < 30, "still folded after the reload");
+  assert.deepEqual(panel.consoleErrors, []);
+});
+
+test("fit height: all 48 layers fit the 800 px window with the controls folded", async () => {
+  await loadDeepTrace("deep-1");
+  const bottom = () =>
+    panel.page.evaluate(() => {
+      const hm = (window as unknown as PanelWindow).moeLens.heatmap;
+      return { scroller: hm.scroller.getBoundingClientRect().bottom, canvas: hm.canvas.getBoundingClientRect().height, cellH: hm.cellH };
+    });
+  const full = await bottom();
+  assert.equal(full.cellH, 14);
+  assert.ok(full.scroller > 800, `every layer at 14 px does not fit (bottom ${full.scroller} px)`);
+  await panel.page.selectOption("#layer-fold", "fit");
+  await panel.page.waitForFunction(() => (window as unknown as PanelWindow).moeLens.heatmap.cellH < 14);
+  await panel.page.waitForTimeout(100); // one frame for the canvas to take its new height
+  const fit = await bottom();
+  assert.ok(fit.cellH >= 3, `rows stay visible (${fit.cellH} px)`);
+  assert.ok(fit.scroller <= 800, `the heatmap, all ${LAYERS} layers and the NLL strip, ends inside the window (bottom ${fit.scroller} px)`);
+  assert.equal(fit.canvas, 28 + LAYERS * fit.cellH + 12, "the canvas draws every layer");
+  assert.equal(await panel.page.evaluate(() => (window as unknown as PanelWindow).__state?.rows), "fit", "kept in the webview state");
+  // Unfolding the controls pushes the heatmap down: the rows shrink again to fit.
+  await panel.page.click("#controls-toggle");
+  await panel.page.waitForFunction((h) => (window as unknown as PanelWindow).moeLens.heatmap.cellH < h, fit.cellH, { timeout: 5000 }).catch(() => undefined);
+  const unfolded = await bottom();
+  assert.ok(unfolded.cellH <= fit.cellH, "rows never grow when the controls take room");
+  await panel.page.click("#controls-toggle");
+  await panel.page.waitForFunction((h) => (window as unknown as PanelWindow).moeLens.heatmap.cellH === h, fit.cellH, { timeout: 5000 });
+  await panel.page.screenshot({ path: path.join(ROOT, "test-artifacts", "webview", "layout-48-layers-fit.png") });
+  assert.deepEqual(panel.consoleErrors, []);
+});
+
+test("highlightToken (the editor cursor) marks the token's column and scrolls only when it is out of view", async () => {
+  const n = trace.columns.count;
+  const hm = () =>
+    panel.page.evaluate(() => {
+      const h = (window as unknown as PanelWindow).moeLens.heatmap;
+      return { scroll: h.scroller.scrollLeft, marked: h.markedToken, cursor: h.cursor.t, cellW: h.cellW, width: h.scroller.clientWidth };
+    });
+  await panel.page.evaluate(() => {
+    const h = (window as unknown as PanelWindow).moeLens.heatmap;
+    h.setZoom(14);
+    h.scroller.scrollLeft = 0;
+  });
+  const before = await hm();
+  assert.ok(n * before.cellW > before.width + 200, `the trace is wider than the panel (${n} tokens)`);
+  const postedBefore = (await panel.posted()).length;
+  const far = n - 3;
+  await panel.send([{ type: "highlightToken", traceId: "deep-1", token: far }]);
+  await panel.page.waitForFunction((t) => (window as unknown as PanelWindow).moeLens.heatmap.markedToken === t, far);
+  const afterFar = await hm();
+  assert.ok(afterFar.scroll > 0, "scrolled to the far token");
+  const x = 40 + far * afterFar.cellW - afterFar.scroll;
+  assert.ok(x >= 40 && x + afterFar.cellW <= afterFar.width, `the token is in view (x ${x})`);
+  assert.equal(afterFar.cursor, far, "the keyboard cursor is on it");
+  // The outline: the foreground colour on the column's left edge, in a layer row.
+  await panel.page.waitForTimeout(100);
+  const pixel = await panel.page.evaluate(
+    ([x, y]) => Array.from((window as unknown as PanelWindow).moeLens.heatmap.canvas.getContext("2d")!.getImageData(x, y, 1, 1).data.slice(0, 3)),
+    [Math.round(x), 28 + 5 * 14 + 7],
+  );
+  assert.deepEqual(pixel, [0xcc, 0xcc, 0xcc], "the marked column is outlined in the foreground colour");
+  // A neighbour in view: marked, no scroll (following the cursor never jumps).
+  await panel.send([{ type: "highlightToken", traceId: "deep-1", token: far - 2 }]);
+  await panel.page.waitForFunction((t) => (window as unknown as PanelWindow).moeLens.heatmap.markedToken === t, far - 2);
+  assert.equal((await hm()).scroll, afterFar.scroll, "no scroll for a token in view");
+  // Back to the start: out of view, so it scrolls back.
+  await panel.send([{ type: "highlightToken", traceId: "deep-1", token: 1 }]);
+  await panel.page.waitForFunction(() => (window as unknown as PanelWindow).moeLens.heatmap.markedToken === 1);
+  assert.equal((await hm()).scroll, 0);
+  // A mark for another trace, or past the end, changes nothing.
+  await panel.send([
+    { type: "highlightToken", traceId: "other", token: 5 },
+    { type: "highlightToken", traceId: "deep-1", token: n + 10 },
+  ]);
+  await panel.page.waitForTimeout(100);
+  assert.equal((await hm()).marked, 1);
+  // Marks never answer: no revealToken (which would move the editor and loop).
+  assert.deepEqual(
+    (await panel.posted()).slice(postedBefore).filter((m) => m.type === "revealToken"),
+    [],
+  );
+  assert.deepEqual(panel.consoleErrors, []);
+});
