@@ -9,7 +9,9 @@
 //   7. "Export Trace…" as JSON: the file on disk holds every token's exact bytes;
 //   8. after an edit, stale hovers are dropped;
 //   9. "Run AMG Sweep on Document": the table of “Adaptive Mixture of Experts Gate (AMG)” in the panel;
-//  10. "Run β/Π/Ant Ablation on Folder…": the 2³ table of “Affinity is not enough” in the panel.
+//  10. "Run β/Π/Ant Ablation on Folder…": the 2³ table of “Affinity is not enough” in the panel;
+//  (after 3) "Open Routing Panel in Editor": the heatmap in an editor tab too, and moving the
+//      editor cursor marks the token under it in the panel.
 // Screenshots go to test-artifacts/e2e/. Skipped (not failed) only when code-server is not
 // installed (tools/setup-e2e.sh); a missing server binary, demo model or build fails.
 
@@ -170,11 +172,102 @@ test("hovering a traced token shows its experts and weights per layer", { skip, 
   const hover = (await page.locator(".monaco-hover, .monaco-resizable-hover").filter({ hasText: "MoE Lens" }).first().innerText()).trim();
   assert.match(hover, /token \d+/);
   assert.match(hover, /NLL/);
-  assert.match(hover, /L\d+\s+e\d+ [.\d]+/, "per-layer experts with weights");
+  assert.match(hover, /L\d+\s+e\d+ +[.\d]+/, "per-layer experts with weights");
   assert.match(hover, /act \d/);
   await page.waitForTimeout(400); // let the hover finish fading in
   await screenshot(w, "03-hover-experts");
   await page.mouse.move(0, 0);
+});
+
+/** Every loaded copy of the routing panel (side bar and editor tab): frames whose document loaded out/webview/panel.js. */
+async function panelFrames(page: Workbench["page"]): Promise<Array<Awaited<ReturnType<typeof panelFrame>>>> {
+  const out = [];
+  for (const frame of page.frames()) {
+    if (frame === page.mainFrame()) continue;
+    if (await frame.evaluate(() => Array.from(document.scripts).some((s) => /panel\.js/.test(s.src))).catch(() => false)) out.push(frame);
+  }
+  return out;
+}
+
+interface PanelView {
+  tokens: number;
+  layers: number;
+  canvasHeight: number;
+  marked: number;
+  piece: string;
+}
+
+/** What one panel shows: its trace's tokens and layers, the heatmap's height, the marked token and its text. */
+async function panelView(frame: Awaited<ReturnType<typeof panelFrame>>): Promise<PanelView | undefined> {
+  return frame
+    .evaluate(() => {
+      const lens = (
+        window as unknown as {
+          moeLens?: { heatmap: { markedToken: number; canvas: HTMLCanvasElement }; current?: { count: number; L: number; pieces: string[] } };
+        }
+      ).moeLens;
+      if (!lens?.current) return undefined;
+      const marked = lens.heatmap.markedToken;
+      return {
+        tokens: lens.current.count,
+        layers: lens.current.L,
+        canvasHeight: lens.heatmap.canvas.getBoundingClientRect().height,
+        marked,
+        piece: marked >= 0 ? (lens.current.pieces[marked] ?? "") : "",
+      };
+    })
+    .catch(() => undefined);
+}
+
+test("Open Routing Panel in Editor: the heatmap in an editor tab; moving the cursor marks its token in the panels", { skip, timeout: 90_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  const page = w.page;
+  assert.equal((await panelFrames(page)).length, 1, "the side-bar panel only, before the command");
+  await runCommand(page, "MoE Lens: Open Routing Panel in Editor");
+  await page.locator('.tabs-container .tab[aria-label*="MoE Lens: Routing"]').first().waitFor({ timeout: 20_000 });
+  // Both panels show the sample's trace (the editor tab had it replayed when it loaded).
+  let views: Array<PanelView | undefined> = [];
+  for (const end = Date.now() + 30_000; Date.now() < end; await page.waitForTimeout(300)) {
+    views = await Promise.all((await panelFrames(page)).map(panelView));
+    if (views.length === 2 && views.every((v) => v && v.tokens > 0 && v.canvasHeight > 0)) break;
+  }
+  assert.equal(views.length, 2, "the side-bar view and the editor tab");
+  for (const v of views) assert.ok(v && v.tokens > 0 && v.layers > 0 && v.canvasHeight > 40, `a heatmap with the trace: ${JSON.stringify(v)}`);
+  assert.equal(views[0]!.tokens, views[1]!.tokens, "the same trace in both");
+  await screenshot(w, "03b-panel-in-editor-tab");
+
+  // Move the editor cursor onto a word of two prose lines: every panel marks the token under it.
+  const lines = sampleText().split(/\r?\n/);
+  const prose = lines.map((t, i) => ({ t, i })).filter(({ t }) => /^[A-Za-z][A-Za-z ,.'-]{20,}/.test(t));
+  assert.ok(prose.length >= 2, "the sample has two prose lines");
+  const targets = [prose[0], prose[prose.length - 1]];
+  const marks: number[] = [];
+  for (const { t, i } of targets) {
+    const col = t.indexOf(" ", 4) + 2; // inside the second word
+    await openFile(page, SAMPLE);
+    await runCommand(page, "Go to Line/Column...");
+    await page.locator(".quick-input-widget .quick-input-box input").fill(`:${i + 1}:${col}`);
+    await page.keyboard.press("Enter");
+    let seen: Array<PanelView | undefined> = [];
+    for (const end = Date.now() + 10_000; Date.now() < end; await page.waitForTimeout(200)) {
+      seen = await Promise.all((await panelFrames(page)).map(panelView));
+      if (seen.length === 2 && seen.every((v) => v && v.marked >= 0 && v.marked !== (marks.at(-1) ?? -1))) break;
+    }
+    for (const v of seen) {
+      assert.ok(v && v.marked >= 0 && v.marked !== (marks.at(-1) ?? -1), `line ${i + 1}: the panel marks a new token (${JSON.stringify(v)})`);
+      const piece = v.piece.trim();
+      if (piece) assert.ok(t.includes(piece), `line ${i + 1}: the marked token ${JSON.stringify(v.piece)} is text of that line`);
+    }
+    assert.equal(seen[0]!.marked, seen[1]!.marked, "both panels mark the same token");
+    marks.push(seen[0]!.marked);
+  }
+  assert.ok(marks[1] > marks[0], `a later line marks a later token (${marks.join(" → ")})`);
+  await screenshot(w, "03c-cursor-follow");
+  // Close the editor tab: the side-bar panel keeps working for the tests below.
+  await page.locator('.tabs-container .tab[aria-label*="MoE Lens: Routing"]').first().click();
+  await runCommand(page, "View: Close Editor");
+  await openFile(page, SAMPLE);
 });
 
 /** The panel's AMG control (checked, τ) once `ready` holds, polled for up to 15 s. */
