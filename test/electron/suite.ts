@@ -33,6 +33,7 @@ const checks: Array<[string, () => Promise<void>]> = [
         "comparePolicies",
         "exportTrace",
         "showPanel",
+        "openPanelInEditor",
         "calibrateAnt",
       ]) {
         assert.ok(all.includes(`moeLens.${c}`), `moeLens.${c}`);
