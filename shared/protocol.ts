@@ -52,10 +52,27 @@ export type HostMessage =
       modelPath?: string | null;
     }
   | { type: "highlightToken"; traceId: string; token: number }
+  /** The trace history of the document the panel shows (after every change to it): newest last; `note` says what the memory cap evicted. */
+  | { type: "history"; document: string; entries: TraceHistoryEntry[]; usedBytes: number; capBytes: number; note?: string }
   /** A finished experiment (AMG sweep or {β, Π, Ant} ablation) as a table: the CLI's table, cells already formatted. */
   | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string }
   /** Prune Experts… preview: each MoE layer's experts scored by a saliency criterion, and those a prune keeps. */
   | { type: "saliency"; title: string; criterion: SaliencyCriterion; layers: LayerSaliencyView[]; note: string };
+
+/** One trace of a document's history, as the panel lists it. */
+export interface TraceHistoryEntry {
+  traceId: string;
+  label: string;
+  tokens: number;
+  state: "streaming" | "done" | "error" | "cancelled";
+  /** The trace the editor and panel show for this document now. */
+  active: boolean;
+  /** False when the document changed since (the trace was cut or is for an older version). */
+  current: boolean;
+  bytes: number;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+}
 
 /** What the saliency chart ranks experts by (README, "Pruning experts"). */
 /** A router pack the panel offers: what the pack says about itself. */
@@ -86,6 +103,10 @@ export type WebviewMessage =
   /** Route with one of the offered router packs (its path), or null for the model's own routers. */
   | { type: "selectRouterPack"; path: string | null }
   | { type: "revealToken"; traceId: string; token: number }
+  /** Show this trace of the history (it becomes its document's active trace). */
+  | { type: "selectTrace"; traceId: string }
+  /** Drop this trace from the history. */
+  | { type: "removeTrace"; traceId: string }
   | { type: "requestCompare"; left: Policy; right: Policy }
   /** The user pressed "Export…" under an experiment table: host offers CSV / JSON / HTML. */
   | { type: "exportExperiment" }

@@ -9,6 +9,7 @@ import { Charts } from "./charts";
 import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
+import { TraceHistoryList } from "./history";
 import { SaliencyView } from "./saliency";
 import { el } from "./dom";
 import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
@@ -104,6 +105,11 @@ const controls = new PolicyControls(
   (path) => post({ type: "selectRouterPack", path }),
 );
 app.append(header, emptyState, toolbar, heatmapHost, details, transitionsHost, compareHost);
+const history = new TraceHistoryList(
+  (traceId) => post({ type: "selectTrace", traceId }),
+  (traceId) => post({ type: "removeTrace", traceId }),
+);
+header.after(history.element);
 const charts = new Charts(app);
 const experiment = new ExperimentView(app, () => post({ type: "exportExperiment" }));
 const saliency = new SaliencyView(app, () => post({ type: "exportSaliency" }));
@@ -441,6 +447,9 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       if (tr && tr === current) heatmap.markToken(m.token);
       break;
     }
+    case "history":
+      history.render(m);
+      break;
     case "experiment":
       experiment.render(m);
       break;

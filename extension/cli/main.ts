@@ -12,7 +12,7 @@ import { PACKS_HELP, packsCommands } from "./packs";
 import { SPEED_HELP, speedCommands } from "./speed";
 import { ATLAS_HELP, atlasCommands } from "./atlas";
 import { describeSpeed, measurePolicySpeed, QUICK_SPEED_OPTIONS, skipNote, type SpeedRow } from "../core/speed";
-import { TraceExportWriter, writeExportFile } from "../core/export";
+import { exportFormatOf, TraceExportWriter, writeExportFile } from "../core/export";
 import { TraceStatsAccumulator, traceStats, type TraceStats } from "../core/metrics";
 import { demoSamplePath, repoRootFromHere } from "../core/paths";
 import { formatNumber } from "../../shared/format";
@@ -126,7 +126,7 @@ async function traceToOutput(
   };
   let summary: TraceSummary;
   if (out) {
-    const format = ext === ".csv" ? "csv" : "json";
+    const format = exportFormatOf(out);
     await writeExportFile(out, async (sink) => {
       summary = await run(new TraceExportWriter(format, req.text, sink));
     });

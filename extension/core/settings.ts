@@ -19,6 +19,8 @@ export interface MoeLensSettings {
   rpcServers: string[];
   /** A router pack (docs/router-packs.md) every evaluation routes with; "" = the model's own routers. Applied without a restart. */
   routerPack: string;
+  /** Memory cap of the trace history, all documents together (oldest traces evicted first). */
+  traceHistoryMegabytes: number;
 }
 
 export const SETTINGS_SECTION = "moeLens";
@@ -27,6 +29,7 @@ export const SETTING_LIMITS = {
   threads: { min: 0, max: 256, default: 0 },
   contextSize: { min: 64, max: 131072, default: 2048 },
   gpuLayers: { min: 0, max: 999, default: 0 },
+  traceHistoryMegabytes: { min: 16, max: 65536, default: 512 },
 } as const;
 
 export const DEFAULT_SETTINGS: MoeLensSettings = {
@@ -38,6 +41,7 @@ export const DEFAULT_SETTINGS: MoeLensSettings = {
   defaultPolicy: {},
   rpcServers: [],
   routerPack: "",
+  traceHistoryMegabytes: SETTING_LIMITS.traceHistoryMegabytes.default,
 };
 
 /** Settings whose change needs a server restart. */
@@ -112,6 +116,7 @@ export function readSettings(get: (key: string) => unknown, validatePolicy?: (p:
       defaultPolicy,
       rpcServers,
       routerPack: str("routerPack"),
+      traceHistoryMegabytes: int("traceHistoryMegabytes"),
     },
     problems,
   };

@@ -62,6 +62,48 @@ export interface TokenInfo {
 
 let nextId = 1;
 
+/** The per-token arrays of a trace (every TraceBatch field but `start`, `count` and `pieces`). */
+type ColumnName =
+  "tokenIds" | "byteStart" | "byteEnd" | "nll" | "experts" | "weights" | "entropy" | "active" | "topIds" | "topProbs" | "expertNorms" | "routerProbs";
+type Column = Int32Array | Float32Array | Uint8Array | Uint16Array;
+const COLUMN_NAMES: readonly ColumnName[] = [
+  "tokenIds",
+  "byteStart",
+  "byteEnd",
+  "nll",
+  "experts",
+  "weights",
+  "entropy",
+  "active",
+  "topIds",
+  "topProbs",
+  "expertNorms",
+  "routerProbs",
+];
+
+/** Values per token in each column, for a trace of L MoE layers, k slots, top-N and E experts. */
+function columnWidths(L: number, K: number, N: number, E: number): Record<ColumnName, number> {
+  return {
+    tokenIds: 1,
+    byteStart: 1,
+    byteEnd: 1,
+    nll: 1,
+    experts: L * K,
+    weights: L * K,
+    entropy: L,
+    active: L,
+    topIds: L * N,
+    topProbs: L * N,
+    expertNorms: L * K,
+    routerProbs: L * E,
+  };
+}
+
+/** Tokens per batch when a stored trace is handed out in pieces (panel replay, exports). */
+export const REPLAY_BATCH_TOKENS = 512;
+/** Rough cost of one JS string beside its characters, for the memory figure. */
+const STRING_OVERHEAD_BYTES = 32;
+
 export class TraceRecord {
   readonly id: string;
   readonly uri: string;
@@ -71,6 +113,8 @@ export class TraceRecord {
   readonly wholeDocument: boolean;
   /** The text sent to the server (kept for re-tracing with another policy and for export). */
   readonly text: string;
+  /** UTF-16 offset of `text` in the document when it was traced (for recognising a re-trace of the same range). */
+  readonly tracedOffset: number;
   header?: TraceHeader;
   summary?: TraceSummary;
   state: TraceState = "streaming";
@@ -79,8 +123,15 @@ export class TraceRecord {
   truncated = false;
   readonly createdAt = Date.now();
 
-  /** Batches as received (possibly trimmed), for replay to a webview and for export. */
-  readonly batches: TraceBatch[] = [];
+  /**
+   * The trace's columns, one growing typed array per field (allocated for the header's token
+   * count), so a trace is one copy of its numbers: no per-token objects, no kept batches.
+   * Only [0, count) of each is valid.
+   */
+  private cols = new Map<ColumnName, Column>();
+  private capacity = 0;
+  private readonly pieces: string[] = [];
+  private pieceChars = 0;
   private mapper: Utf8ToUtf16 | undefined;
   private starts = new Int32Array(64);
   private ends = new Int32Array(64);
@@ -102,6 +153,7 @@ export class TraceRecord {
     this.wholeDocument = o.wholeDocument;
     this.text = o.text;
     this.base = o.baseOffset;
+    this.tracedOffset = o.baseOffset;
     this.mapper = new Utf8ToUtf16(o.text);
   }
 
@@ -118,6 +170,14 @@ export class TraceRecord {
   }
   get N(): number {
     return this.header?.top_n ?? 0;
+  }
+  /** Experts per layer in the full router distribution (`routerProbs`'s width). */
+  get E(): number {
+    return this.header?.model.n_expert ?? 0;
+  }
+
+  private get widths(): Record<ColumnName, number> {
+    return columnWidths(this.L, this.K, this.N, this.E);
   }
 
   setHeader(h: TraceHeader): void {
@@ -137,8 +197,43 @@ export class TraceRecord {
   }
 
   /**
-   * Adds a batch; returns the part that was kept (all of it, a prefix, or nothing when an
-   * edit has made the rest stale). Batches must arrive in order.
+   * Room for `min` tokens in every column `b` carries (a column first seen in `b` is created).
+   * The first allocation is the header's token count, so a trace is allocated once.
+   */
+  private reserve(min: number, b: TraceBatch): void {
+    const w = this.widths;
+    const cap = min > this.capacity ? Math.max(min, this.header?.n_tokens ?? 0, this.capacity * 2) : this.capacity;
+    for (const name of COLUMN_NAMES) {
+      const incoming = b[name];
+      const old = this.cols.get(name);
+      if (!incoming && !old) continue;
+      if (old && cap === this.capacity) continue;
+      const Ctor = (incoming ?? old)!.constructor as new (n: number) => Column;
+      const fresh = new Ctor(cap * w[name]);
+      if (old) fresh.set(old.subarray(0, this.count * w[name]));
+      this.cols.set(name, fresh);
+    }
+    this.capacity = cap;
+  }
+
+  /** Copies tokens [from, from + n) of `b` to the end of the columns. */
+  private store(b: TraceBatch, from: number, n: number): void {
+    this.reserve(this.count + n, b);
+    const w = this.widths;
+    for (const [name, col] of this.cols) {
+      const src = b[name];
+      if (src) col.set(src.subarray(from * w[name], (from + n) * w[name]), this.count * w[name]);
+    }
+    for (let i = from; i < from + n; i++) {
+      this.pieces.push(b.pieces[i]);
+      this.pieceChars += b.pieces[i].length;
+    }
+  }
+
+  /**
+   * Adds a batch (its numbers are copied into the trace's columns; the batch is not kept);
+   * returns the part that was kept (all of it, a prefix, or nothing when an edit has made the
+   * rest stale). Batches must arrive in order.
    */
   append(b: TraceBatch): TraceBatch | undefined {
     if (!this.header) throw new Error("trace batch before header");
@@ -163,7 +258,7 @@ export class TraceRecord {
       this.truncated = true;
       return undefined;
     }
-    const kept = keep === b.count ? b : sliceBatch(b, this.L, this.K, this.N, 0, keep);
+    const kept = keep === b.count ? b : sliceBatch(b, this.L, this.K, this.N, 0, keep, this.E);
     if (keep < b.count) {
       this.closed = true;
       this.truncated = true;
@@ -171,7 +266,7 @@ export class TraceRecord {
     if (this.count + keep > this.starts.length) this.grow(this.count + keep);
     this.starts.set(s.subarray(0, keep), this.count);
     this.ends.set(e.subarray(0, keep), this.count);
-    this.batches.push(kept);
+    this.store(b, 0, keep);
     this.count += keep;
     return kept;
   }
@@ -181,6 +276,68 @@ export class TraceRecord {
     this.state = state;
     this.error = error;
     this.mapper = undefined; // no more batches: free the byte map
+    this.compact();
+  }
+
+  /** Gives back the room reserved for tokens that never came (a cancelled or cut trace). */
+  private compact(): void {
+    if (this.capacity <= this.count) return;
+    const w = this.widths;
+    for (const [name, col] of this.cols) this.cols.set(name, col.slice(0, this.count * w[name]));
+    this.capacity = this.count;
+  }
+
+  /** Tokens [from, to) as a batch of views into the columns (no copy; valid until the next append or cut). */
+  view(from = 0, to = this.count): TraceBatch {
+    const w = this.widths;
+    const col = <T extends Column>(name: ColumnName) => {
+      const c = this.cols.get(name) as T | undefined;
+      return c ? (c.subarray(from * w[name], to * w[name]) as T) : undefined;
+    };
+    return {
+      start: from,
+      count: to - from,
+      tokenIds: col<Int32Array>("tokenIds") ?? new Int32Array(0),
+      byteStart: col<Int32Array>("byteStart") ?? new Int32Array(0),
+      byteEnd: col<Int32Array>("byteEnd") ?? new Int32Array(0),
+      pieces: from === 0 && to === this.pieces.length ? this.pieces : this.pieces.slice(from, to),
+      nll: col<Float32Array>("nll") ?? new Float32Array(0),
+      experts: col<Int32Array>("experts") ?? new Int32Array(0),
+      weights: col<Float32Array>("weights") ?? new Float32Array(0),
+      entropy: col<Float32Array>("entropy") ?? new Float32Array(0),
+      active: col<Uint8Array>("active") ?? new Uint8Array(0),
+      topIds: col<Int32Array>("topIds"),
+      topProbs: col<Float32Array>("topProbs"),
+      expertNorms: col<Float32Array>("expertNorms"),
+      routerProbs: col<Uint16Array>("routerProbs"),
+    };
+  }
+
+  /** The whole trace as one batch of views (what segments, statistics and exports read). */
+  get columns(): TraceBatch {
+    return this.view();
+  }
+
+  /** The trace in pieces of REPLAY_BATCH_TOKENS tokens, as views (no copy). */
+  get batches(): TraceBatch[] {
+    const out: TraceBatch[] = [];
+    for (let from = 0; from < this.count; from += REPLAY_BATCH_TOKENS) out.push(this.view(from, Math.min(this.count, from + REPLAY_BATCH_TOKENS)));
+    return out;
+  }
+
+  /**
+   * The trace in pieces, each with arrays of its own: what postMessage sends (VS Code sends a
+   * view's whole underlying buffer, so views of the columns must not cross).
+   */
+  *transferBatches(): Generator<TraceBatch> {
+    for (const b of this.batches) yield sliceBatch(b, this.L, this.K, this.N, 0, b.count, this.E);
+  }
+
+  /** Bytes this trace holds (columns, token ranges, pieces and text), for the history's memory cap. */
+  get bytes(): number {
+    let n = this.starts.byteLength + this.ends.byteLength + 2 * this.text.length + 2 * this.pieceChars + STRING_OVERHEAD_BYTES * this.pieces.length;
+    for (const c of this.cols.values()) n += c.byteLength;
+    return n;
   }
 
   /** Document UTF-16 range of token i, current version. */
@@ -213,33 +370,22 @@ export class TraceRecord {
 
   token(i: number): TokenInfo {
     if (i < 0 || i >= this.count) throw new RangeError(`token ${i} out of range 0..${this.count - 1}`);
-    const L = this.L,
-      K = this.K,
-      N = this.N;
-    let lo = 0,
-      hi = this.batches.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (this.batches[mid].start <= i) lo = mid;
-      else hi = mid - 1;
-    }
-    const b = this.batches[lo];
-    const j = i - b.start;
+    const b = this.view(i, i + 1);
     const [start, end] = this.range(i);
     const lastKept = i === this.count - 1 && this.truncated;
     return {
       index: i,
-      piece: b.pieces[j],
-      tokenId: b.tokenIds[j],
+      piece: this.pieces[i],
+      tokenId: b.tokenIds[0],
       start,
       end,
-      nll: lastKept ? NaN : b.nll[j],
-      experts: b.experts.subarray(j * L * K, (j + 1) * L * K),
-      weights: b.weights.subarray(j * L * K, (j + 1) * L * K),
-      entropy: b.entropy.subarray(j * L, (j + 1) * L),
-      active: b.active.subarray(j * L, (j + 1) * L),
-      topIds: N > 0 && b.topIds ? b.topIds.subarray(j * L * N, (j + 1) * L * N) : undefined,
-      topProbs: N > 0 && b.topProbs ? b.topProbs.subarray(j * L * N, (j + 1) * L * N) : undefined,
+      nll: lastKept ? NaN : b.nll[0],
+      experts: b.experts,
+      weights: b.weights,
+      entropy: b.entropy,
+      active: b.active,
+      topIds: this.N > 0 ? b.topIds : undefined,
+      topProbs: this.N > 0 ? b.topProbs : undefined,
     };
   }
 
@@ -271,12 +417,8 @@ export class TraceRecord {
     if (keep < this.count) {
       this.count = keep;
       this.closed = true;
-      // Trim stored batches to the kept tokens.
-      while (this.batches.length && this.batches[this.batches.length - 1].start >= keep) this.batches.pop();
-      const last = this.batches[this.batches.length - 1];
-      if (last && last.start + last.count > keep) {
-        this.batches[this.batches.length - 1] = sliceBatch(last, this.L, this.K, this.N, 0, keep - last.start);
-      }
+      this.pieces.length = keep;
+      this.pieceChars = this.pieces.reduce((n, p) => n + p.length, 0);
     }
     if (rel === 0) this.closed = true;
   }
@@ -286,8 +428,8 @@ export class TraceRecord {
   }
 }
 
-/** A sub-range [from, to) of a batch's tokens, as a new batch (views where possible). */
-export function sliceBatch(b: TraceBatch, L: number, K: number, N: number, from: number, to: number): TraceBatch {
+/** A sub-range [from, to) of a batch's tokens, as a new batch with arrays of its own; E (experts) is needed only for `routerProbs`. */
+export function sliceBatch(b: TraceBatch, L: number, K: number, N: number, from: number, to: number, E = 0): TraceBatch {
   return {
     start: b.start + from,
     count: to - from,
@@ -302,38 +444,126 @@ export function sliceBatch(b: TraceBatch, L: number, K: number, N: number, from:
     active: b.active.slice(from * L, to * L),
     topIds: b.topIds ? b.topIds.slice(from * L * N, to * L * N) : undefined,
     topProbs: b.topProbs ? b.topProbs.slice(from * L * N, to * L * N) : undefined,
+    expertNorms: b.expertNorms ? b.expertNorms.slice(from * L * K, to * L * K) : undefined,
+    routerProbs: b.routerProbs && E > 0 ? b.routerProbs.slice(from * L * E, to * L * E) : undefined,
   };
 }
 
 export type StoreListener = (uri: string) => void;
+/** Told which traces the memory cap evicted (oldest first), and the memory kept afterwards. */
+export type EvictionListener = (evicted: TraceRecord[], keptBytes: number, capBytes: number) => void;
 
-/** All traces, per document URI. The newest trace of a document is its active one. */
+/** The default of `moeLens.traceHistoryMegabytes`. */
+export const DEFAULT_HISTORY_MEGABYTES = 512;
+
+/** What a re-trace would send: a stored trace with all of it the same is reused instead. */
+export interface ReuseKey {
+  uri: string;
+  version: number;
+  text: string;
+  baseOffset: number;
+  wholeDocument: boolean;
+  policy: Policy;
+  /** The model the server runs now (its path) and the router pack in use (null: the model's own routers). */
+  modelPath: string;
+  routerPack: string | null;
+  /** The top-N asked for now: a trace recorded with fewer router probabilities is not reused. */
+  topN: number;
+}
+
+/** A policy as a canonical string (keys sorted at every depth), so equal policies compare equal. */
+export function policyKey(p: Policy): string {
+  const canon = (v: unknown): unknown =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(
+          Object.keys(v as Record<string, unknown>)
+            .sort()
+            .map((k) => [k, canon((v as Record<string, unknown>)[k])]),
+        )
+      : v;
+  return JSON.stringify(canon(p));
+}
+
+/**
+ * All traces, per document URI: each document's history (traces, selection traces, both
+ * sides of compares), oldest first. The active trace of a document is the one the user
+ * selected in the history, else the newest. Memory is capped (`capBytes`, all documents
+ * together): when a new trace would pass it, the oldest finished traces are evicted first and
+ * the eviction is reported to the eviction listeners; a trace still streaming is never evicted.
+ */
 export class TraceStore {
   private readonly byUri = new Map<string, TraceRecord[]>();
   private readonly byId = new Map<string, TraceRecord>();
+  private readonly selected = new Map<string, string>();
   private readonly listeners = new Set<StoreListener>();
-  /** Traces kept per document (older ones are evicted first). */
-  constructor(readonly perDocument = 4) {}
+  private readonly evictionListeners = new Set<EvictionListener>();
+
+  /**
+   * @param perDocument traces kept per document (older ones are evicted first)
+   * @param capBytes memory of all traces together (see the class comment)
+   */
+  constructor(
+    readonly perDocument = 32,
+    private capBytes = DEFAULT_HISTORY_MEGABYTES * 1024 * 1024,
+  ) {}
 
   onDidChange(l: StoreListener): { dispose(): void } {
     this.listeners.add(l);
     return { dispose: () => this.listeners.delete(l) };
   }
 
+  onDidEvict(l: EvictionListener): { dispose(): void } {
+    this.evictionListeners.add(l);
+    return { dispose: () => this.evictionListeners.delete(l) };
+  }
+
   private fire(uri: string): void {
     for (const l of this.listeners) l(uri);
+  }
+
+  get cap(): number {
+    return this.capBytes;
+  }
+
+  /** Changes the memory cap (evicting at once if the traces kept now exceed it). */
+  setCap(bytes: number): void {
+    if (!(bytes > 0)) throw new RangeError(`trace history cap must be positive, got ${bytes}`);
+    this.capBytes = bytes;
+    this.enforceCap();
+  }
+
+  /** Bytes held by all traces. */
+  get usedBytes(): number {
+    let n = 0;
+    for (const r of this.byId.values()) n += r.bytes;
+    return n;
+  }
+
+  /** Evicts the oldest finished traces until the rest fit the cap; reports what went. */
+  private enforceCap(): void {
+    let used = this.usedBytes;
+    if (used <= this.capBytes) return;
+    const evicted: TraceRecord[] = [];
+    const oldestFirst = [...this.byId.values()].filter((r) => r.state !== "streaming").sort((a, b) => a.createdAt - b.createdAt);
+    for (const r of oldestFirst) {
+      if (used <= this.capBytes) break;
+      used -= r.bytes;
+      this.remove(r);
+      evicted.push(r);
+    }
+    if (!evicted.length) return;
+    for (const l of this.evictionListeners) l(evicted, used, this.capBytes);
+    for (const uri of new Set(evicted.map((r) => r.uri))) this.fire(uri);
   }
 
   begin(o: BeginTraceOptions): TraceRecord {
     const r = new TraceRecord(o);
     const list = this.byUri.get(o.uri) ?? [];
     list.push(r);
-    while (list.length > this.perDocument) {
-      const old = list.shift()!;
-      this.byId.delete(old.id);
-    }
+    while (list.length > this.perDocument) this.remove(list[0]);
     this.byUri.set(o.uri, list);
     this.byId.set(r.id, r);
+    this.selected.delete(o.uri); // the new trace is the document's active one
     this.fire(o.uri);
     return r;
   }
@@ -349,7 +579,11 @@ export class TraceStore {
   append(id: string, b: TraceBatch): TraceBatch | undefined {
     const r = this.byId.get(id);
     const kept = r?.append(b);
-    if (r && kept) this.fire(r.uri);
+    if (r && kept) {
+      // The first batch allocates the whole trace: make room for it now.
+      if (b.start === 0) this.enforceCap();
+      this.fire(r.uri);
+    }
     return kept;
   }
 
@@ -359,11 +593,13 @@ export class TraceStore {
     r.finish(summary, state, error);
     // A failed or cancelled trace with no tokens is of no use.
     if (state !== "done" && r.count === 0) this.remove(r);
+    this.enforceCap();
     this.fire(r.uri);
   }
 
   remove(r: TraceRecord): void {
     this.byId.delete(r.id);
+    if (this.selected.get(r.uri) === r.id) this.selected.delete(r.uri);
     const list = this.byUri.get(r.uri);
     if (!list) return;
     const i = list.indexOf(r);
@@ -371,15 +607,57 @@ export class TraceStore {
     if (!list.length) this.byUri.delete(r.uri);
   }
 
+  /** Removes a trace by id (the history's remove button); false when there is none. */
+  removeById(id: string): boolean {
+    const r = this.byId.get(id);
+    if (!r) return false;
+    this.remove(r);
+    this.fire(r.uri);
+    return true;
+  }
+
+  /** Makes a trace its document's active one (the history's switch). */
+  select(id: string): TraceRecord | undefined {
+    const r = this.byId.get(id);
+    if (!r) return undefined;
+    this.selected.set(r.uri, r.id);
+    this.fire(r.uri);
+    return r;
+  }
+
+  /** A document's history, oldest first, whatever the versions. */
+  history(uri: string): TraceRecord[] {
+    return [...(this.byUri.get(uri) ?? [])];
+  }
+
+  /**
+   * A finished, uncut trace of exactly this text, range, model, router pack and policy, with
+   * at least the router probabilities asked for now: a re-trace would give the same numbers.
+   */
+  findReusable(k: ReuseKey): TraceRecord | undefined {
+    const want = policyKey(k.policy);
+    const list = this.byUri.get(k.uri) ?? [];
+    for (let i = list.length - 1; i >= 0; i--) {
+      const r = list[i];
+      if (r.state !== "done" || r.truncated || !r.header || r.count === 0 || r.version !== k.version) continue;
+      if (r.text !== k.text || r.base !== k.baseOffset || r.wholeDocument !== k.wholeDocument) continue;
+      if (r.header.model.path !== k.modelPath || (r.header.model.router_pack?.path ?? null) !== k.routerPack) continue;
+      if (r.header.top_n < k.topN || policyKey(r.policy) !== want) continue;
+      return r;
+    }
+    return undefined;
+  }
+
   /** Traces of a document valid for exactly this version, oldest first. */
   forDocument(uri: string, version: number): TraceRecord[] {
     return (this.byUri.get(uri) ?? []).filter((r) => r.version === version && r.count > 0);
   }
 
-  /** The newest trace of a document valid for this version. */
+  /** The active trace of a document valid for this version: the one selected in its history, else the newest. */
   active(uri: string, version: number): TraceRecord | undefined {
     const list = this.forDocument(uri, version);
-    return list[list.length - 1];
+    const sel = this.selected.get(uri);
+    return list.find((r) => r.id === sel) ?? list[list.length - 1];
   }
 
   /** The newest trace of a document whatever its version (for replaying into a panel). */

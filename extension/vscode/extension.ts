@@ -50,7 +50,7 @@ export function activate(context: vscode.ExtensionContext): { services: Services
   const output = vscode.window.createOutputChannel("MoE Lens", { log: true });
   let settings = loadSettings(output);
   const extensionRoot = context.extensionUri.fsPath;
-  const store = new TraceStore();
+  const store = new TraceStore(undefined, settings.traceHistoryMegabytes * 1024 * 1024);
   const server = new ServerManager(extensionRoot, output, settings);
   const policy = new PolicyState(context.workspaceState, settings.defaultPolicy);
   const status = new StatusBar();
@@ -112,6 +112,7 @@ export function activate(context: vscode.ExtensionContext): { services: Services
       const prev = settings;
       settings = loadSettings(output);
       server.updateSettings(settings);
+      if (settings.traceHistoryMegabytes !== prev.traceHistoryMegabytes) store.setCap(settings.traceHistoryMegabytes * 1024 * 1024);
       if (e.affectsConfiguration(`${SETTINGS_SECTION}.defaultPolicy`)) policy.defaultChanged(settings.defaultPolicy);
       const state = server.snapshot().state;
       const running = state === "ready" || state === "restarting" || state === "starting";

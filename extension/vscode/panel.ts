@@ -144,11 +144,41 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
   replay(r: TraceRecord): void {
     if (!r.header) return;
     this.post({ type: "traceStart", traceId: r.id, label: r.label, header: r.header });
-    for (const b of r.batches) this.post({ type: "traceBatch", traceId: r.id, batch: b });
+    for (const b of r.transferBatches()) this.post({ type: "traceBatch", traceId: r.id, batch: b });
     if (r.summary) this.post({ type: "traceEnd", traceId: r.id, summary: r.summary });
     const seg = this.svc.segments.get(r);
     if (seg && !r.truncated) this.post({ type: "segments", traceId: r.id, segments: seg.segments, transitions: seg.transitions });
     if (!r.summary && (r.state === "error" || r.state === "cancelled")) this.post({ type: "traceError", traceId: r.id, message: r.error ?? r.state });
+  }
+
+  /**
+   * The history of the active editor's document (else of the newest trace's document), with
+   * `note` when the memory cap has just evicted traces.
+   */
+  postHistory(note?: string): void {
+    const editor = vscode.window.activeTextEditor;
+    const uri = editor?.document.uri.toString() ?? this.svc.store.latest()?.uri;
+    if (!uri) return;
+    const { store } = this.svc;
+    const version = editor?.document.uri.toString() === uri ? editor.document.version : undefined;
+    const active = version !== undefined ? store.active(uri, version) : store.latest(uri);
+    this.post({
+      type: "history",
+      document: uri,
+      entries: store.history(uri).map((r) => ({
+        traceId: r.id,
+        label: r.label,
+        tokens: r.count,
+        state: r.state,
+        active: r === active,
+        current: (version === undefined || r.version === version) && !r.truncated,
+        bytes: r.bytes,
+        createdAt: r.createdAt,
+      })),
+      usedBytes: store.usedBytes,
+      capBytes: store.cap,
+      note,
+    });
   }
 
   /** What a panel that (re)loads needs, sent to it alone: the policy, the newest trace, the last experiment and prune chart. */
@@ -167,6 +197,7 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     const editor = vscode.window.activeTextEditor;
     const r = (editor && this.svc.store.active(editor.document.uri.toString(), editor.document.version)) ?? this.svc.store.latest();
     if (r) this.replay(r);
+    this.postHistory();
     if (this.svc.lastExperiment) this.post(experimentMessage(this.svc.lastExperiment));
     if (this.svc.lastPrune) this.post(this.svc.lastPrune.chart);
   }
@@ -193,6 +224,20 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
         }
         case "revealToken":
           await revealToken(svc, m.traceId, m.token);
+          break;
+        case "selectTrace": {
+          const r = svc.store.select(String(m.traceId));
+          if (!r) throw new Error(`that trace is no longer in the history (${String(m.traceId)})`);
+          this.replay(r);
+          svc.decorations.refresh();
+          this.postHistory();
+          break;
+        }
+        case "removeTrace":
+          if (svc.store.removeById(String(m.traceId))) {
+            svc.decorations.refresh();
+            this.postHistory();
+          }
           break;
         case "requestCompare":
           await vscode.commands.executeCommand("moeLens.comparePolicies", validatePolicy(m.left), validatePolicy(m.right));
@@ -247,7 +292,9 @@ export async function revealToken(svc: Services, traceId: string, token: number)
   const [s, e] = r.range(token);
   const range = new vscode.Range(doc.positionAt(s), doc.positionAt(e));
   revealedSelection = { uri: r.uri, version: doc.version, start: s, end: e };
-  const editor = await vscode.window.showTextDocument(doc, { preserveFocus: false, selection: range });
+  // In the column that already shows the document: a click in the panel's editor tab must not open the text over the panel.
+  const shown = vscode.window.visibleTextEditors.find((e) => e.document === doc);
+  const editor = await vscode.window.showTextDocument(doc, { viewColumn: shown?.viewColumn, preserveFocus: false, selection: range });
   editor.revealRange(range, vscode.TextEditorRevealType.InCenterIfOutsideViewport);
   svc.panel.highlight(traceId, token);
 }

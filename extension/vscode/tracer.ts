@@ -1,12 +1,13 @@
 // Runs traces: sends the text of a document (or a range of it) to the server, streams the
 // records into the trace store, the routing panel and the editor decorations, and reports
 // progress with Cancel (which aborts the HTTP request, so the server stops at the next
-// ubatch). One trace at a time: a new one cancels the one in flight.
+// ubatch). One trace at a time: a new one cancels the one in flight. Every trace is added to
+// its document's history (the trace store); a trace of unchanged text, range, model, router
+// pack and policy reuses the stored one instead of running the server again.
 
 import * as vscode from "vscode";
 import { formatNumber } from "../../shared/format";
 import { describePolicy, type Policy } from "../../shared/policy";
-import { concatBatches } from "../../shared/trace";
 import { requireText } from "../core/text-input";
 import type { TraceRecord } from "../core/trace-store";
 import type { Services } from "./services";
@@ -25,6 +26,10 @@ export interface TraceOptions {
   label?: string;
   /** Do not show error messages (the caller handles them). */
   quiet?: boolean;
+  /** Record every expert's router probability (`probs`, f16 per token and layer). */
+  routerProbs?: boolean;
+  /** Run the server even when the history holds the same trace. */
+  fresh?: boolean;
 }
 
 export class Tracer {
@@ -32,7 +37,14 @@ export class Tracer {
   /** What was traced last, for re-tracing after a policy change. */
   private lastTarget: { uri: vscode.Uri; start: number; end: number; whole: boolean } | undefined;
 
-  constructor(private readonly svc: Services) {}
+  constructor(private readonly svc: Services) {
+    svc.store.onDidEvict((evicted, kept, cap) => {
+      const mb = (n: number) => `${Math.round(n / (1024 * 1024))} MB`;
+      const note = `Evicted ${evicted.length} oldest trace${evicted.length === 1 ? "" : "s"} (${evicted.map((r) => r.label).join("; ")}) to stay under the ${mb(cap)} history cap (moeLens.traceHistoryMegabytes); ${mb(kept)} kept.`;
+      svc.output.info(note);
+      svc.panel.postHistory(note);
+    });
+  }
 
   cancel(): void {
     this.inflight?.abort();
@@ -81,6 +93,17 @@ export class Tracer {
     const label = opts.label ?? `${vscode.workspace.asRelativePath(doc.uri)}${whole ? "" : ` [${base}…${base + text.length}]`} · ${policyLabel}`;
     this.lastTarget = { uri: doc.uri, start: base, end: base + text.length, whole };
 
+    const reused = opts.fresh ? undefined : this.reusable(doc, text, base, whole, policy, opts.routerProbs);
+    if (reused) {
+      svc.store.select(reused.id);
+      svc.panel.replay(reused);
+      svc.panel.postHistory();
+      if (reused.summary && reused.header) svc.status.setLastTrace(reused.summary, reused.header.k, policyLabel, reused.header.model.path);
+      svc.decorations.refresh();
+      svc.output.info(`trace ${reused.id} reused: ${reused.label} (same text, model and policy; ${reused.count} tokens)`);
+      return reused;
+    }
+
     this.inflight?.abort();
     const ac = new AbortController();
     this.inflight = ac;
@@ -88,7 +111,7 @@ export class Tracer {
 
     let rec: TraceRecord | undefined;
     try {
-      return await vscode.window.withProgress(
+      const done = await vscode.window.withProgress(
         { location: vscode.ProgressLocation.Notification, title: "MoE Lens", cancellable: true },
         async (progress, token) => {
           token.onCancellationRequested(() => ac.abort());
@@ -111,16 +134,18 @@ export class Tracer {
             done = 0,
             lastPct = 0;
           svc.output.info(`trace ${r.id}: ${label} (${text.length} characters)`);
-          const trace = await client.trace(
-            { text, policy, top_n: topN },
+          const trace = await client.traceStream(
+            { text, policy, top_n: topN, ...(opts.routerProbs ? { probs: true } : {}) },
             {
               onHeader: (h) => {
                 svc.store.setHeader(r.id, h);
                 total = h.n_tokens;
                 svc.panel.post({ type: "traceStart", traceId: r.id, label, header: h });
+                svc.panel.postHistory();
                 progress.report({ message: `tracing ${h.n_tokens} tokens (${h.n_moe_layers} MoE layers)…` });
               },
               onBatch: (b) => {
+                // The batch as decoded has arrays of its own: it goes to the panel as it is, its numbers are copied into the store.
                 const kept = svc.store.append(r.id, b);
                 if (kept) svc.panel.post({ type: "traceBatch", traceId: r.id, batch: kept });
                 done += b.count;
@@ -142,11 +167,14 @@ export class Tracer {
               `trace ${r.id} done: ${summary.n_tokens} tokens, ppl ${formatNumber(summary.ppl, 3)}, avg active ${summary.avg_active.toFixed(3)}/${trace.header.k}, ${Math.round(summary.elapsed_ms)} ms`,
             );
           }
-          if (summary) this.postSegments(r, doc.languageId);
-          svc.decorations.refresh();
           return r;
         },
       );
+      // After the progress and the "tracing" status end: the segments are the one whole-trace pass.
+      svc.status.setTracing(undefined);
+      if (done.summary) this.postSegments(done, doc.languageId);
+      svc.decorations.refresh();
+      return done;
     } catch (e) {
       const cancelled = ac.signal.aborted || isCancellation(e);
       if (rec) {
@@ -168,7 +196,27 @@ export class Tracer {
         this.inflight = undefined;
         svc.status.setTracing(undefined);
       }
+      svc.panel.postHistory();
     }
+  }
+
+  /** A stored trace that a run with these inputs would repeat (TraceStore.findReusable), if the server's model is known. */
+  private reusable(doc: vscode.TextDocument, text: string, base: number, whole: boolean, policy: Policy, routerProbs?: boolean): TraceRecord | undefined {
+    const { svc } = this;
+    const model = svc.server.modelInfo;
+    if (!model || svc.server.snapshot().state !== "ready") return undefined;
+    const r = svc.store.findReusable({
+      uri: doc.uri.toString(),
+      version: doc.version,
+      text,
+      baseOffset: base,
+      wholeDocument: whole,
+      policy,
+      modelPath: model.path,
+      routerPack: model.router_pack?.path ?? null,
+      topN: traceTopN(model.n_expert, model.moe_layers.length, Buffer.byteLength(text, "utf8")),
+    });
+    return r && (!routerProbs || r.header?.probs) ? r : undefined;
   }
 
   /**
@@ -179,7 +227,7 @@ export class Tracer {
     const { svc } = this;
     if (!r.header || r.count === 0 || r.truncated) return;
     try {
-      const trace = { header: r.header, columns: concatBatches(r.header, r.batches), summary: r.summary };
+      const trace = { header: r.header, columns: r.columns, summary: r.summary };
       const s = editorSegments(trace, r.text, languageId);
       svc.segments.set(r, s);
       svc.panel.post({ type: "segments", traceId: r.id, segments: s.segments, transitions: s.transitions });

@@ -119,7 +119,7 @@ describe("exports", () => {
     const t = smallTrace();
     for (const format of ["json", "csv"] as const) {
       const parts: string[] = [];
-      const w = new TraceExportWriter(format, TEXT, (c) => void parts.push(c));
+      const w = new TraceExportWriter(format, TEXT, (c) => void parts.push(c as string));
       await w.begin(t.header);
       await w.batch(sliceBatch(t.columns, 1, 2, 0, 0, 1));
       await w.batch(sliceBatch(t.columns, 1, 2, 0, 1, 3));

@@ -296,3 +296,125 @@ test("a cancelled trace with no tokens is removed; listeners hear about changes"
   assert.ok(heard.length >= 2);
   sub.dispose();
 });
+
+test("a trace is one set of columns: views without copies, pieces for replay with arrays of their own", () => {
+  const store = new TraceStore();
+  const text = "one two three four";
+  const r = store.begin({ uri: "u", version: 1, text, baseOffset: 0, wholeDocument: true, label: "", policy: {} });
+  store.setHeader(r.id, header(4));
+  store.append(r.id, batch(["one", " two"], 0, 0));
+  store.append(r.id, batch([" three", " four"], 2, 7));
+  store.finish(r.id, undefined);
+  const c = r.columns;
+  assert.equal(c.count, 4);
+  assert.deepEqual([...c.tokenIds], [100, 101, 102, 103]);
+  assert.deepEqual(c.pieces, ["one", " two", " three", " four"]);
+  assert.equal(c.experts.length, 4 * L * K);
+  assert.equal(r.columns.experts.buffer, c.experts.buffer, "the columns are views of one buffer");
+  const sent = [...r.transferBatches()];
+  assert.equal(
+    sent.reduce((n, b) => n + b.count, 0),
+    4,
+  );
+  assert.equal(sent[0].experts.byteLength, sent[0].experts.buffer.byteLength, "a replayed batch owns its whole buffer (postMessage sends whole buffers)");
+  assert.deepEqual([...r.token(3).experts], [...c.experts.subarray(3 * L * K, 4 * L * K)]);
+  assert.ok(r.bytes >= c.experts.byteLength + c.weights.byteLength + 2 * text.length);
+});
+
+test("router probabilities (f16) are stored with the trace and cut with it", () => {
+  const store = new TraceStore();
+  const E = 8;
+  const r = store.begin({ uri: "u", version: 1, text: "a b c", baseOffset: 0, wholeDocument: true, label: "", policy: {} });
+  store.setHeader(r.id, { ...header(3), probs: true });
+  const b = batch(["a", " b", " c"], 0, 0);
+  b.routerProbs = Uint16Array.from({ length: 3 * L * E }, (_, i) => i);
+  store.append(r.id, b);
+  store.finish(r.id, undefined);
+  assert.deepEqual([...r.columns.routerProbs!.subarray(L * E, L * E + 3)], [L * E, L * E + 1, L * E + 2]);
+  store.applyEdit("u", 2, [{ rangeOffset: 2, rangeLength: 1, text: "x" }]);
+  assert.equal(r.count, 1);
+  assert.equal(r.columns.routerProbs!.length, L * E);
+});
+
+test("history: every trace is kept, the selected one is active, removal by id", () => {
+  const store = new TraceStore();
+  const a = traced(store, "x y", ["x", " y"]);
+  const b = traced(store, "x y", ["x", " y"]);
+  assert.deepEqual(
+    store.history("file:///a.md").map((r) => r.id),
+    [a.id, b.id],
+  );
+  assert.equal(store.active("file:///a.md", 1), b, "the newest is active");
+  store.select(a.id);
+  assert.equal(store.active("file:///a.md", 1), a, "the one switched to is active");
+  const c = traced(store, "x y", ["x", " y"]);
+  assert.equal(store.active("file:///a.md", 1), c, "a new trace becomes active");
+  assert.ok(store.removeById(c.id));
+  assert.equal(store.removeById(c.id), false);
+  assert.equal(store.active("file:///a.md", 1), b);
+});
+
+test("history memory cap: the oldest traces are evicted first and the eviction is reported", () => {
+  const probe = new TraceStore();
+  const one = traced(probe, "x y", ["x", " y"]).bytes;
+  const store = new TraceStore(32, Math.floor(2.5 * one));
+  const evictions: string[][] = [];
+  store.onDidEvict((evicted, kept, cap) => {
+    assert.ok(kept <= cap);
+    evictions.push(evicted.map((r) => r.id));
+  });
+  const a = traced(store, "x y", ["x", " y"]);
+  const b = traced(store, "x y", ["x", " y"], { uri: "file:///b.md" });
+  assert.equal(evictions.length, 0);
+  const c = traced(store, "x y", ["x", " y"]);
+  assert.deepEqual(evictions, [[a.id]], "the oldest trace, whatever its document");
+  assert.equal(store.get(a.id), undefined);
+  assert.ok(store.get(b.id) && store.get(c.id));
+  assert.ok(store.usedBytes <= store.cap);
+  store.setCap(one);
+  assert.deepEqual(evictions[1], [b.id]);
+  assert.throws(() => store.setCap(0), /positive/);
+});
+
+test("a trace still streaming is never evicted, even past the cap", () => {
+  const store = new TraceStore(32, 1);
+  const r = store.begin({ uri: "u", version: 1, text: "a b", baseOffset: 0, wholeDocument: true, label: "", policy: {} });
+  store.setHeader(r.id, header(2));
+  store.append(r.id, batch(["a", " b"], 0, 0));
+  assert.ok(store.get(r.id));
+  store.finish(r.id, undefined);
+  assert.equal(store.get(r.id), undefined, "once finished it is over the cap");
+});
+
+test("reuse: a finished trace of the same text, range, model, pack and policy; nothing else", () => {
+  const store = new TraceStore();
+  const r = traced(store, "x y", ["x", " y"]);
+  const key = {
+    uri: "file:///a.md",
+    version: 1,
+    text: "x y",
+    baseOffset: 0,
+    wholeDocument: true,
+    policy: {},
+    modelPath: "/m.gguf",
+    routerPack: null,
+    topN: 0,
+  };
+  assert.equal(store.findReusable(key), r);
+  assert.equal(store.findReusable({ ...key, policy: { amg: { threshold: 0.5 } } }), undefined, "another policy");
+  assert.equal(store.findReusable({ ...key, modelPath: "/other.gguf" }), undefined, "another model");
+  assert.equal(store.findReusable({ ...key, routerPack: "/p.pack" }), undefined, "another router pack");
+  assert.equal(store.findReusable({ ...key, text: "x z" }), undefined, "other text");
+  assert.equal(store.findReusable({ ...key, version: 2 }), undefined, "another version");
+  assert.equal(store.findReusable({ ...key, topN: 8 }), undefined, "more router probabilities asked for");
+  const p = traced(store, "x y", ["x", " y"]);
+  (p as { policy: object }).policy = { amg: { threshold: 0.5, min_k: 1 } };
+  assert.equal(store.findReusable({ ...key, policy: { amg: { min_k: 1, threshold: 0.5 } } }), p, "key order does not matter");
+  store.applyEdit("file:///a.md", 2, [{ rangeOffset: 2, rangeLength: 1, text: "z" }]);
+  assert.equal(store.findReusable({ ...key, version: 2, text: "x z" }), undefined, "a cut trace is not reused");
+  const cancelled = store.begin({ uri: "file:///c.md", version: 1, text: "x y", baseOffset: 0, wholeDocument: true, label: "", policy: {} });
+  store.setHeader(cancelled.id, header(2));
+  store.append(cancelled.id, batch(["x"], 0, 0));
+  store.finish(cancelled.id, undefined, "cancelled");
+  assert.equal(store.findReusable({ ...key, uri: "file:///c.md" }), undefined, "a cancelled trace is not reused");
+});

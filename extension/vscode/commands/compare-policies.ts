@@ -4,19 +4,37 @@ import { formatNumber } from "../../../shared/format";
 import type { Services } from "../services";
 import { DEFAULT_AMG } from "../policy-state";
 import { runExperiment } from "../experiment-runner";
+import { isRevealedSelection } from "../panel";
 import { describeSpeed, measurePolicySpeed, QUICK_SPEED_OPTIONS } from "../../core/speed";
 
 /**
- * MoE Lens: Compare Policies on Selection — traces the selection (or the whole document
- * when nothing is selected) twice, baseline and the current policy (or the two policies
- * given as arguments, as the panel's requestCompare does), and shows them side by side.
+ * MoE Lens: Compare Policies on Selection — traces what the user chose twice, baseline and
+ * the current policy (or the two policies given as arguments, as the panel's requestCompare
+ * does), and shows them side by side. Both traces join the document's history (nothing is
+ * replaced; an unchanged trace is reused). What is compared: the whole document, or the
+ * selection when the user made one — asked when there is one, since it may be left over;
+ * a selection left by clicking a heatmap cell (one token) is never taken for a choice.
+ * `scope` skips the question.
  */
 export function register(svc: Services): vscode.Disposable {
-  return vscode.commands.registerCommand("moeLens.comparePolicies", async (left?: Policy, right?: Policy) => {
+  return vscode.commands.registerCommand("moeLens.comparePolicies", async (left?: Policy, right?: Policy, scope?: "document" | "selection") => {
     const editor = vscode.window.activeTextEditor;
     let target: { document: vscode.TextDocument; range?: vscode.Range } | undefined;
     if (editor) {
-      target = { document: editor.document, range: editor.selection.isEmpty ? undefined : new vscode.Range(editor.selection.start, editor.selection.end) };
+      const selection = editor.selection.isEmpty || isRevealedSelection(editor) ? undefined : new vscode.Range(editor.selection.start, editor.selection.end);
+      if (selection && !scope) {
+        const chars = editor.document.offsetAt(selection.end) - editor.document.offsetAt(selection.start);
+        const pick = await vscode.window.showQuickPick(
+          [
+            { label: "Selection", description: `${chars} characters`, scope: "selection" as const },
+            { label: "Whole document", description: vscode.workspace.asRelativePath(editor.document.uri), scope: "document" as const },
+          ],
+          { title: "MoE Lens: compare policies on" },
+        );
+        if (!pick) return;
+        scope = pick.scope;
+      }
+      target = { document: editor.document, range: selection && scope === "selection" ? selection : undefined };
     } else {
       target = await svc.tracer.lastTraceTarget();
     }

@@ -1,12 +1,12 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
-import { TraceExportWriter, writeExportFile, type ExportSink } from "../../core/export";
+import { TraceExportWriter, writeExportFile, type ExportSink, type TraceExportFormat } from "../../core/export";
 import type { TraceRecord } from "../../core/trace-store";
 import type { Services } from "../services";
 
 /**
- * MoE Lens: Export Trace… — writes the active editor's trace (or the newest one) as JSON
- * or CSV through a save dialog. The formats are those of extension/core/export.ts
+ * MoE Lens: Export Trace… — writes the active editor's trace (or the newest one) as JSON,
+ * CSV or the compact binary .moetrace through a save dialog. The formats are those of extension/core/export.ts
  * (documented there and in the README, "Trace export formats"): JSON holds the header
  * (model, policy, k, layers, windows), one record per token (id, piece, exact bytes, UTF-8
  * byte span, NLL, per-layer experts/weights/entropy/active) and the summary; CSV has one row
@@ -14,7 +14,7 @@ import type { Services } from "../services";
  * memory does not grow with the export.
  */
 export function register(svc: Services): vscode.Disposable {
-  return vscode.commands.registerCommand("moeLens.exportTrace", async (format?: "json" | "csv", target?: vscode.Uri) => {
+  return vscode.commands.registerCommand("moeLens.exportTrace", async (format?: TraceExportFormat, target?: vscode.Uri) => {
     const editor = vscode.window.activeTextEditor;
     const rec: TraceRecord | undefined = (editor && svc.store.active(editor.document.uri.toString(), editor.document.version)) ?? svc.store.latest();
     if (!rec || !rec.header || rec.count === 0) {
@@ -25,6 +25,7 @@ export function register(svc: Services): vscode.Disposable {
         [
           { label: "JSON", description: "header, one record per token, summary", format: "json" as const },
           { label: "CSV", description: "one row per token and MoE layer", format: "csv" as const },
+          { label: "Binary (.moetrace)", description: "gzip'd columns, full precision, a fraction of JSON's size", format: "moetrace" as const },
         ],
         { title: "MoE Lens: export trace as" },
       );
@@ -37,8 +38,8 @@ export function register(svc: Services): vscode.Disposable {
       const dir = src.scheme === "file" ? vscode.Uri.file(path.dirname(src.fsPath)) : vscode.workspace.workspaceFolders?.[0]?.uri;
       target = await vscode.window.showSaveDialog({
         title: "MoE Lens: export trace",
-        defaultUri: dir ? vscode.Uri.joinPath(dir, `${base}.moe-trace.${format}`) : undefined,
-        filters: format === "json" ? { JSON: ["json"] } : { CSV: ["csv"] },
+        defaultUri: dir ? vscode.Uri.joinPath(dir, format === "moetrace" ? `${base}.moetrace` : `${base}.moe-trace.${format}`) : undefined,
+        filters: format === "json" ? { JSON: ["json"] } : format === "csv" ? { CSV: ["csv"] } : { "MoE Lens trace": ["moetrace"] },
       });
       if (!target) return;
     }
@@ -52,9 +53,9 @@ export function register(svc: Services): vscode.Disposable {
     if (target.scheme === "file") await writeExportFile(target.fsPath, write);
     else {
       // A virtual file system (no local path): assemble the file, then hand it over.
-      const parts: string[] = [];
-      await write((chunk) => void parts.push(chunk));
-      await vscode.workspace.fs.writeFile(target, new TextEncoder().encode(parts.join("")));
+      const parts: Buffer[] = [];
+      await write((chunk) => void parts.push(typeof chunk === "string" ? Buffer.from(chunk, "utf8") : Buffer.from(chunk)));
+      await vscode.workspace.fs.writeFile(target, Buffer.concat(parts));
     }
     svc.output.info(`exported trace ${rec.id} (${rec.count} tokens) to ${target.toString()}`);
     void vscode.window.showInformationMessage(`MoE Lens: exported ${rec.count} tokens to ${path.basename(target.path)}.`);
