@@ -5,18 +5,13 @@
 // accumulates class × expert counts over many documents. Every figure is PER LAYER: expert
 // e of layer 0 and expert e of layer 30 are different experts and are never added together.
 // A selection counts only when its gate weight is > 0 (weight 0 = dropped by a policy) and
-// its expert id is in [0, E). Definitions: docs/metrics.md, "Per-layer expert figures".
+// its expert id is in [0, E) (isSelection in metrics.ts, whose RoutingColumns is read here).
+// Definitions: docs/metrics.md, "Per-layer expert figures".
 // Pure code over typed arrays (no Node, no DOM): the host, the CLI and the panel import it.
 
-/** The selection columns of a trace with its shape; arrays are row-major [token][layer][slot] (see shared/trace.ts). */
-export interface RoutingColumns {
-  count: number;
-  L: number;
-  K: number;
-  E: number;
-  experts: Int32Array;
-  weights: Float32Array;
-}
+import { isSelection, type RoutingColumns } from "./metrics";
+
+export type { RoutingColumns };
 /** Tokens to include: a mask (1 = in) of length count, or undefined for all. */
 export type TokenMask = Uint8Array | undefined;
 
@@ -34,8 +29,15 @@ function forEachKept(c: RoutingColumns, t: number, layer: number, visit: (expert
   for (let j = 0; j < c.K; j++) {
     const e = c.experts[at + j],
       w = c.weights[at + j];
-    if (w > 0 && e >= 0 && e < c.E) visit(e, w);
+    if (isSelection(e, w, c.E)) visit(e, w);
   }
+}
+
+/** Tokens [from, to) of a trace of `count` tokens as a TokenMask. */
+export function tokenRangeMask(count: number, from: number, to: number): Uint8Array {
+  const mask = new Uint8Array(count);
+  mask.fill(1, Math.max(0, from), Math.min(count, to));
+  return mask;
 }
 
 /** Selections (weight > 0) of each expert in one layer over the masked tokens: Float64Array(E). */
@@ -56,7 +58,7 @@ export function layerWeightMass(c: RoutingColumns, layer: number, mask?: TokenMa
   return mass;
 }
 
-/** layerLoad for every layer: Float64Array(L*E), row = layer. */
+/** layerLoad for every layer: Float64Array(L*E), row = layer. The "expert usage" of the panel's and the report's charts. */
 export function loadMatrix(c: RoutingColumns, mask?: TokenMask): Float64Array {
   const out = new Float64Array(c.L * c.E);
   for (let l = 0; l < c.L; l++) out.set(layerLoad(c, l, mask), l * c.E);

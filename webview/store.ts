@@ -1,6 +1,7 @@
 // The panel's copy of each trace: typed arrays grown geometrically as batches stream in,
 // so ingesting a batch is a few memcpy's and never one object per token.
-import { expertUsage, finiteMean, routingShift, top1Slot } from "../shared/metrics";
+import { loadMatrix, tokenRangeMask } from "../shared/expert-stats";
+import { finiteMean, routingShift, top1Slot } from "../shared/metrics";
 import type { DomainSegment, TransitionMetrics } from "../shared/protocol";
 import type { TraceBatch } from "../shared/trace";
 import type { TraceHeader, TraceSummary } from "../shared/wire";
@@ -124,8 +125,9 @@ export class PanelTrace {
     return finiteMean(this.nll.subarray(0, this.count));
   }
 
-  /** Expert usage [layer][expert] over tokens [from, to) (shared/metrics.ts). */
+  /** Expert usage [layer][expert] over tokens [from, to): each layer's load (shared/expert-stats.ts loadMatrix). */
   usage(from = 0, to = this.count): number[][] {
-    return expertUsage(this, this.L, this.K, this.E, from, to);
+    const loads = loadMatrix(this, from <= 0 && to >= this.count ? undefined : tokenRangeMask(this.count, from, to));
+    return Array.from({ length: this.L }, (_, m) => Array.from(loads.subarray(m * this.E, (m + 1) * this.E)));
   }
 }

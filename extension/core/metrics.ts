@@ -2,7 +2,7 @@
 // docs/metrics.md). The per-token metrics are shared/metrics.ts, the same functions the
 // panel uses. Statistics accumulate batch by batch, so a trace streamed to disk never has
 // to be held in memory to be summarised.
-import { meanRoutingShift, rowShift, type RoutingColumns } from "../../shared/metrics";
+import { meanRoutingShift, rowShift, type SelectionArrays } from "../../shared/metrics";
 import type { Trace, TraceBatch } from "../../shared/trace";
 import type { TraceHeader } from "../../shared/wire";
 
@@ -83,6 +83,6 @@ export function traceStats(trace: Trace): TraceStats {
 }
 
 /** The routing shift of every token (mean over layers; token 0 gets 0), for the editor's shift marks. */
-export function routingShifts(c: RoutingColumns, n: number, L: number, K: number): Float32Array {
+export function routingShifts(c: SelectionArrays, n: number, L: number, K: number): Float32Array {
   return Float32Array.from({ length: n }, (_, t) => meanRoutingShift(c, L, K, t));
 }

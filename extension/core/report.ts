@@ -1,7 +1,8 @@
 // A standalone HTML report (no scripts, no network): summary table of policies, and for
 // each trace an SVG heatmap of the top-1 expert per token and MoE layer plus expert usage.
 import { describePolicy } from "../../shared/policy";
-import { expertUsage, top1Slot } from "../../shared/metrics";
+import { loadMatrix } from "../../shared/expert-stats";
+import { top1Slot } from "../../shared/metrics";
 import { traceStats } from "./metrics";
 import type { Trace } from "../../shared/trace";
 
@@ -72,7 +73,9 @@ function heatmapSvg(trace: Trace, maxTokens = 600): string {
 
 function usageSvg(trace: Trace): string {
   const E = trace.header.model.n_expert;
-  const usage = expertUsage(trace.columns, trace.header.n_moe_layers, trace.header.k, E, 0, trace.columns.count);
+  const L = trace.header.n_moe_layers;
+  const loads = loadMatrix({ count: trace.columns.count, L, K: trace.header.k, E, experts: trace.columns.experts, weights: trace.columns.weights });
+  const usage = Array.from({ length: L }, (_, m) => Array.from(loads.subarray(m * E, (m + 1) * E)));
   const bw = Math.max(3, Math.floor(240 / E)),
     h = 50;
   return usage

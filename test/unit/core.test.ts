@@ -7,7 +7,8 @@ import { fitLayer, solveRidge } from "../../extension/core/ant";
 import { b64ToFloat32, b64ToInt32, float32ToB64 } from "../../extension/core/b64";
 import { traceToString, TraceExportWriter } from "../../extension/core/export";
 import { TraceStatsAccumulator, traceStats } from "../../extension/core/metrics";
-import { expertUsage, routingShift } from "../../shared/metrics";
+import { loadMatrix } from "../../shared/expert-stats";
+import { routingShift } from "../../shared/metrics";
 import { sliceBatch } from "../../extension/core/trace-store";
 import { describePolicy } from "../../shared/policy";
 import { parseExpertList, parsePolicySpec, PolicyError, validatePolicy } from "../../extension/core/policy-parse";
@@ -75,7 +76,7 @@ describe("metrics", () => {
   });
   test("usage counts non-zero weights and stats average them", () => {
     const t = smallTrace();
-    assert.deepEqual(expertUsage(t.columns, 1, 2, 4, 0, 3), [[2, 1, 1, 1]]);
+    assert.deepEqual([...loadMatrix({ ...t.columns, count: 3, L: 1, K: 2, E: 4 })], [2, 1, 1, 1]);
     const s = traceStats(t);
     assert.equal(s.avgActive, 5 / 3);
     assert.equal(s.meanNll, 2);
