@@ -264,6 +264,37 @@ test("Open Routing Panel in Editor: the heatmap in an editor tab; moving the cur
   }
   assert.ok(marks[1] > marks[0], `a later line marks a later token (${marks.join(" → ")})`);
   await screenshot(w, "03c-cursor-follow");
+
+  // A click on a cell in the editor tab's heatmap selects its token in the text, in the text's own column:
+  // the panel's tab stays in front, and the mark follows the click without bouncing back.
+  const frames = await panelFrames(page);
+  const boxes = await Promise.all(frames.map((f) => f.locator("canvas.heatmap").first().boundingBox()));
+  const right = boxes[0]!.x > boxes[1]!.x ? 0 : 1;
+  const tab = frames[right];
+  const geometry = await tab.evaluate(() => {
+    const h = (window as unknown as { moeLens: { heatmap: { cellW: number; scroller: HTMLDivElement } } }).moeLens.heatmap;
+    return { cellW: h.cellW, scroll: h.scroller.scrollLeft };
+  });
+  const box = boxes[right]!;
+  const clickX = box.x + 40 + 3.5 * geometry.cellW;
+  const clicked = Math.floor((clickX - box.x - 40 + geometry.scroll) / geometry.cellW);
+  await page.mouse.click(clickX, box.y + 28 + 5);
+  let after: Array<PanelView | undefined> = [];
+  for (const end = Date.now() + 10_000; Date.now() < end; await page.waitForTimeout(200)) {
+    after = await Promise.all((await panelFrames(page)).map(panelView));
+    if (after.length === 2 && after.every((v) => v?.marked === clicked)) break;
+  }
+  assert.deepEqual(
+    after.map((v) => v?.marked),
+    [clicked, clicked],
+    "both panels mark the clicked token",
+  );
+  assert.equal(
+    await page.locator('.tabs-container .tab.active[aria-label*="MoE Lens: Routing"]').count(),
+    1,
+    "the panel's tab is still in front in its column",
+  );
+  assert.equal((await panelFrames(page)).length, 2);
   // Close the editor tab: the side-bar panel keeps working for the tests below.
   await page.locator('.tabs-container .tab[aria-label*="MoE Lens: Routing"]').first().click();
   await runCommand(page, "View: Close Editor");
