@@ -3,6 +3,7 @@
 // coalesced into one requestAnimationFrame. Keyboard: arrows move a cell cursor, Enter
 // opens its details, +/- zoom; the live region announces the cell for screen readers.
 import { expertPacked, expertRgb, rampPacked, rampRgb, type Rgb } from "./colors";
+import { autoRange, normalise, type ScaleRange } from "./scale";
 import type { PanelTrace } from "./store";
 
 export type ColorMode = "top1" | "weight" | "entropy" | "active" | "shift";
@@ -24,6 +25,8 @@ export interface HeatmapEvents {
   onView?(firstToken: number, lastToken: number): void;
   /** The user zoomed this heatmap (wheel or keys); linked heatmaps follow. */
   onZoom?(cellW: number): void;
+  /** The auto-ranged scales changed (new data, another expert): the legend shows the new numbers. */
+  onScale?(): void;
 }
 
 export class Heatmap {
@@ -36,6 +39,18 @@ export class Heatmap {
   mode: ColorMode = "top1";
   expert = 0;
   highlight = -1;
+  /** Experts to outline wherever any of a cell's k selections is one of them (the expert search box); 1 = in the set. */
+  highlightSet?: Uint8Array;
+  /**
+   * Value ranges of the auto-ranged modes, fitted to the trace shown (scale.ts): the chosen
+   * expert's non-zero weights (1st–99th percentile), router entropy (observed min–max), and
+   * the NLL strip (0 to the 99th percentile). Refitted when the data or the expert changes.
+   */
+  weightScale: ScaleRange = { min: 0, max: 1 };
+  entropyScale: ScaleRange = { min: 0, max: 1 };
+  nllScale: ScaleRange = { min: 0, max: 8 };
+  private scaleKey = "";
+  private weightScratch = new Float32Array(0);
   cellW = 8;
   cellH = 14;
   cursor = { t: 0, m: 0 };
@@ -117,9 +132,9 @@ export class Heatmap {
       case "top1":
         return expertRgb(tr.top1(t, m));
       case "weight":
-        return rampRgb(tr.weightOf(t, m, this.expert));
+        return rampRgb(this.weightValue(t, m));
       case "entropy":
-        return rampRgb(tr.entropy[t * tr.L + m] / Math.log(Math.max(2, tr.E)));
+        return rampRgb(normalise(tr.entropy[t * tr.L + m], this.entropyScale));
       case "active":
         return rampRgb(tr.active[t * tr.L + m] / Math.max(1, tr.K));
       case "shift":
@@ -135,14 +150,39 @@ export class Heatmap {
       case "top1":
         return expertPacked(tr.top1(t, m));
       case "weight":
-        return rampPacked(tr.weightOf(t, m, this.expert));
+        return rampPacked(this.weightValue(t, m));
       case "entropy":
-        return rampPacked(tr.entropy[t * tr.L + m] / Math.log(Math.max(2, tr.E)));
+        return rampPacked(normalise(tr.entropy[t * tr.L + m], this.entropyScale));
       case "active":
         return rampPacked(tr.active[t * tr.L + m] / Math.max(1, tr.K));
       case "shift":
         return rampPacked(tr.shift(t, m));
     }
+  }
+
+  /** The chosen expert's weight at (t, m) on the auto-ranged scale; NaN (grey) where it is not selected or dropped. */
+  private weightValue(t: number, m: number): number {
+    const w = this.trace!.weightOf(t, m, this.expert);
+    return w > 0 ? normalise(w, this.weightScale) : NaN;
+  }
+
+  /** Refits the auto-ranged scales when the trace grew or the chosen expert changed; tells onScale. */
+  private fitScales(tr: PanelTrace): void {
+    const key = `${tr.id}|${tr.count}|${tr.segments.length}|${this.mode === "weight" ? this.expert : -1}|${this.mode}`;
+    if (key === this.scaleKey) return;
+    this.scaleKey = key;
+    const { L, K } = tr;
+    if (this.mode === "weight") {
+      const n = tr.count * L * K;
+      if (this.weightScratch.length < tr.count * L) this.weightScratch = new Float32Array(Math.max(tr.count * L, 2 * this.weightScratch.length));
+      let kept = 0;
+      for (let i = 0; i < n; i++) if (tr.experts[i] === this.expert && tr.weights[i] > 0) this.weightScratch[kept++] = tr.weights[i];
+      this.weightScale = autoRange(this.weightScratch, kept, { low: 0.01, high: 0.99 });
+    }
+    if (this.mode === "entropy") this.entropyScale = autoRange(tr.entropy, tr.count * L);
+    this.nllScale = autoRange(tr.nll, tr.count, { high: 0.99, fallback: { min: 0, max: 8 } });
+    this.nllScale.min = Math.min(0, this.nllScale.min);
+    this.events.onScale?.();
   }
 
   /** Canvas-pixel centre of cell (t, m) for the current scroll (tests and a11y). */
@@ -178,6 +218,7 @@ export class Heatmap {
     g.fillRect(0, 0, width, height);
     this.frames++;
     if (!tr || tr.count === 0) return;
+    if (!this.colorOverride) this.fitScales(tr);
 
     const scroll = this.scroller.scrollLeft;
     const first = Math.max(0, Math.floor(scroll / this.cellW));
@@ -211,17 +252,24 @@ export class Heatmap {
       for (let r = r0 + 1; r < r1; r++) px.copyWithin(r * W + left, base + left, base + W);
     };
     for (let m = 0; m < L; m++) paintRow(HEADER + m * ch, HEADER + (m + 1) * ch - 1, (t) => this.cellPacked(t, m));
-    // NLL strip: darker = more surprising (scaled to 8 nats).
-    paintRow(HEADER + L * ch + 2, HEADER + L * ch + NLL_STRIP - 1, (t) => (Number.isFinite(tr.nll[t]) ? rampPacked(1 - Math.min(1, tr.nll[t] / 8)) : bgPacked));
+    // NLL strip: darker = more surprising (auto-ranged: 0 to the trace's 99th percentile).
+    paintRow(HEADER + L * ch + 2, HEADER + L * ch + NLL_STRIP - 1, (t) =>
+      Number.isFinite(tr.nll[t]) ? rampPacked(1 - normalise(tr.nll[t], this.nllScale)) : bgPacked,
+    );
     g.putImageData(img, 0, 0);
     // Expert highlight: outline every cell where the chosen expert is selected.
-    if (this.highlight >= 0) {
+    // The expert search's set: the same outline wherever any of the k selections is in it.
+    const set = this.highlightSet;
+    if (this.highlight >= 0 || set) {
       g.strokeStyle = fg;
       g.lineWidth = 1.5;
+      const K = tr.K;
       for (let t = first; t <= last; t++)
-        for (let m = 0; m < L; m++)
-          if (tr.weightOf(t, m, this.highlight) > 0)
-            g.strokeRect(GUTTER + t * cw - scroll + 0.75, HEADER + m * ch + 0.75, Math.max(1, cw - gap - 1.5), ch - 2.5);
+        for (let m = 0; m < L; m++) {
+          let hit = this.highlight >= 0 && tr.weightOf(t, m, this.highlight) > 0;
+          if (!hit && set) for (let j = 0, at = (t * L + m) * K; j < K && !hit; j++) hit = set[tr.experts[at + j]] === 1;
+          if (hit) g.strokeRect(GUTTER + t * cw - scroll + 0.75, HEADER + m * ch + 0.75, Math.max(1, cw - gap - 1.5), ch - 2.5);
+        }
     }
     // Domain segments: a boundary line and the label.
     g.font = "10px var(--vscode-font-family, sans-serif)";

@@ -9,6 +9,8 @@ import { Charts } from "./charts";
 import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
+import { ExpertViews } from "./expert-views";
+import { scaleLegend } from "./scale";
 import { TraceHistoryList } from "./history";
 import { SaliencyView } from "./saliency";
 import { el } from "./dom";
@@ -89,7 +91,15 @@ compareHost.hidden = true;
 const transitionsHost = el("section", "transitions");
 transitionsHost.id = "transitions";
 
-const heatmap = new Heatmap(heatmapHost, "Current trace", { onSelect: (t, m) => current && showDetails(current, t, m) });
+const heatmap = new Heatmap(heatmapHost, "Current trace", {
+  onSelect: (t, m) => {
+    if (!current) return;
+    showDetails(current, t, m);
+    expertViews.selectCell(t, m);
+  },
+  onScale: () => renderLegend(),
+  onView: () => expertViews.heatmapDrawn(),
+});
 const layerFold = new LayerFold(
   heatmap,
   () => current?.L ?? 0,
@@ -105,6 +115,9 @@ const controls = new PolicyControls(
   (path) => post({ type: "selectRouterPack", path }),
 );
 app.append(header, emptyState, toolbar, heatmapHost, details, transitionsHost, compareHost);
+// Layer view, load map, specialisation (expert-views.ts); its expert search sits in the toolbar.
+const expertViews = new ExpertViews(app, heatmap);
+toolbar.append(expertViews.search);
 const history = new TraceHistoryList(
   (traceId) => post({ type: "selectTrace", traceId }),
   (traceId) => post({ type: "removeTrace", traceId }),
@@ -160,20 +173,33 @@ zoomOut.addEventListener("click", () => {
 function renderLegend(): void {
   legend.replaceChildren();
   if (state.mode === "top1" && current) {
-    for (let e = 0; e < Math.min(current.E, 32); e++) {
+    const shown = Math.min(current.E, 32);
+    for (let e = 0; e < shown; e++) {
       const sw = el("span", "swatch", `e${e}`);
       sw.style.setProperty("--swatch", css(expertRgb(e)));
       legend.append(sw);
     }
-  } else {
-    const label = {
-      weight: `weight of e${state.expert}: 0 → 1`,
-      entropy: "entropy: 0 → ln E",
-      active: "active experts: 0 → k",
-      shift: "routing shift: same → disjoint",
-      top1: "",
-    }[state.mode];
-    legend.append(el("span", "ramp"), el("span", "", label));
+    if (current.E > shown) {
+      const more = el("span", "note", `+ ${current.E - shown} more experts not shown (e${shown}–e${current.E - 1}): mark them with Find experts`);
+      more.id = "legend-more";
+      legend.append(more);
+    }
+  } else if (current) {
+    // Numbers on every scale: the auto-ranged ones (weight, entropy) show the range they were fitted to.
+    const scale = {
+      weight: () => scaleLegend(`weight of e${state.expert}`, heatmap.weightScale, "grey = not selected or dropped"),
+      entropy: () => scaleLegend("router entropy (nats)", heatmap.entropyScale),
+      active: () => scaleLegend("active experts", { min: 0, max: current!.K }),
+      shift: () => scaleLegend("routing shift (Jaccard distance)", { min: 0, max: 1 }, "0 = same experts, 1 = disjoint"),
+    }[state.mode as Exclude<ColorMode, "top1">]();
+    scale.id = "legend-mode";
+    legend.append(scale);
+  }
+  if (current) {
+    // The NLL strip under the heatmap: dark = surprising, so the bar runs from the high NLL down.
+    const nll = scaleLegend("NLL strip (nats)", { min: heatmap.nllScale.max, max: heatmap.nllScale.min });
+    nll.id = "legend-nll";
+    legend.append(nll);
   }
 }
 
@@ -371,6 +397,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       emptyState.hidden = true;
       heatmap.setTrace(tr);
       layerFold.apply();
+      expertViews.setTrace(tr);
       details.replaceChildren();
       transitionsHost.replaceChildren();
       renderSummary(tr);
@@ -383,6 +410,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       tr.ingest(m.batch);
       if (tr === current) {
         heatmap.requestDraw();
+        expertViews.dataChanged();
         scheduleSummary(tr);
         scheduleCharts();
       }
@@ -414,6 +442,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       tr.transitions = m.transitions;
       if (tr === current) {
         heatmap.requestDraw();
+        expertViews.dataChanged();
         renderTransitions(tr);
         scheduleCharts();
       }
@@ -466,6 +495,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
  */
 function redrawForTheme(): void {
   heatmap.requestDraw();
+  expertViews.requestDraw();
   for (const hm of compareMaps) hm.requestDraw();
   if (current) scheduleCharts();
   if (saliency.message) saliency.render(saliency.message);
@@ -479,6 +509,7 @@ post({ type: "ready" });
 // Exposed for tests and the benchmark (read-only inspection of the live panel).
 (window as unknown as { moeLens: unknown }).moeLens = {
   heatmap,
+  expertViews,
   traces,
   experiment,
   saliency,

@@ -155,14 +155,18 @@ describe("routing panel", () => {
     const expert = top1(base, 5, 1);
     await panel.page.fill("#expert", String(expert));
     await panel.page.dispatchEvent("#expert", "change");
+    // Weight and entropy are auto-ranged (webview/scale.ts): the ramp spans the range the legend shows.
+    type Range = { min: number; max: number };
+    let scales: { weight: Range; entropy: Range } = { weight: { min: 0, max: 1 }, entropy: { min: 0, max: Math.log(E) } };
+    const along = (x: number, r: Range) => (r.max > r.min ? Math.max(0, Math.min(1, (x - r.min) / (r.max - r.min))) : 1);
     const expectations: Record<string, (t: number, m: number) => Rgb> = {
       weight: (t, m) => {
         const at = (t * L + m) * K;
         let w = 0;
         for (let j = 0; j < K; j++) if (c.experts[at + j] === expert) w = c.weights[at + j];
-        return rampRgb(w);
+        return w > 0 ? rampRgb(along(w, scales.weight)) : rampRgb(NaN);
       },
-      entropy: (t, m) => rampRgb(c.entropy[t * L + m] / Math.log(E)),
+      entropy: (t, m) => rampRgb(along(c.entropy[t * L + m], scales.entropy)),
       active: (t, m) => rampRgb(c.active[t * L + m] / K),
       shift: (t, m) => {
         const set = (i: number) =>
@@ -175,6 +179,14 @@ describe("routing panel", () => {
     };
     for (const [mode, expect] of Object.entries(expectations)) {
       await setMode(mode);
+      scales = await panel.page.evaluate(() => {
+        const h = (window as unknown as { moeLens: { heatmap: { weightScale: Range; entropyScale: Range } } }).moeLens.heatmap;
+        return { weight: h.weightScale, entropy: h.entropyScale };
+      });
+      if (mode === "weight" || mode === "entropy") {
+        const legend = await panel.page.$eval("#legend-mode", (l) => [Number(l.getAttribute("data-min")), Number(l.getAttribute("data-max"))]);
+        assert.deepEqual(legend, [scales[mode].min, scales[mode].max], `${mode}: the legend shows the fitted range`);
+      }
       for (const [t, m] of CELLS) {
         const got = await pixel(t, m),
           want = expect(t, m);
