@@ -15,6 +15,17 @@ import type { PanelTrace } from "./store";
 
 const STREAM_REDRAW_MS = 300;
 
+/** What the views keep across hide/show (the panel's setState): choices, not data. */
+export interface ExpertViewsState {
+  layer: number;
+  search: string;
+  open: { layerView: boolean; loadMap: boolean; specialisation: boolean };
+  layerOrder: string;
+  loadOrder: string;
+  classes: string;
+  regex: string;
+}
+
 export class ExpertViews {
   readonly root: HTMLElement;
   /** The expert search: ids and ranges ("3, 17, 40-47"); goes in the panel's toolbar. */
@@ -36,6 +47,8 @@ export class ExpertViews {
   constructor(
     parent: HTMLElement,
     private readonly heatmap: Heatmap,
+    saved?: Partial<ExpertViewsState>,
+    private readonly save?: (s: ExpertViewsState) => void,
   ) {
     this.root = el("section", "expert-views");
     this.root.id = "expert-views";
@@ -59,6 +72,11 @@ export class ExpertViews {
     this.search = el("label", "inline expert-search", "Find experts ");
     this.search.append(this.searchBox, this.searchNote);
     this.searchBox.addEventListener("change", () => this.setHighlight(this.searchBox.value));
+    if (saved) this.restore(saved);
+    // Every choice is saved when made (the panel's state survives hide/show).
+    for (const c of [this.searchBox, this.layerView.order, this.loadMap.order, this.specialisation.classSource, this.specialisation.regexBox])
+      c.addEventListener("change", () => this.persist());
+    for (const s of [this.layerView.section, this.loadMap.section, this.specialisation.section]) s.addEventListener("toggle", () => this.persist());
 
     // The layer view scrolls with the heatmap, both ways; a programmatic scroll's own event is ignored.
     let leader: HTMLElement | undefined;
@@ -81,6 +99,35 @@ export class ExpertViews {
     new ResizeObserver(redraw).observe(this.root);
   }
 
+  private restore(s: Partial<ExpertViewsState>): void {
+    if (typeof s.layer === "number") this.shared.layer = s.layer;
+    if (typeof s.search === "string") this.searchBox.value = s.search;
+    if (s.open) {
+      this.layerView.section.open = !!s.open.layerView;
+      this.loadMap.section.open = !!s.open.loadMap;
+      this.specialisation.section.open = !!s.open.specialisation;
+    }
+    const pick = (select: HTMLSelectElement, v: unknown) => {
+      if (typeof v === "string" && Array.from(select.options).some((o) => o.value === v)) select.value = v;
+    };
+    pick(this.layerView.order, s.layerOrder);
+    pick(this.loadMap.order, s.loadOrder);
+    pick(this.specialisation.classSource, s.classes);
+    if (typeof s.regex === "string") this.specialisation.regexBox.value = s.regex;
+  }
+
+  private persist(): void {
+    this.save?.({
+      layer: this.shared.layer,
+      search: this.searchBox.value,
+      open: { layerView: this.layerView.section.open, loadMap: this.loadMap.section.open, specialisation: this.specialisation.section.open },
+      layerOrder: this.layerView.order.value,
+      loadOrder: this.loadMap.order.value,
+      classes: this.specialisation.classSource.value,
+      regex: this.specialisation.regexBox.value,
+    });
+  }
+
   setTrace(tr: PanelTrace): void {
     this.trace = tr;
     this.root.hidden = false;
@@ -89,13 +136,21 @@ export class ExpertViews {
     this.requestDraw();
   }
 
-  /** New batches or segments arrived: redraw the open views, at most every 0.3 s. */
+  /**
+   * New batches or segments arrived: redraw the open views, at most every 0.3 s, and never
+   * more than a fifth of the time (a 200 ms specialisation redraw waits 1 s), so streaming
+   * keeps the CPU for the batches.
+   */
   dataChanged(): void {
     if (this.timer) return;
-    this.timer = window.setTimeout(() => {
-      this.timer = 0;
-      this.requestDraw();
-    }, STREAM_REDRAW_MS);
+    const lastDraw = Object.values(this.timings).reduce((a, b) => a + b, 0);
+    this.timer = window.setTimeout(
+      () => {
+        this.timer = 0;
+        this.requestDraw();
+      },
+      Math.max(STREAM_REDRAW_MS, 5 * lastDraw),
+    );
   }
 
   /** The heatmap drew (zoom, scroll, data): the layer view follows its columns. */
@@ -107,6 +162,7 @@ export class ExpertViews {
   selectLayer(m: number): void {
     if (!this.trace) return;
     this.shared.layer = Math.max(0, Math.min(this.trace.L - 1, m));
+    this.persist();
     this.requestDraw();
   }
 

@@ -9,7 +9,7 @@ import { Charts } from "./charts";
 import { css, expertRgb, rampPacked } from "./colors";
 import { PolicyControls, type ControlValues } from "./controls";
 import { ExperimentView } from "./experiments";
-import { ExpertViews } from "./expert-views";
+import { ExpertViews, type ExpertViewsState } from "./expert-views";
 import { scaleLegend } from "./scale";
 import { TraceHistoryList } from "./history";
 import { SaliencyView } from "./saliency";
@@ -34,6 +34,8 @@ interface UiState {
   controls?: ControlValues;
   /** Heatmap rows: every layer, or compressed to fit the window (layer-fold.ts). */
   rows?: LayerFoldMode;
+  /** The per-layer expert views' choices (expert-views.ts). */
+  expertViews?: Partial<ExpertViewsState>;
 }
 
 const vscode = acquireVsCodeApi();
@@ -116,7 +118,7 @@ const controls = new PolicyControls(
 );
 app.append(header, emptyState, toolbar, heatmapHost, details, transitionsHost, compareHost);
 // Layer view, load map, specialisation (expert-views.ts); its expert search sits in the toolbar.
-const expertViews = new ExpertViews(app, heatmap);
+const expertViews = new ExpertViews(app, heatmap, state.expertViews, (s) => save({ expertViews: s }));
 toolbar.append(expertViews.search);
 const history = new TraceHistoryList(
   (traceId) => post({ type: "selectTrace", traceId }),

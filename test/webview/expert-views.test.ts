@@ -394,6 +394,11 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
     assert.match(nll, /NLL strip \(nats\)/);
     assert.match(nll, /3\.7/, "the strip's range reaches the highest NLL (3.7)");
     await panel.page.selectOption("#color-mode", "top1");
+    // The views' choices are in the panel's saved state (restored after hide/show).
+    const saved = await panel.page.evaluate(() => (window as unknown as { __state: { expertViews?: Record<string, unknown> } }).__state.expertViews);
+    assert.equal(saved?.search, "0-7");
+    assert.equal(saved?.classes, "tokens");
+    assert.deepEqual(saved?.open, { layerView: true, loadMap: true, specialisation: true });
     assert.deepEqual(panel.cspViolations, []);
     assert.deepEqual(panel.consoleErrors, []);
   });
