@@ -2,6 +2,7 @@
 // Both sides import these types. Trace data crosses as typed arrays inside `TraceBatch`
 // (postMessage structured-clones them as binary, never as one JSON object per token).
 
+import type { BalanceFigures, ExpertForClass } from "./expert-stats";
 import type { Policy } from "./policy";
 import type { TraceBatch } from "./trace";
 import type { TraceHeader, TraceSummary } from "./wire";
@@ -56,8 +57,41 @@ export type HostMessage =
   | { type: "history"; document: string; entries: TraceHistoryEntry[]; usedBytes: number; capBytes: number; note?: string }
   /** A finished experiment (AMG sweep or {β, Π, Ant} ablation) as a table: the CLI's table, cells already formatted. */
   | { type: "experiment"; kind: "sweep" | "ablation"; title: string; columns: string[]; rows: string[][]; note?: string }
+  /** A finished Build Expert Atlas for Folder… (and on every panel reload after it): the atlas's per-layer figures. */
+  | { type: "atlas"; atlas: AtlasView }
   /** Prune Experts… preview: each MoE layer's experts scored by a saliency criterion, and those a prune keeps. */
   | { type: "saliency"; title: string; criterion: SaliencyCriterion; layers: LayerSaliencyView[]; note: string };
+
+/**
+ * The expert atlas of a folder as the panel shows it: per-layer figures only (MI, balance,
+ * each class's top experts by lift), never the L × classes × E counts, so it stays a few
+ * kB at 48 layers × 128 experts. Built by atlasView (extension/core/atlas.ts).
+ */
+export interface AtlasView {
+  /** What was traced: the folder, how classes were chosen, the policy. */
+  title: string;
+  documents: number;
+  tokens: number;
+  /** MoE layers, experts per token, experts per layer. */
+  L: number;
+  K: number;
+  E: number;
+  classes: string[];
+  /** Tokens of each class (in `classes` order). */
+  classTokens: number[];
+  /** How many experts per class each layer lists at most. */
+  topN: number;
+  /** One per MoE layer, index = MoE layer index. */
+  layers: AtlasLayerView[];
+}
+
+export interface AtlasLayerView {
+  /** Mutual information between class and expert in this layer, bits. */
+  miBits: number;
+  balance: BalanceFigures;
+  /** Per class (in `classes` order), its top experts by lift with their selections. */
+  top: ExpertForClass[][];
+}
 
 /** One trace of a document's history, as the panel lists it. */
 export interface TraceHistoryEntry {

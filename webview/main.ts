@@ -13,6 +13,7 @@ import { ExpertViews, type ExpertViewsState } from "./expert-views";
 import { scaleLegend } from "./scale";
 import { TraceHistoryList } from "./history";
 import { SaliencyView } from "./saliency";
+import { AtlasSection } from "./atlas-view";
 import { el } from "./dom";
 import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
 import type { HostMessage, WebviewMessage } from "../shared/protocol";
@@ -128,6 +129,7 @@ header.after(history.element);
 const charts = new Charts(app);
 const experiment = new ExperimentView(app, () => post({ type: "exportExperiment" }));
 const saliency = new SaliencyView(app, () => post({ type: "exportSaliency" }));
+const atlas = new AtlasSection(app);
 
 function post(m: WebviewMessage): void {
   vscode.postMessage(m);
@@ -486,6 +488,9 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
       break;
     case "saliency":
       saliency.render(m);
+      break;
+    case "atlas":
+      atlas.render(m.atlas);
       break;
   }
 });

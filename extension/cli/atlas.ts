@@ -6,7 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { COMMON_FLAGS, policyFromFlags, POLICY_FLAGS, withServer } from "./server-session";
 import { checkKnownFlags, flagInt, flagString, formatTable, UsageError, type ParsedArgs } from "./args";
-import { atlasLayerSummaries, buildAtlas, languageIdOf, listCorpusFiles } from "../core/atlas";
+import { atlasLayerSummaries, buildAtlas, folderClassOf, languageIdOf, listCorpusFiles } from "../core/atlas";
 import { writeExportFile } from "../core/export";
 import { ExpertAtlas } from "../../shared/expert-stats";
 import { formatNumber } from "../../shared/format";
@@ -20,7 +20,7 @@ export const ATLAS_HELP = `  moe-lens atlas DIR [--model M] [--out ATLAS.json] [
 /** The class of a file: its language id by extension, or the first folder under DIR ("." for files directly in it). */
 function classifier(by: string): (file: string) => string {
   if (by === "language") return languageIdOf;
-  if (by === "folder") return (file) => (file.includes("/") ? file.slice(0, file.indexOf("/")) : ".");
+  if (by === "folder") return folderClassOf;
   throw new UsageError(`--class-by must be "language" or "folder", got "${by}"`);
 }
 

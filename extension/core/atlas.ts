@@ -9,6 +9,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { balance, ExpertAtlas, topExpertsByClass, type BalanceFigures, type ExpertForClass } from "../../shared/expert-stats";
 import type { Policy } from "../../shared/policy";
+import type { AtlasView } from "../../shared/protocol";
 import type { ServerClient } from "./server-client";
 import { NotTextError, readTextFile } from "./text-input";
 
@@ -93,6 +94,11 @@ const LANGUAGE_BY_EXTENSION: Record<string, string> = {
   ".yaml": "yaml",
   ".yml": "yaml",
 };
+
+/** A file's class by folder: the first folder under DIR ("." for files directly in it); `file` is relative to DIR, `/`-separated. */
+export function folderClassOf(file: string): string {
+  return file.includes("/") ? file.slice(0, file.indexOf("/")) : ".";
+}
 
 /** A file's language id by its extension: VS Code's id for common ones, else the extension itself, "plaintext" when there is none. */
 export function languageIdOf(file: string): string {
@@ -206,4 +212,22 @@ export function atlasLayerSummaries(atlas: ExpertAtlas, topN: number): AtlasLaye
       topExperts: Object.fromEntries(atlas.classNames.map((name, c) => [name, top[c]])),
     };
   });
+}
+
+/** The atlas as the panel's `atlas` message shows it (shared/protocol.ts AtlasView): per-layer MI, balance and each class's top `topN` experts by lift; no counts. */
+export function atlasView(atlas: ExpertAtlas, title: string, topN: number): AtlasView {
+  if (!Number.isInteger(topN) || topN < 1) throw new Error(`the number of top experts per class must be a positive integer, got ${topN}`);
+  const summaries = atlasLayerSummaries(atlas, topN);
+  return {
+    title,
+    documents: atlas.documents,
+    tokens: atlas.layerTokens(0),
+    L: atlas.L,
+    K: atlas.K,
+    E: atlas.E,
+    classes: [...atlas.classNames],
+    classTokens: Array.from(atlas.specialisation(0).classTokens),
+    topN,
+    layers: summaries.map((s) => ({ miBits: s.miBits, balance: s.balance, top: atlas.classNames.map((name) => s.topExperts[name]) })),
+  };
 }

@@ -26,6 +26,7 @@ import * as exportExperiment from "./commands/export-experiment";
 import * as openPanelInEditor from "./commands/open-panel-in-editor";
 import * as pruneExperts from "./commands/prune-experts";
 import * as runAblation from "./commands/run-ablation";
+import * as buildAtlas from "./commands/build-atlas";
 import * as runAmgSweep from "./commands/run-amg-sweep";
 import * as selectModel from "./commands/select-model";
 import * as serverCommands from "./commands/server";
@@ -153,6 +154,7 @@ export function activate(context: vscode.ExtensionContext): { services: Services
     calibrateAnt.register(svc),
     runAmgSweep.register(svc),
     runAblation.register(svc),
+    buildAtlas.register(svc),
     exportExperiment.register(svc),
     pruneExperts.register(svc),
   );

@@ -200,6 +200,7 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
     this.postHistory();
     if (this.svc.lastExperiment) this.post(experimentMessage(this.svc.lastExperiment));
     if (this.svc.lastPrune) this.post(this.svc.lastPrune.chart);
+    if (this.svc.lastAtlas) this.post(this.svc.lastAtlas);
   }
 
   private async onMessage(panel: PanelWebview, m: WebviewMessage): Promise<void> {

@@ -13,6 +13,7 @@ import type { EditorSegments } from "./segments";
 import type { ExperimentRun } from "./experiment-view";
 import type { SaliencyFile } from "../core/saliency";
 import type { SaliencyMessage } from "./prune-view";
+import type { HostMessage } from "../../shared/protocol";
 
 export interface Services {
   context: vscode.ExtensionContext;
@@ -31,5 +32,7 @@ export interface Services {
   lastExperiment?: ExperimentRun;
   /** The last Prune Experts… saliency and its chart (shown in the panel, exported by Export Expert Saliency…). */
   lastPrune?: { saliency: SaliencyFile; chart: SaliencyMessage };
+  /** The last Build Expert Atlas for Folder… result as the panel shows it (replayed when the panel reloads). */
+  lastAtlas?: Extract<HostMessage, { type: "atlas" }>;
   settings(): MoeLensSettings;
 }

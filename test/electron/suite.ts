@@ -35,6 +35,7 @@ const checks: Array<[string, () => Promise<void>]> = [
         "showPanel",
         "openPanelInEditor",
         "calibrateAnt",
+        "buildAtlas",
       ]) {
         assert.ok(all.includes(`moeLens.${c}`), `moeLens.${c}`);
       }
