@@ -86,6 +86,11 @@ export class SpecialisationView {
   liftScale: ScaleRange = { min: -1, max: 1 };
   private key = "";
   private anchor = -1;
+  /** What each matrix canvas shows, for its tooltip: cell size and values (row-major). */
+  private readonly shown = new Map<
+    HTMLCanvasElement,
+    { left: number; cellW: number; cellH: number; rows: number; cols: number; label: (r: number, c: number) => string }
+  >();
 
   constructor(
     parent: HTMLElement,
@@ -172,6 +177,15 @@ export class SpecialisationView {
       ),
     );
     body.append(bar, grid);
+    // Tooltips name the cell under the pointer and its number.
+    for (const canvas of [this.liftCanvas, this.coactCanvas, this.transCanvas])
+      canvas.addEventListener("mousemove", (e) => {
+        const m = this.shown.get(canvas);
+        if (!m) return;
+        const c = Math.floor((e.offsetX - m.left) / m.cellW),
+          r = Math.floor((e.offsetY - 1) / m.cellH);
+        canvas.title = r >= 0 && r < m.rows && c >= 0 && c < m.cols ? m.label(r, c) : "";
+      });
   }
 
   /** A heatmap click picks token t (shift extends from the last click) as the selection. */
@@ -282,6 +296,15 @@ export class SpecialisationView {
       for (let e = 0; e < E; e++) if (highlight[e]) g.strokeRect(LIFT_LEFT + e * cellW + 0.5, 0.5, Math.max(1, cellW - 1), n * cellH + 1);
     }
     this.liftLegend.replaceChildren(scaleLegend("log2 lift", this.liftScale, "blank = expert never selected in this layer"));
+    const names = this.classes.names;
+    this.shown.set(this.liftCanvas, {
+      left: LIFT_LEFT,
+      cellW,
+      cellH,
+      rows: n,
+      cols: E,
+      label: (r, c) => `${names[r]} · e${c}: lift ${formatNumber(spec.lift[r * E + c], 2)} (${spec.counts[r * E + c]} selections)`,
+    });
   }
 
   private drawMi(tr: PanelTrace, layer: number, width: number): void {
@@ -375,5 +398,13 @@ export class SpecialisationView {
     if (highlight) for (let e = 0; e < E; e++) if (highlight[e]) g.fillRect(MATRIX_LEFT - 4, 1 + e * cell, 3, cell);
     legend.replaceChildren(scaleLegend(what, range));
     canvas.setAttribute("aria-label", `${what}: ${E} × ${E} experts`);
+    this.shown.set(canvas, {
+      left: MATRIX_LEFT,
+      cellW: cell,
+      cellH: cell,
+      rows: E,
+      cols: E,
+      label: (r, c) => `e${r} · e${c}: ${Number.isNaN(values[r * E + c]) ? "the diagonal (the expert's load) is left blank" : `${values[r * E + c]} ${what}`}`,
+    });
   }
 }

@@ -364,6 +364,10 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
     const coactMax = await panel.page.$eval("#spec-coact .scale-legend", (l) => Number(l.getAttribute("data-max")));
     assert.equal(coactMax, HALF, "in L3 each pair of e0-e7 is co-selected by every prose token");
     assert.ok(await panel.page.$eval("#spec-trans .scale-legend", (l) => Number(l.getAttribute("data-max")) > 0));
+    // The tooltip names a cell and its count: e0 and e1 are co-selected by every prose token in L3.
+    const cell = await panel.page.$eval("#spec-coact canvas", (c) => (c.clientWidth - 32) / 128);
+    await panel.page.hover("#spec-coact canvas", { position: { x: 30 + 1.5 * cell, y: 1 + 0.5 * cell } });
+    assert.equal(await panel.page.getAttribute("#spec-coact canvas", "title"), `e0 · e1: ${HALF} tokens selecting both`);
     await panel.page.selectOption("#spec-classes", "tokens");
     await frames();
     assert.equal(await text("#spec-error"), "");
