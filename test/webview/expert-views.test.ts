@@ -374,6 +374,19 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
     await panel.page.screenshot({ path: path.join(ARTIFACTS, "expert-specialisation.png"), fullPage: true });
   });
 
+  test("a 320 px side bar: the views fit its width (the matrices shrink, tables wrap below)", async () => {
+    await panel.page.setViewportSize({ width: 320, height: 900 });
+    await frames();
+    await frames();
+    const overflow = await panel.page.$eval("#expert-views", (v) => ({ scroll: v.scrollWidth, client: v.clientWidth }));
+    assert.ok(overflow.scroll <= overflow.client + 1, `the views are ${overflow.scroll} px wide in a ${overflow.client} px panel`);
+    const map = await panel.page.$eval("#load-map canvas", (c) => c.clientWidth);
+    assert.ok(map <= 320 && map >= 128 + 34, `load map ${map} px: 128 experts at 1 px or more`);
+    await panel.page.screenshot({ path: path.join(ARTIFACTS, "expert-views-320px.png"), fullPage: true });
+    await panel.page.setViewportSize({ width: 1280, height: 1000 });
+    await frames();
+  });
+
   test("heatmap legends: the expert hues say how many are not shown; weight, entropy and NLL scales carry numbers", async () => {
     await panel.page.selectOption("#color-mode", "top1");
     await frames();
