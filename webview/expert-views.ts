@@ -129,6 +129,7 @@ export class ExpertViews {
   }
 
   setTrace(tr: PanelTrace): void {
+    if (tr !== this.trace) this.specialisation.clearTokenSelection();
     this.trace = tr;
     this.root.hidden = false;
     this.shared.layer = Math.min(this.shared.layer, Math.max(0, tr.L - 1));

@@ -188,6 +188,12 @@ export class SpecialisationView {
       });
   }
 
+  /** A new trace: token ids of the old one mean nothing in it. */
+  clearTokenSelection(): void {
+    this.tokensBox.value = "";
+    this.anchor = -1;
+  }
+
   /** A heatmap click picks token t (shift extends from the last click) as the selection. */
   selectToken(t: number, extend: boolean): void {
     if (extend && this.anchor >= 0) this.tokensBox.value = `${Math.min(this.anchor, t)}-${Math.max(this.anchor, t)}`;

@@ -63,7 +63,7 @@ const SEGMENTS: DomainSegment[] = [
   { start: HALF, end: N, domain: "code", source: "fence" },
 ];
 
-function header(): TraceHeader {
+function header(L: number, E: number, K: number, N: number): TraceHeader {
   const model = {
     path: "/models/random-48x128.gguf",
     architecture: "qwen3moe",
@@ -229,7 +229,7 @@ before(async () => {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   panel = await openPanel({ width: 1280, height: 1000 });
   const t0 = Date.now();
-  await post([{ type: "traceStart", traceId: "big", label: "random 48×128 · 5,120 tokens", header: header() }]);
+  await post([{ type: "traceStart", traceId: "big", label: "random 48×128 · 5,120 tokens", header: header(L, E, K, N) }]);
   for (let s = 0; s < N; s += BATCH) await post([{ type: "traceBatch", traceId: "big", batch: batch(s, Math.min(N, s + BATCH)) }]);
   const summary: TraceSummary = { n_tokens: N, ppl: null, mean_nll: null, avg_active: K, avg_active_per_layer: [], usage: [], elapsed_ms: 0 };
   const end: HostMessage[] = [
@@ -417,6 +417,41 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
     assert.equal(saved?.classes, "tokens");
     assert.deepEqual(saved?.open, { layerView: true, loadMap: true, specialisation: true });
     assert.deepEqual(panel.cspViolations, []);
+    assert.deepEqual(panel.consoleErrors, []);
+  });
+
+  test("a second trace of another shape (4 layers × 16 experts, k 2) replaces the first in every view", async () => {
+    const n = 64,
+      l = 4,
+      e = 16,
+      k = 2;
+    const experts = Int32Array.from({ length: n * l * k }, (_, i) => (i * 5) % e),
+      weights = new Float32Array(n * l * k).fill(0.5);
+    await post([
+      { type: "traceStart", traceId: "small", label: "small", header: header(l, e, k, n) },
+      {
+        type: "traceBatch",
+        traceId: "small",
+        batch: {
+          start: 0,
+          count: n,
+          tokenIds: new Int32Array(n),
+          byteStart: new Int32Array(n),
+          byteEnd: new Int32Array(n),
+          pieces: Array.from({ length: n }, (_, t) => `t${t}`),
+          nll: new Float32Array(n).fill(1),
+          experts,
+          weights,
+          entropy: new Float32Array(n * l).fill(1),
+          active: new Uint8Array(n * l).fill(k),
+        },
+      },
+    ]);
+    await panel.page.waitForFunction(() => (window as unknown as { moeLens: { current?: { id: string; count: number } } }).moeLens.current?.count === 64);
+    await panel.page.waitForFunction(() => document.querySelectorAll("#balance-table tr[data-layer]").length === 4, undefined, { timeout: 5000 });
+    assert.equal(await panel.page.$$eval("#layer-picker option", (o) => o.length), l);
+    assert.equal(await panel.page.inputValue("#spec-tokens"), "", "the old trace's token selection is cleared");
+    assert.match(await text("#expert-search-note"), /8 of 16 experts marked/, "the search applies to the new trace's experts");
     assert.deepEqual(panel.consoleErrors, []);
   });
 });
