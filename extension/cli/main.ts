@@ -29,7 +29,7 @@ const HELP = `moe-lens — see and change Mixture-of-Experts routing (llama.cpp)
 Usage:
   moe-lens demo [--out REPORT.html]                  trace the bundled sample under several policies
   moe-lens info [--model M]                          model architecture, layers, experts, k, gating
-  moe-lens trace FILE [--model M] [--out F.json|F.csv|F.html] [--top-n N] [policy flags]
+  moe-lens trace FILE [--model M] [--out F.json|F.csv|F.moetrace|F.html] [--top-n N] [policy flags]
   moe-lens ppl FILE [--model M] --ctx N [--json] [policy flags]
   moe-lens compare FILE [--model M] --policies SPEC,SPEC,... [--ctx N] [--out F.html] [--json] [--no-speed]
                                                      each policy's quality beside its measured speed against the first

@@ -8,7 +8,6 @@
 // generation, tokenizing, speed runs) wait as long as they run — the user cancels them through the
 // AbortSignal — and only the quick requests (health, model info, predictor) have a limit.
 import http from "node:http";
-import { StringDecoder } from "node:string_decoder";
 import { b64ToFloat32, b64ToInt32, b64ToUint16, b64ToUint8 } from "./b64";
 import { concatBatches, type Trace, type TraceBatch } from "../../shared/trace";
 import type {
@@ -290,20 +289,26 @@ export class ServerClient {
         }
       }
     };
-    const decoder = new StringDecoder("utf8");
-    let pending = "";
+    // Lines are cut on the bytes: a batch line with the full router distribution is megabytes
+    // long and arrives in 64 KiB chunks, so only each new chunk is searched for the newline and
+    // a line is decoded once, when it is complete (appending to a string and searching it from
+    // the start on every chunk was quadratic in the line's length).
+    let pending: Buffer[] = [];
     try {
-      for await (const chunk of res) {
-        pending += decoder.write(chunk as Buffer);
+      for await (const data of res) {
+        const chunk = data as Buffer;
         let from = 0,
           nl: number;
-        while ((nl = pending.indexOf("\n", from)) >= 0) {
-          await onLine(pending.slice(from, nl));
+        while ((nl = chunk.indexOf(0x0a, from)) >= 0) {
+          pending.push(chunk.subarray(from, nl));
+          const line = pending.length === 1 ? pending[0].toString("utf8") : Buffer.concat(pending).toString("utf8");
+          pending = [];
+          await onLine(line);
           from = nl + 1;
         }
-        pending = pending.slice(from);
+        if (from < chunk.length) pending.push(chunk.subarray(from));
       }
-      await onLine(pending + decoder.end());
+      await onLine(Buffer.concat(pending).toString("utf8"));
     } catch (err) {
       if (signal?.aborted) throw new ServerError("cancelled", 0, "cancelled");
       if (err instanceof ServerError) throw err;

@@ -124,19 +124,9 @@ const cache = new WeakMap<TraceRecord, { count: number; shifts: Float32Array }>(
 function shiftsOf(r: TraceRecord): Float32Array {
   const c = cache.get(r);
   if (c && c.count === r.count) return c.shifts;
-  const L = r.L,
-    K = r.K,
-    n = r.count;
-  const experts = new Int32Array(n * L * K),
-    weights = new Float32Array(n * L * K);
-  for (const b of r.batches) {
-    const from = b.start * L * K;
-    if (b.start + b.count <= n) {
-      experts.set(b.experts, from);
-      weights.set(b.weights, from);
-    }
-  }
-  const shifts = routingShifts({ experts, weights }, n, L, K);
+  const n = r.count;
+  // The trace's own columns (views, no copy).
+  const shifts = routingShifts(r.columns, n, r.L, r.K);
   cache.set(r, { count: n, shifts });
   return shifts;
 }
