@@ -253,6 +253,9 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
     await openView("layer-view", "layerView");
     assert.equal(await panel.page.$$eval("#layer-picker option", (o) => o.length), L);
     await setLayer("#layer-picker", 3);
+    const newLayer = await panel.page.evaluate(() => (window as unknown as Win).moeLens.expertViews.timings.layerView);
+    timings["layer-view (another layer: scale and order refitted, draw ms)"] = Math.round(newLayer);
+    console.log(`layer view switched to another layer (its weight scale refitted): ${newLayer.toFixed(1)} ms`);
     // Token 0 is prose: experts 0..7, slot j weight WEIGHTS[j]; 0.17 is the top of the ramp, 0.11 the bottom.
     close(await layerViewPixel(0, 0), rampRgb(1), "token 0, e0 (weight 0.17)");
     close(await layerViewPixel(0, 7), rampRgb(0), "token 0, e7 (weight 0.11)");
