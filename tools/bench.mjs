@@ -5,7 +5,9 @@
 //   2. speed of gating policies: prefill and decode tokens/s with and without skipping the
 //      dropped experts, on a random model with a current fine-grained MoE's proportions
 //   3. the routing panel in headless Chromium (tools/bench-webview.mjs), when present
-// `npm run bench -- overhead|speed|webview` runs only those parts.
+// `npm run bench -- overhead|speed|webview` runs only those parts; `npm run bench -- trace-memory`
+// (only when named: minutes on 2 cores) the trace pipeline at 48 layers × 128 experts with the full
+// router distribution: first batch, end-of-trace work and the host's peak RSS (tools/bench-trace-memory.mjs).
 import { execFileSync, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -113,6 +115,11 @@ fs.mkdirSync(path.join(root, "out"), { recursive: true });
 fs.writeFileSync(path.join(root, "out", "bench.json"), JSON.stringify(results, null, 1));
 
 const webviewBench = path.join(root, "tools", "bench-webview.mjs");
+if (parts.includes("trace-memory")) {
+  console.log("\ntrace pipeline (real server, the host's TraceStore)");
+  execFileSync(process.execPath, [path.join(root, "tools", "bench-trace-memory.mjs")], { stdio: "inherit", cwd: root });
+}
+
 if (wants("webview") && fs.existsSync(webviewBench)) {
   console.log("\nrouting panel (headless Chromium)");
   execFileSync(process.execPath, [webviewBench], { stdio: "inherit", cwd: root });
