@@ -40,6 +40,7 @@ export class LayerView {
   rowH = 3;
   private orderKey = "";
   private scaleKey = "";
+  private legendKey = "";
   private weightScratch = new Float32Array(0);
   private trace?: PanelTrace;
   private shared: SharedViewState = { layer: 0 };
@@ -132,10 +133,16 @@ export class LayerView {
     const every = Math.max(1, Math.ceil(11 / this.rowH));
     for (let row = 0; row < E; row += every) g.fillText(`e${this.expertAtRow[row]}`, 2, TOP + row * this.rowH + Math.min(9, every * this.rowH));
     if (highlight) for (let e = 0; e < E; e++) if (highlight[e]) g.fillRect(GUTTER - 4, TOP + this.rowOfExpert[e] * this.rowH, 3, Math.max(1, this.rowH));
-    this.legendHost.replaceChildren(
-      scaleLegend(`gate weight in ${layerName(tr, layer)}`, this.scale, "red = dropped (weight 0); blank = not selected"),
-      el("span", "dropped-swatch"),
-    );
+    // The legend changes with the layer's scale only, not on every scroll frame.
+    const legendKey = `${layerName(tr, layer)}|${this.scale.min}|${this.scale.max}`;
+    if (legendKey !== this.legendKey) {
+      this.legendKey = legendKey;
+      this.legendHost.replaceChildren(
+        scaleLegend(`gate weight in ${layerName(tr, layer)}`, this.scale),
+        el("span", "dropped-swatch"),
+        el("span", "scale-note", "dropped (weight 0); blank = not selected"),
+      );
+    }
   }
 
   /** Canvas-pixel centre of the cell of token t and expert e for the current scroll and order (tests and a11y). */
