@@ -8,6 +8,7 @@
 import * as vscode from "vscode";
 import { formatNumber } from "../../shared/format";
 import { describePolicy, type Policy } from "../../shared/policy";
+import { SETTINGS_SECTION } from "../core/settings";
 import { requireText } from "../core/text-input";
 import type { TraceRecord } from "../core/trace-store";
 import type { Services } from "./services";
@@ -26,7 +27,7 @@ export interface TraceOptions {
   label?: string;
   /** Do not show error messages (the caller handles them). */
   quiet?: boolean;
-  /** Record every expert's router probability (`probs`, f16 per token and layer). */
+  /** Record every expert's router probability (`probs`, f16 per token and layer); default: the setting moeLens.recordRouterProbabilities. */
   routerProbs?: boolean;
   /** Run the server even when the history holds the same trace. */
   fresh?: boolean;
@@ -89,11 +90,12 @@ export class Tracer {
     }
     const base = whole ? 0 : doc.offsetAt(target.range!.start);
     const policy = opts.policy ?? svc.policy.current;
+    const routerProbs = opts.routerProbs ?? vscode.workspace.getConfiguration(SETTINGS_SECTION).get<boolean>("recordRouterProbabilities", false);
     const policyLabel = describePolicy(policy);
     const label = opts.label ?? `${vscode.workspace.asRelativePath(doc.uri)}${whole ? "" : ` [${base}…${base + text.length}]`} · ${policyLabel}`;
     this.lastTarget = { uri: doc.uri, start: base, end: base + text.length, whole };
 
-    const reused = opts.fresh ? undefined : this.reusable(doc, text, base, whole, policy, opts.routerProbs);
+    const reused = opts.fresh ? undefined : this.reusable(doc, text, base, whole, policy, routerProbs);
     if (reused) {
       svc.store.select(reused.id);
       svc.panel.replay(reused);
@@ -135,7 +137,7 @@ export class Tracer {
             lastPct = 0;
           svc.output.info(`trace ${r.id}: ${label} (${text.length} characters)`);
           const trace = await client.traceStream(
-            { text, policy, top_n: topN, ...(opts.routerProbs ? { probs: true } : {}) },
+            { text, policy, top_n: topN, ...(routerProbs ? { probs: true } : {}) },
             {
               onHeader: (h) => {
                 svc.store.setHeader(r.id, h);
