@@ -146,7 +146,7 @@ if (code !== 0) throw new Error(`the benchmark child failed (exit ${code})`);
 const r = JSON.parse(stdout.trim().split("\n").pop());
 if (argv.includes("--json")) console.log(JSON.stringify(r));
 else {
-  const f = (x, d = 0) => x.toFixed(d);
+  const f = (x, d = 0) => (typeof x === "number" ? x.toFixed(d) : "n/a");
   console.log(
     `trace pipeline, ${r.tokens} tokens × ${r.layers} MoE layers × k ${r.k} (${r.experts} experts), top_n ${r.top_n}, probs ${r.probs}, n_ctx ${r.ctx}`,
   );

@@ -216,8 +216,10 @@ static std::vector<double> next_token_nll(ModelSession & s, llama_context * ctx,
 // The first decode of a trace longer than one batch is small, so that a client sees routing
 // at once; the rest go in full batches. A text that fits one batch is one decode: splitting it
 // would cost a second pass over the expert weights (measured: up to 15 % on 48 layers) and
-// show the first routing no sooner than the whole.
-static constexpr int kFirstBatch = 64;
+// show the first routing no sooner than the whole. 32 tokens: on a 48-layer × 128-expert
+// model on 2 cores the first batch then arrives in about a second (64 took 3 s under load,
+// tools/bench-trace-memory.mjs).
+static constexpr int kFirstBatch = 32;
 
 bool run_trace(ModelSession & s, const TraceRequest & req, const AntPredictor * ant, const Emit & emit) {
     const MoeLayout & layout = s.layout();
