@@ -45,6 +45,18 @@ export class Tracer {
       svc.output.info(note);
       svc.panel.postHistory(note);
     });
+    // The panel's history list follows the active editor's document and every change to its traces (edits cut them).
+    let pending: NodeJS.Timeout | undefined;
+    const refreshHistory = () => {
+      if (pending) return;
+      pending = setTimeout(() => {
+        pending = undefined;
+        svc.panel.postHistory();
+      }, 250);
+    };
+    svc.context.subscriptions.push(vscode.window.onDidChangeActiveTextEditor(refreshHistory), svc.store.onDidChange(refreshHistory), {
+      dispose: () => clearTimeout(pending),
+    });
   }
 
   cancel(): void {
