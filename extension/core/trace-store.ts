@@ -1,4 +1,7 @@
-// Traces kept per document and document version, mapped to exact UTF-16 ranges.
+// Traces kept per document and document version, mapped to exact UTF-16 ranges: each
+// document's trace history (traces, selection traces, compares), a trace as one set of typed
+// columns (no per-token objects, no kept batches), reused for an unchanged re-trace and
+// evicted oldest first under a memory cap (TraceStore).
 //
 // A trace is tied to the text it was computed on. When that text changes, the store keeps
 // only what is still true and at the right place:
