@@ -330,14 +330,20 @@ export class SpecialisationView {
         best = m;
       }
     const barW = width / L;
+    // A strip under the bars names the layers: every `step`-th, so that the names never overlap.
+    const axis = 12,
+      step = Math.max(1, Math.ceil(28 / barW));
     for (let m = 0; m < L; m++) {
-      const h = max > 0 ? (this.perLayer[m].miBits / max) * (height - 14) : 0;
+      const h = max > 0 ? (this.perLayer[m].miBits / max) * (height - 14 - axis) : 0;
       g.fillStyle = m === layer ? fg : "rgb(33,145,140)";
-      g.fillRect(m * barW + 0.5, height - h, Math.max(1, barW - 1), h);
+      g.fillRect(m * barW + 0.5, height - axis - h, Math.max(1, barW - 1), h);
     }
     g.fillStyle = fg;
     g.font = "10px var(--vscode-font-family, sans-serif)";
     g.fillText(`${formatNumber(max, 3)} bits`, 2, 10);
+    g.textAlign = "center";
+    for (let m = 0; m < L; m += step) g.fillText(layerName(tr, m), Math.min(width - 12, Math.max(12, (m + 0.5) * barW)), height - 2);
+    g.textAlign = "start";
     this.miCaption.textContent = `Mutual information between class and expert, per layer: highest ${formatNumber(max, 3)} bits in ${layerName(tr, best)}; ${layerName(tr, layer)} ${formatNumber(this.perLayer[layer]?.miBits, 3)} bits`;
     this.miCanvas.setAttribute("aria-label", this.miCaption.textContent);
     this.miCanvas.dataset.bits = this.perLayer.map((s) => s.miBits.toFixed(4)).join(",");
