@@ -14,7 +14,9 @@
 //   4. none of those: the whole text is one segment named after the document's language.
 // With a capped `top_n` (models with many experts) the probability and rank of the new
 // domain's expert are known only where it is among the recorded top-N; elsewhere they are
-// NaN (the panel shows "–"), and NLL is always there.
+// NaN (the panel shows "–"), and NLL is always there. When the trace also recorded every
+// expert's probability (`moeLens.recordRouterProbabilities`: the f16 `routerProbs`), they
+// are exact for every expert, read from that distribution.
 import {
   analyzeTransitions,
   changePointSegments,
@@ -32,7 +34,7 @@ import {
   type TransitionMetrics,
 } from "../core/transitions";
 import { finiteMean } from "../../shared/metrics";
-import type { Trace } from "../../shared/trace";
+import { halfToFloat, type Trace } from "../../shared/trace";
 
 /** Never record more router probabilities per layer than this. */
 export const TOP_N_CAP = 64;
@@ -100,6 +102,7 @@ export function editorSegments(trace: Trace, text: string, languageId: string, c
   }
   const source = segments[0]?.source ?? "language";
   const partial = trace.header.top_n < trace.header.model.n_expert || !trace.columns.topIds || !trace.columns.topProbs;
+  // With the full f16 distribution recorded, partialTransitions is exact for every expert.
   if (transitionSteps(segments).length === 0) return { segments, transitions: [], source, partial };
   const transitions = partial
     ? partialTransitions(trace, segments)
@@ -118,10 +121,14 @@ export function editorSegments(trace: Trace, text: string, languageId: string, c
  * Transition metrics from a trace with only the top-N router probabilities: the new domain's
  * expert's probability and rank where it is among the top N (rank = 1 + the recorded experts
  * with a strictly larger probability, exact since all others are smaller), NaN elsewhere.
+ * Where the trace holds every expert's probability (`routerProbs`, f16), both come from that
+ * distribution instead, for every expert (rank = 1 + experts with a strictly larger f16 value).
  */
 export function partialTransitions(trace: Trace, segments: DomainSegment[]): TransitionMetrics[] {
   const { n_moe_layers: L, top_n: N } = trace.header;
+  const E = trace.header.model.n_expert;
   const c = trace.columns;
+  const full = c.routerProbs && E > 0 && c.routerProbs.length >= c.count * L * E ? c.routerProbs : undefined;
   const de = domainExperts([{ trace, segments }]);
   const out: TransitionMetrics[] = [];
   for (const s of transitionSteps(segments)) {
@@ -134,7 +141,12 @@ export function partialTransitions(trace: Trace, segments: DomainSegment[]): Tra
       const e = di >= 0 ? de.experts[m][di] : -1;
       let p = NaN,
         rank = NaN;
-      if (e >= 0 && N > 0 && c.topIds && c.topProbs) {
+      if (e >= 0 && full) {
+        const base = (t * L + m) * E;
+        p = halfToFloat(full[base + e]);
+        rank = 1;
+        for (let x = 0; x < E; x++) if (halfToFloat(full[base + x]) > p) rank++;
+      } else if (e >= 0 && N > 0 && c.topIds && c.topProbs) {
         const base = (t * L + m) * N;
         for (let i = 0; i < N; i++) if (c.topIds[base + i] === e) p = c.topProbs[base + i];
         if (Number.isFinite(p)) {

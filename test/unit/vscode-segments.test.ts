@@ -32,6 +32,26 @@ import {
  * A trace of `text` with one token per line (byte spans from the text), L layers, E experts,
  * K = 2; every token of a line routed to `expertOf(line)` first with probability 0.7.
  */
+/** lineTrace's router distribution as IEEE half-precision bits ([token][layer][expert]), as the server's `probs` sends it. */
+function halfProbs(text: string, E: number, L: number, expertOf: (line: string) => number): Uint16Array {
+  const lines = text.split(/(?<=\n)/);
+  const out = new Uint16Array(lines.length * L * E);
+  const f32 = new Float32Array(1),
+    u32 = new Uint32Array(f32.buffer);
+  const toHalf = (v: number) => {
+    // normal values only (all of lineTrace's are): sign, rebiased exponent, 10 mantissa bits rounded
+    f32[0] = v;
+    const x = u32[0];
+    return (((x >>> 16) & 0x8000) | ((((x >>> 23) & 0xff) - 112) << 10) | ((x >>> 13) & 0x3ff)) + ((x >>> 12) & 1);
+  };
+  lines.forEach((line, t) => {
+    const e = expertOf(line),
+      second = (e + 1) % E;
+    for (let m = 0; m < L; m++) for (let x = 0; x < E; x++) out[(t * L + m) * E + x] = toHalf(x === e ? 0.7 : x === second ? 0.2 : 0.1 / (E - 2));
+  });
+  return out;
+}
+
 function lineTrace(text: string, E: number, L: number, expertOf: (line: string) => number, topN = E): Trace {
   const lines = text.split(/(?<=\n)/);
   const T = lines.length,
@@ -181,6 +201,18 @@ describe("editor segments and transitions", () => {
         }
       });
     });
+    // The full f16 distribution recorded beside the capped top-N: exact for every expert, also outside the top 2.
+    const withProbs = lineTrace(raw, 8, 2, expertOf, 2);
+    withProbs.columns.routerProbs = halfProbs(raw, 8, 2, expertOf);
+    const exact = partialTransitions(withProbs, s.segments);
+    exact.forEach((x, i) => {
+      assert.deepEqual(x.rankNewExpert, ref.transitions[i].rankNewExpert, "ranks from the full distribution");
+      x.probNewExpert.forEach((p, m) => assert.ok(Math.abs(p - ref.transitions[i].probNewExpert[m]) < 1e-3, `f16 probability ${p}`));
+    });
+    assert.ok(
+      exact.some((x) => x.rankNewExpert.some((r) => r > 2)),
+      "some new-domain expert lies outside the recorded top 2",
+    );
     // Nothing recorded at all: every probability unknown, still one row per transition.
     const none = partialTransitions(lineTrace(raw, 8, 2, expertOf, 0), s.segments);
     assert.equal(none.length, 2);
