@@ -100,6 +100,11 @@ export class Heatmap {
     this.live.remove();
   }
 
+  /** The trace shown (undefined before any). */
+  get shown(): PanelTrace | undefined {
+    return this.trace;
+  }
+
   setTrace(trace: PanelTrace | undefined): void {
     if (trace !== this.trace) this.markedToken = -1;
     this.trace = trace;

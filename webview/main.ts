@@ -18,6 +18,7 @@ import { el } from "./dom";
 import { COLOR_MODES, Heatmap, linkScrolling, type ColorMode } from "./heatmap";
 import type { HostMessage, WebviewMessage } from "../shared/protocol";
 import { LayerFold, type LayerFoldMode } from "./layer-fold";
+import { TraceOverview } from "./overview";
 import { PanelTrace } from "./store";
 
 interface VsCodeApi {
@@ -100,9 +101,17 @@ const heatmap = new Heatmap(heatmapHost, "Current trace", {
     showDetails(current, t, m);
     expertViews.selectCell(t, m);
   },
-  onScale: () => renderLegend(),
-  onView: () => expertViews.heatmapDrawn(),
+  onScale: () => {
+    renderLegend();
+    overview.requestDraw(true);
+  },
+  onView: () => {
+    expertViews.heatmapDrawn();
+    overview.requestDraw();
+  },
 });
+// The whole trace in the panel's width above the heatmap, which is its detail lens (overview.ts).
+const overview = new TraceOverview(heatmapHost, heatmap);
 const layerFold = new LayerFold(
   heatmap,
   () => current?.L ?? 0,
@@ -501,6 +510,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
  * so they draw again (heatmaps, charts, the saliency preview); the rest follows by CSS.
  */
 function redrawForTheme(): void {
+  overview.requestDraw(true);
   heatmap.requestDraw();
   expertViews.requestDraw();
   for (const hm of compareMaps) hm.requestDraw();
@@ -516,6 +526,7 @@ post({ type: "ready" });
 // Exposed for tests and the benchmark (read-only inspection of the live panel).
 (window as unknown as { moeLens: unknown }).moeLens = {
   heatmap,
+  overview,
   expertViews,
   traces,
   experiment,

@@ -195,3 +195,60 @@ test("highlightToken (the editor cursor) marks the token's column and scrolls on
   );
   assert.deepEqual(panel.consoleErrors, []);
 });
+
+test("the fit-to-width overview shows the whole trace; clicking it moves the heatmap (the detail lens) there", async () => {
+  const n = trace.columns.count;
+  const view = () =>
+    panel.page.evaluate(() => {
+      const h = (window as unknown as PanelWindow).moeLens.heatmap;
+      const canvas = document.querySelector<HTMLCanvasElement>(".overview-canvas")!;
+      const lens = document.querySelector<HTMLElement>(".overview-lens")!.getBoundingClientRect();
+      const box = canvas.getBoundingClientRect();
+      return {
+        scroll: h.scroller.scrollLeft,
+        cellW: h.cellW,
+        shown: h.scroller.clientWidth - 40,
+        canvas: { left: box.left, width: box.width, height: box.height, pixels: canvas.width },
+        lens: { left: lens.left - box.left, width: lens.width },
+      };
+    });
+  await panel.page.evaluate(() => {
+    const h = (window as unknown as PanelWindow).moeLens.heatmap;
+    h.setZoom(14);
+    h.scroller.scrollLeft = 0;
+  });
+  await panel.page.waitForTimeout(100);
+  const start = await view();
+  assert.ok(start.canvas.width > 1000, `the overview spans the panel (${start.canvas.width} px)`);
+  assert.equal(start.canvas.pixels, Math.floor(start.canvas.width), "one canvas pixel per CSS pixel of width");
+  assert.ok(start.canvas.height >= LAYERS && start.canvas.height <= 96, `every layer a thin row (${start.canvas.height} px)`);
+  const shownTokens = start.shown / start.cellW;
+  assert.ok(shownTokens < n, "the heatmap shows part of the trace");
+  assert.ok(Math.abs(start.lens.width - (shownTokens / n) * start.canvas.width) < 3, `the lens frame is the shown share (${start.lens.width} px)`);
+  assert.ok(start.lens.left < 1, "the frame starts at the first token");
+  // The overview's pixels are the heatmap's colours: its column for token t, layer 5, equals the heatmap's cell.
+  const same = await panel.page.evaluate(() => {
+    const h = (window as unknown as PanelWindow & { moeLens: { heatmap: { cellPacked(t: number, m: number): number } } }).moeLens.heatmap;
+    const canvas = document.querySelector<HTMLCanvasElement>(".overview-canvas")!;
+    const n = (window as unknown as PanelWindow).moeLens.current!.count;
+    const rowPx = canvas.height / 48;
+    const x = Math.floor(canvas.width / 3);
+    const t = Math.floor(((x + 0.5) / canvas.width) * n);
+    const rgba = canvas.getContext("2d")!.getImageData(x, Math.floor(5 * rowPx), 1, 1).data;
+    const packed = h.cellPacked(t, 5);
+    return [Array.from(rgba.slice(0, 3)), [packed & 255, (packed >> 8) & 255, (packed >> 16) & 255]];
+  });
+  assert.deepEqual(same[0], same[1], "overview pixel = heatmap cell colour");
+  // Click at three quarters of the overview: the heatmap's view is centred on that token.
+  const box = await panel.page.$eval(".overview-canvas", (c) => {
+    const b = c.getBoundingClientRect();
+    return { x: b.left, y: b.top, w: b.width, h: b.height };
+  });
+  await panel.page.mouse.click(box.x + box.w * 0.75, box.y + box.h / 2);
+  await panel.page.waitForTimeout(100);
+  const moved = await view();
+  const centre = (moved.scroll + moved.shown / 2) / moved.cellW;
+  assert.ok(Math.abs(centre - 0.75 * n) <= 2, `the heatmap centres token ${Math.round(0.75 * n)} (centre ${centre.toFixed(1)})`);
+  assert.ok(Math.abs(moved.lens.left + moved.lens.width / 2 - 0.75 * moved.canvas.width) < 3, "the frame moved with it");
+  assert.deepEqual(panel.consoleErrors, []);
+});
