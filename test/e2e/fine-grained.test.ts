@@ -6,7 +6,8 @@
 //   2. the per-layer views: layer view, load map, specialisation view;
 //   3. moving the editor cursor moves the panel's highlighted token;
 //   4. the hover of one token stays a compact layer × k table;
-//   5. peak RSS (VmHWM) of the extension host and of Chromium's renderers.
+//   5. peak RSS (VmHWM) of the extension host, with every router probability recorded
+//      (moeLens.recordRouterProbabilities), and of Chromium's renderers.
 // Every figure goes to test-artifacts/e2e/fine-grained.json (and is printed). The limits the
 // issue sets are asserted where they are stable on a shared 2-core machine (hover size,
 // extension-host memory), and printed otherwise (first paint, renderer memory: the renderer
@@ -42,7 +43,7 @@ const HOST_RSS_LIMIT_MB = 600;
 const HOVER_MAX_LINES = 60;
 const TRACE_TIMEOUT = 540_000;
 
-/** ≥ 5,000 tokens of prose, code, German and data from the transition fixtures, each block once per round. */
+/** A little over 5,000 tokens of prose, code, German and data: the transition fixtures' blocks in turn. */
 function longDocument(): string {
   const dir = path.join(root, "test", "fixtures", "transitions");
   const blocks = fs
@@ -51,9 +52,10 @@ function longDocument(): string {
     .sort()
     .map((f) => fs.readFileSync(path.join(dir, f), "utf8").replace(/^<<<domain:\w+>>>\n/gm, ""));
   let text = "# A long mixed document\n\n";
-  // about 1.3 characters per token on the demo tokenizer (seen: 24,000 characters gave 18,824
-  // tokens): 7,500 characters are a little over 5,000 tokens
-  for (let round = 0; text.length < 7_500; round++) text += `## Part ${round + 1}\n\n${blocks.join("\n\n")}\n\n`;
+  // about 2.2 characters per token for these blocks on the demo tokenizer (checked with the
+  // server's /v1/tokenize: 7,082 characters are 3,202 tokens, 14,126 are 6,446), so 11,500
+  // characters are a little over 5,000 tokens
+  for (let i = 0; text.length < 11_500; i++) text += `${blocks[i % blocks.length]}\n\n`;
   return text;
 }
 
@@ -61,6 +63,16 @@ let wb: Workbench | undefined;
 let modelDir = "";
 const figures: Record<string, number | string> = {};
 let traced = false;
+
+/** Resident set now (VmRSS) of a process, MB. */
+function vmRssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
 
 function vmHwmMb(pid: number): number {
   try {
@@ -121,7 +133,11 @@ before(async () => {
     ],
     { stdio: "pipe" },
   );
-  wb = await startWorkbench({ sampleName: DOC, sampleText: longDocument(), settings: { "moeLens.modelPath": model } });
+  wb = await startWorkbench({
+    sampleName: DOC,
+    sampleText: longDocument(),
+    settings: { "moeLens.modelPath": model, "moeLens.recordRouterProbabilities": true },
+  });
 });
 
 after(async () => {
@@ -139,6 +155,7 @@ test("48 × 128 × k 8: Trace Document over ≥ 5,000 tokens, first paint, end a
   await runCommand(w.page, "MoE Lens: Start Server");
   await waitForStatus(w.page, /· ready ·/, 120_000);
   await openFile(w.page, DOC);
+  const rendererBefore = Math.max(0, ...rendererPids().map(vmRssMb).filter(Number.isFinite));
   const t0 = Date.now();
   await runCommand(w.page, "MoE Lens: Trace Document");
   const hostPeak = { mb: 0 };
@@ -180,8 +197,10 @@ test("48 × 128 × k 8: Trace Document over ≥ 5,000 tokens, first paint, end a
     ready_s: +(ready / 1000).toFixed(2),
     stall_after_last_token_s: +((ready - lastToken) / 1000).toFixed(2),
     extension_host_peak_rss_mb: Math.round(hostPeak.mb),
+    renderer_rss_before_trace_mb: Math.round(rendererBefore),
     renderer_peak_rss_mb: Math.round(rendererPeak.mb),
     panel_js_heap_mb: Math.round(panelHeap / 2 ** 20),
+    router_probabilities_recorded: "yes (moeLens.recordRouterProbabilities: 128 halfs per token and layer in the extension host)",
     how: "wall clock from the Trace Document command (server already running) to the panel's first tokens / all tokens / the status bar's ready; VmHWM of the extension host and of the largest Chromium renderer (the workbench and its webviews), read from /proc; the panel frame's performance.memory.usedJSHeapSize after the trace",
   });
   await screenshot(w, "fine-01-trace-48x128");
