@@ -1,5 +1,5 @@
 // The one message protocol between the extension host and the routing panel webview.
-// Both sides import these types. Trace data crosses as typed arrays inside `TraceBatch`
+// Both sides import these types. Trace data crosses as typed arrays inside `PanelBatch`
 // (postMessage structured-clones them as binary, never as one JSON object per token).
 
 import type { BalanceFigures, ExpertForClass } from "./expert-stats";
@@ -28,10 +28,25 @@ export interface TransitionMetrics {
   nll: number;
 }
 
+/**
+ * The columns of a trace batch the panel draws. The rest stays with the host: byte ranges,
+ * top-N and full router distributions, expert norms (at 48 layers × 128 experts the router
+ * distributions are most of a trace); the panel asks for one cell's with `routerTop`.
+ */
+export type PanelBatch = Pick<TraceBatch, "start" | "count" | "tokenIds" | "pieces" | "nll" | "experts" | "weights" | "entropy" | "active">;
+
+/** A batch's panel columns (the arrays are shared, not copied). */
+export function panelBatch(b: TraceBatch): PanelBatch {
+  const { start, count, tokenIds, pieces, nll, experts, weights, entropy, active } = b;
+  return { start, count, tokenIds, pieces, nll, experts, weights, entropy, active };
+}
+
 /** Host → webview. */
 export type HostMessage =
   | { type: "traceStart"; traceId: string; label: string; header: TraceHeader }
-  | { type: "traceBatch"; traceId: string; batch: TraceBatch }
+  | { type: "traceBatch"; traceId: string; batch: PanelBatch }
+  /** The answer to a `routerTop` request: the recorded top router probabilities of one cell, highest first (empty when none were recorded). */
+  | { type: "routerTop"; traceId: string; token: number; layer: number; ids: number[]; probs: number[] }
   | { type: "traceEnd"; traceId: string; summary: TraceSummary }
   | { type: "traceError"; traceId: string; message: string }
   | { type: "segments"; traceId: string; segments: DomainSegment[]; transitions: TransitionMetrics[] }
@@ -137,6 +152,8 @@ export type WebviewMessage =
   /** Route with one of the offered router packs (its path), or null for the model's own routers. */
   | { type: "selectRouterPack"; path: string | null }
   | { type: "revealToken"; traceId: string; token: number }
+  /** The recorded top router probabilities of one cell (token, MoE layer index) for the details box. */
+  | { type: "routerTop"; traceId: string; token: number; layer: number }
   /** Show this trace of the history (it becomes its document's active trace). */
   | { type: "selectTrace"; traceId: string }
   /** Drop this trace from the history. */

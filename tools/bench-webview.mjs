@@ -89,8 +89,6 @@ const result = await page.evaluate(
         start: s,
         count: n,
         tokenIds: new Int32Array(n),
-        byteStart: new Int32Array(n),
-        byteEnd: new Int32Array(n),
         pieces: Array.from({ length: n }, (_, i) => `t${s + i}`),
         nll: new Float32Array(n).fill(2),
         experts,
@@ -139,8 +137,7 @@ const result = await page.evaluate(
       lens.heatmap.draw();
     }
     const drawMs = (performance.now() - d0) / 30;
-    const typedMb =
-      [tr.tokenIds, tr.nll, tr.experts, tr.weights, tr.entropy, tr.active, tr.topIds, tr.topProbs].reduce((s, a) => s + a.byteLength, 0) / (1 << 20);
+    const typedMb = [tr.tokenIds, tr.nll, tr.experts, tr.weights, tr.entropy, tr.active].reduce((s, a) => s + a.byteLength, 0) / (1 << 20);
     return { ingestMs, firstFrameMs, scrollFps, zoomFps, typedMb, drawMs };
   },
   { T, L, K, E, BATCH },

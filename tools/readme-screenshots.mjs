@@ -119,7 +119,7 @@ console.log(`${DOMAIN}'s preferred experts in L${LAYER}: ${highlight.map((e) => 
 /** The host's messages for one finished trace: start, 512-token batches, segments, end. */
 function traceMessages(id, label) {
   const c = trace.columns,
-    { n_moe_layers: L, k: K, top_n: N } = trace.header;
+    { n_moe_layers: L, k: K } = trace.header;
   const out = [{ type: "traceStart", traceId: id, label, header: trace.header }];
   for (let s = 0; s < c.count; s += 512) {
     const e = Math.min(c.count, s + 512);
@@ -131,16 +131,12 @@ function traceMessages(id, label) {
         start: s,
         count: e - s,
         tokenIds: cut(c.tokenIds, 1),
-        byteStart: cut(c.byteStart, 1),
-        byteEnd: cut(c.byteEnd, 1),
         pieces: c.pieces.slice(s, e),
         nll: cut(c.nll, 1),
         experts: cut(c.experts, L * K),
         weights: cut(c.weights, L * K),
         entropy: cut(c.entropy, L),
         active: cut(c.active, L),
-        topIds: N ? cut(c.topIds, L * N) : undefined,
-        topProbs: N ? cut(c.topProbs, L * N) : undefined,
       },
     });
   }

@@ -274,13 +274,23 @@ function showDetails(tr: PanelTrace, t: number, m: number): void {
     rows,
   ];
   if (N > 0) {
+    // The router's distribution stays with the host (shared/protocol.ts PanelBatch): asked for, filled in by showRouterTop.
     const top = el("table", "top-probs");
+    top.dataset.cell = `${tr.id}:${t}:${m}`;
     top.append(rowOf(["router top", "probability"], true));
-    for (let j = 0; j < N; j++) top.append(rowOf([`e${tr.topIds[(t * L + m) * N + j]}`, fmt(tr.topProbs[(t * L + m) * N + j], 4)]));
     parts.push(top);
+    post({ type: "routerTop", traceId: tr.id, token: t, layer: m });
   }
   details.replaceChildren(...parts);
   post({ type: "revealToken", traceId: tr.id, token: t });
+}
+
+/** The host's answer to a routerTop request, into the details box if it still shows that cell. */
+function showRouterTop(m: Extract<HostMessage, { type: "routerTop" }>): void {
+  const top = details.querySelector<HTMLTableElement>("table.top-probs");
+  if (!top || top.dataset.cell !== `${m.traceId}:${m.token}:${m.layer}`) return;
+  top.append(...m.ids.map((id, j) => rowOf([`e${id}`, fmt(m.probs[j], 4)])));
+  if (!m.ids.length) top.append(rowOf(["–", "not recorded"]));
 }
 
 function rowOf(cells: string[], head = false): HTMLTableRowElement {
@@ -483,6 +493,9 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
         modelNow = m.modelPath;
         if (current) renderSummary(current);
       }
+      break;
+    case "routerTop":
+      showRouterTop(m);
       break;
     case "highlightToken": {
       const tr = traces.get(m.traceId);

@@ -1,14 +1,14 @@
-// The panel's copy of each trace: typed arrays grown geometrically as batches stream in,
-// so ingesting a batch is a few memcpy's and never one object per token.
+// The panel's copy of each trace: the columns it draws (shared/protocol.ts PanelBatch), in
+// typed arrays sized from the header's token count (grown only if more arrive), so
+// ingesting a batch is a few memcpy's and never one object per token.
 import { loadMatrix, tokenRangeMask } from "../shared/expert-stats";
 import { finiteMean, routingShift, top1Slot } from "../shared/metrics";
-import type { DomainSegment, TransitionMetrics } from "../shared/protocol";
-import type { TraceBatch } from "../shared/trace";
+import type { DomainSegment, PanelBatch, TransitionMetrics } from "../shared/protocol";
 import type { TraceHeader, TraceSummary } from "../shared/wire";
 
 function grow<T extends Int32Array | Float32Array | Uint8Array>(a: T, need: number): T {
   if (a.length >= need) return a;
-  const next = new (a.constructor as { new (n: number): T })(Math.max(need, a.length * 2, 1024));
+  const next = new (a.constructor as { new (n: number): T })(Math.max(need, a.length * 2));
   next.set(a);
   return next;
 }
@@ -38,8 +38,6 @@ export class PanelTrace {
   weights = new Float32Array(0);
   entropy = new Float32Array(0);
   active = new Uint8Array(0);
-  topIds = new Int32Array(0);
-  topProbs = new Float32Array(0);
   pieces: string[] = [];
   summary?: TraceSummary;
   error?: string;
@@ -59,10 +57,17 @@ export class PanelTrace {
     this.K = header.k;
     this.N = header.top_n;
     this.E = header.model.n_expert;
+    const n = Math.max(0, header.n_tokens | 0);
+    this.tokenIds = new Int32Array(n);
+    this.nll = new Float32Array(n);
+    this.experts = new Int32Array(n * this.L * this.K);
+    this.weights = new Float32Array(n * this.L * this.K);
+    this.entropy = new Float32Array(n * this.L);
+    this.active = new Uint8Array(n * this.L);
   }
 
-  ingest(raw: TraceBatch): void {
-    const b: TraceBatch = {
+  ingest(raw: PanelBatch): void {
+    const b: PanelBatch = {
       ...raw,
       tokenIds: asTyped(Int32Array, raw.tokenIds),
       nll: asTyped(Float32Array, raw.nll),
@@ -70,11 +75,9 @@ export class PanelTrace {
       weights: asTyped(Float32Array, raw.weights),
       entropy: asTyped(Float32Array, raw.entropy),
       active: asTyped(Uint8Array, raw.active),
-      topIds: raw.topIds && asTyped(Int32Array, raw.topIds),
-      topProbs: raw.topProbs && asTyped(Float32Array, raw.topProbs),
     };
     const end = b.start + b.count;
-    const { L, K, N } = this;
+    const { L, K } = this;
     this.tokenIds = grow(this.tokenIds, end);
     this.nll = grow(this.nll, end);
     this.experts = grow(this.experts, end * L * K);
@@ -87,12 +90,6 @@ export class PanelTrace {
     this.weights.set(b.weights, b.start * L * K);
     this.entropy.set(b.entropy, b.start * L);
     this.active.set(b.active, b.start * L);
-    if (N > 0 && b.topIds && b.topProbs) {
-      this.topIds = grow(this.topIds, end * L * N);
-      this.topProbs = grow(this.topProbs, end * L * N);
-      this.topIds.set(b.topIds, b.start * L * N);
-      this.topProbs.set(b.topProbs, b.start * L * N);
-    }
     for (let i = 0; i < b.count; i++) this.pieces[b.start + i] = b.pieces[i];
     this.count = Math.max(this.count, end);
   }

@@ -18,6 +18,7 @@
 // No `vscode` import: unit-tested in test/unit/trace-store.test.ts.
 
 import type { Policy } from "../../shared/policy";
+import type { PanelBatch } from "../../shared/protocol";
 import type { TraceBatch } from "../../shared/trace";
 import type { TraceHeader, TraceSummary } from "../../shared/wire";
 import { Utf8ToUtf16 } from "./offsets";
@@ -329,11 +330,33 @@ export class TraceRecord {
   }
 
   /**
-   * The trace in pieces, each with arrays of its own: what postMessage sends (VS Code sends a
-   * view's whole underlying buffer, so views of the columns must not cross).
+   * The trace in pieces, as the panel draws it (shared/protocol.ts PanelBatch), each with
+   * arrays of its own: what postMessage sends (VS Code sends a view's whole underlying
+   * buffer, so views of the columns must not cross).
    */
-  *transferBatches(): Generator<TraceBatch> {
-    for (const b of this.batches) yield sliceBatch(b, this.L, this.K, this.N, 0, b.count, this.E);
+  *panelBatches(): Generator<PanelBatch> {
+    for (const v of this.batches) {
+      const { start, count, pieces } = v;
+      yield {
+        start,
+        count,
+        pieces,
+        tokenIds: v.tokenIds.slice(),
+        nll: v.nll.slice(),
+        experts: v.experts.slice(),
+        weights: v.weights.slice(),
+        entropy: v.entropy.slice(),
+        active: v.active.slice(),
+      };
+    }
+  }
+
+  /** The recorded top router probabilities of token t in MoE layer m, highest first (empty when none were recorded). */
+  routerTop(t: number, m: number): { ids: number[]; probs: number[] } {
+    const N = this.N;
+    const v = t >= 0 && t < this.count && m >= 0 && m < this.L ? this.view(t, t + 1) : undefined;
+    if (!v?.topIds || !v.topProbs || N === 0) return { ids: [], probs: [] };
+    return { ids: Array.from(v.topIds.subarray(m * N, (m + 1) * N)), probs: Array.from(v.topProbs.subarray(m * N, (m + 1) * N)) };
   }
 
   /** Bytes this trace holds (columns, token ranges, pieces and text), for the history's memory cap. */

@@ -144,7 +144,7 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
   replay(r: TraceRecord): void {
     if (!r.header) return;
     this.post({ type: "traceStart", traceId: r.id, label: r.label, header: r.header });
-    for (const b of r.transferBatches()) this.post({ type: "traceBatch", traceId: r.id, batch: b });
+    for (const b of r.panelBatches()) this.post({ type: "traceBatch", traceId: r.id, batch: b });
     if (r.summary) this.post({ type: "traceEnd", traceId: r.id, summary: r.summary });
     const seg = this.svc.segments.get(r);
     if (seg && !r.truncated) this.post({ type: "segments", traceId: r.id, segments: seg.segments, transitions: seg.transitions });
@@ -226,6 +226,15 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
         case "revealToken":
           await revealToken(svc, m.traceId, m.token);
           break;
+        case "routerTop": {
+          // Only the asking panel: the answer fills the details box it shows.
+          const r = svc.store.get(String(m.traceId));
+          const token = Number(m.token),
+            layer = Number(m.layer);
+          const top = r ? r.routerTop(token, layer) : { ids: [], probs: [] };
+          void panel.webview.postMessage({ type: "routerTop", traceId: String(m.traceId), token, layer, ...top } satisfies HostMessage);
+          break;
+        }
         case "selectTrace": {
           const r = svc.store.select(String(m.traceId));
           if (!r) throw new Error(`that trace is no longer in the history (${String(m.traceId)})`);

@@ -8,6 +8,7 @@
 import * as vscode from "vscode";
 import { formatNumber } from "../../shared/format";
 import { describePolicy, type Policy } from "../../shared/policy";
+import { panelBatch } from "../../shared/protocol";
 import { SETTINGS_SECTION } from "../core/settings";
 import { requireText } from "../core/text-input";
 import type { TraceRecord } from "../core/trace-store";
@@ -159,9 +160,9 @@ export class Tracer {
                 progress.report({ message: `tracing ${h.n_tokens} tokens (${h.n_moe_layers} MoE layers)…` });
               },
               onBatch: (b) => {
-                // The batch as decoded has arrays of its own: it goes to the panel as it is, its numbers are copied into the store.
+                // The batch as decoded has arrays of its own: its panel columns go to the panel as they are, its numbers are copied into the store.
                 const kept = svc.store.append(r.id, b);
-                if (kept) svc.panel.post({ type: "traceBatch", traceId: r.id, batch: kept });
+                if (kept) svc.panel.post({ type: "traceBatch", traceId: r.id, batch: panelBatch(kept) });
                 done += b.count;
                 const pct = total ? Math.floor((100 * done) / total) : 0;
                 if (pct > lastPct) {

@@ -311,7 +311,7 @@ test("a trace is one set of columns: views without copies, pieces for replay wit
   assert.deepEqual(c.pieces, ["one", " two", " three", " four"]);
   assert.equal(c.experts.length, 4 * L * K);
   assert.equal(r.columns.experts.buffer, c.experts.buffer, "the columns are views of one buffer");
-  const sent = [...r.transferBatches()];
+  const sent = [...r.panelBatches()];
   assert.equal(
     sent.reduce((n, b) => n + b.count, 0),
     4,
@@ -319,6 +319,25 @@ test("a trace is one set of columns: views without copies, pieces for replay wit
   assert.equal(sent[0].experts.byteLength, sent[0].experts.buffer.byteLength, "a replayed batch owns its whole buffer (postMessage sends whole buffers)");
   assert.deepEqual([...r.token(3).experts], [...c.experts.subarray(3 * L * K, 4 * L * K)]);
   assert.ok(r.bytes >= c.experts.byteLength + c.weights.byteLength + 2 * text.length);
+});
+
+test("the panel gets only the columns it draws; one cell's recorded top router probabilities come on request", () => {
+  const store = new TraceStore();
+  const N = 3;
+  const r = store.begin({ uri: "u", version: 1, text: "a b", baseOffset: 0, wholeDocument: true, label: "", policy: {} });
+  store.setHeader(r.id, { ...header(2), top_n: N, probs: true });
+  const b = batch(["a", " b"], 0, 0);
+  b.topIds = Int32Array.from({ length: 2 * L * N }, (_, i) => i % 8);
+  b.topProbs = Float32Array.from({ length: 2 * L * N }, (_, i) => 1 / (i + 1));
+  b.routerProbs = new Uint16Array(2 * L * 8);
+  store.append(r.id, b);
+  store.finish(r.id, undefined);
+  const [sent] = [...r.panelBatches()];
+  assert.deepEqual(Object.keys(sent).sort(), ["active", "count", "entropy", "experts", "nll", "pieces", "start", "tokenIds", "weights"]);
+  const at = (1 * L + 1) * N; // token 1, MoE layer 1
+  assert.deepEqual(r.routerTop(1, 1), { ids: Array.from(b.topIds.subarray(at, at + N)), probs: Array.from(b.topProbs.subarray(at, at + N)) });
+  assert.deepEqual(r.routerTop(2, 0), { ids: [], probs: [] }, "a token past the trace");
+  assert.deepEqual(r.routerTop(0, L), { ids: [], probs: [] }, "a layer past the trace");
 });
 
 test("router probabilities (f16) are stored with the trace and cut with it", () => {

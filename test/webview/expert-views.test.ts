@@ -439,8 +439,6 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
           start: 0,
           count: n,
           tokenIds: new Int32Array(n),
-          byteStart: new Int32Array(n),
-          byteEnd: new Int32Array(n),
           pieces: Array.from({ length: n }, (_, t) => `t${t}`),
           nll: new Float32Array(n).fill(1),
           experts,

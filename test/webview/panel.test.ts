@@ -21,8 +21,7 @@ function messages(id: string, label: string, t: Trace, batch = 48): HostMessage[
   const out: HostMessage[] = [{ type: "traceStart", traceId: id, label, header: t.header }];
   const c = t.columns,
     L = t.header.n_moe_layers,
-    K = t.header.k,
-    N = t.header.top_n;
+    K = t.header.k;
   for (let s = 0; s < c.count; s += batch) {
     const e = Math.min(c.count, s + batch);
     out.push({
@@ -32,16 +31,12 @@ function messages(id: string, label: string, t: Trace, batch = 48): HostMessage[
         start: s,
         count: e - s,
         tokenIds: c.tokenIds.slice(s, e),
-        byteStart: c.byteStart.slice(s, e),
-        byteEnd: c.byteEnd.slice(s, e),
         pieces: c.pieces.slice(s, e),
         nll: c.nll.slice(s, e),
         experts: c.experts.slice(s * L * K, e * L * K),
         weights: c.weights.slice(s * L * K, e * L * K),
         entropy: c.entropy.slice(s * L, e * L),
         active: c.active.slice(s * L, e * L),
-        topIds: N ? c.topIds!.slice(s * L * N, e * L * N) : undefined,
-        topProbs: N ? c.topProbs!.slice(s * L * N, e * L * N) : undefined,
       },
     });
   }
@@ -199,7 +194,7 @@ describe("routing panel", () => {
     await setMode("top1");
   });
 
-  test("clicking a cell shows its experts, weights and router probabilities and reveals the token", async () => {
+  test("clicking a cell shows its experts and weights, asks the host for its router probabilities, shows them and reveals the token", async () => {
     const [t, m] = [5, 1];
     const pos = await panel.page.evaluate(
       ([t, m]) =>
@@ -207,15 +202,26 @@ describe("routing panel", () => {
       [t, m],
     );
     await panel.page.click("canvas.heatmap", { position: { x: pos.x, y: pos.y } });
-    const text = (await panel.page.textContent("#details"))!;
     const L = base.header.n_moe_layers,
       K = base.header.k,
       N = base.header.top_n;
+    const asked = (await panel.posted()).filter((p) => p.type === "routerTop");
+    assert.deepEqual(asked.at(-1), { type: "routerTop", traceId: "base", token: t, layer: m });
+    const at = (t * L + m) * N;
+    const topProbs = Array.from(base.columns.topProbs!.subarray(at, at + N));
+    // as the host answers (extension/core/trace-store.ts routerTop); an answer for another cell is ignored
+    await panel.send([
+      { type: "routerTop", traceId: "base", token: t + 1, layer: m, ids: [99], probs: [0.123456] },
+      { type: "routerTop", traceId: "base", token: t, layer: m, ids: Array.from(base.columns.topIds!.subarray(at, at + N)), probs: topProbs },
+    ]);
+    const text = (await panel.page.textContent("#details"))!;
     for (let j = 0; j < K; j++) {
       assert.ok(text.includes(`e${base.columns.experts[(t * L + m) * K + j]}`));
       assert.ok(text.includes(base.columns.weights[(t * L + m) * K + j].toFixed(4)));
     }
-    assert.ok(text.includes(base.columns.topProbs![(t * L + m) * N].toFixed(4)), "top router probability shown");
+    assert.ok(text.includes(topProbs[0].toFixed(4)), "top router probability shown");
+    assert.ok(!text.includes("0.1235"), "the answer for another cell is not shown");
+    assert.equal(await panel.page.locator("#details table.top-probs tr").count(), N + 1);
     assert.match(text, new RegExp(`Token ${t} `));
     const posted = await panel.posted();
     assert.ok(posted.some((p) => p.type === "revealToken" && p.token === t && p.traceId === "base"));
