@@ -57,4 +57,9 @@ test("every step's markdown exists under media/walkthrough/, names its step's co
   assert.deepEqual(onDisk.sort(), walkthroughs[0].steps.map((s) => path.basename(s.media.markdown!)).sort(), "no stray or missing walkthrough pages");
   // .vscodeignore excludes everything, then lets media/** back into the .vsix.
   assert.match(fs.readFileSync(path.join(ROOT, ".vscodeignore"), "utf8"), /^!media\/\*\*$/m, "the .vsix ships media/walkthrough");
+  // and the README's screenshots, which the extension's details page shows from the package
+  const images = [...fs.readFileSync(path.join(ROOT, "README.md"), "utf8").matchAll(/\]\((docs\/images\/[^)]+)\)/g)].map((m) => m[1]);
+  assert.ok(images.length >= 5, `README screenshots: ${images.join(", ")}`);
+  for (const img of images) assert.ok(fs.existsSync(path.join(ROOT, img)), `${img} exists`);
+  assert.match(fs.readFileSync(path.join(ROOT, ".vscodeignore"), "utf8"), /^!docs\/images\/\*\*$/m, "the .vsix ships docs/images");
 });
