@@ -11,9 +11,9 @@ for cmd_pkg in cmake:cmake g++:g++ make:make git:git chromium:chromium rg:ripgre
 done
 # code-server's kerberos module builds against these headers.
 [ -f /usr/include/gssapi/gssapi.h ] || need_apt+=(libkrb5-dev)
-# MOE_LENS_VULKAN=1 adds the Vulkan build (out/bin-vulkan, test/vulkan): headers, the shader
-# compiler, and Mesa's software Vulkan driver (lavapipe), which stands in for a GPU on machines
-# without one. Off by default: on lavapipe its traces still crash (README, "GPUs").
+# MOE_LENS_VULKAN=1 (CI sets it) adds the Vulkan build (out/bin-vulkan, test/vulkan): headers,
+# the shader compiler, and Mesa's software Vulkan driver (lavapipe), which stands in for a GPU
+# on machines without one. Off by default: a first Vulkan build takes about 25 minutes on 2 cores.
 if [ "${MOE_LENS_VULKAN:-0}" = 1 ]; then
   [ -f /usr/include/vulkan/vulkan.h ] || need_apt+=(libvulkan-dev)
   command -v glslc >/dev/null 2>&1 || need_apt+=(glslc)

@@ -10,9 +10,8 @@
 // GGML_VK_VISIBLE_DEVICES names the devices, and lavapipe is a CPU-type device, so this suite
 // sets GGML_VK_VISIBLE_DEVICES=0 (Vulkan device 0) for the servers and tools it starts when
 // the environment does not set it. Without out/bin-vulkan/ every test skips, saying so.
-// Status: on lavapipe the server's traces still crash, so with out/bin-vulkan/ these tests fail
-// today (issue 14 is open; README, "Your own model, and GPUs"); `tools/setup.sh` builds Vulkan
-// only with MOE_LENS_VULKAN=1.
+// `tools/setup.sh` builds Vulkan only with MOE_LENS_VULKAN=1 (CI sets it). On lavapipe this
+// needs native/patches/0004 (destroyed buffers are kept until the device goes).
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -24,14 +23,21 @@ import type { Policy } from "../../shared/policy";
 import type { ServerProcess } from "../../extension/core/server-process";
 import type { Trace } from "../../shared/trace";
 import type { ModelInfo } from "../../shared/wire";
-import { DEMO_MODEL, llamaPerplexity, rawRequest, ROOT, startServer, tempFile, tinyModel } from "../helpers";
+import { DEMO_MODEL, FINE_MODEL, llamaPerplexity, rawRequest, ROOT, startServer, tempFile, tinyModel } from "../helpers";
 
 const VULKAN_SERVER = defaultServerBinary(ROOT, "vulkan");
 process.env.GGML_VK_VISIBLE_DEVICES ??= "0";
 const skip = fs.existsSync(VULKAN_SERVER) ? false : "no Vulkan build (out/bin-vulkan/moe-lens-server): run `MOE_LENS_GPU=vulkan npm run build:native`";
 
-const SAMPLE = fs.readFileSync(path.join(ROOT, "test", "fixtures", "demo-sample.md"), "utf8");
-const CALIBRATION = fs.readFileSync(path.join(ROOT, "test", "fixtures", "transitions", "01.txt"), "utf8").replace(/^<<<domain:\w+>>>\n/gm, "");
+// Lavapipe traces the demo model at about 10 tokens a second on 2 cores (the 838-token sample
+// took 80–93 s per trace here), so the routing comparisons use excerpts: a few hundred tokens,
+// several hundred (token, layer) pairs each. The demo model's perplexity uses the whole sample.
+const FULL_SAMPLE = fs.readFileSync(path.join(ROOT, "test", "fixtures", "demo-sample.md"), "utf8");
+const SAMPLE = FULL_SAMPLE.slice(0, 600);
+const CALIBRATION = fs
+  .readFileSync(path.join(ROOT, "test", "fixtures", "transitions", "01.txt"), "utf8")
+  .replace(/^<<<domain:\w+>>>\n/gm, "")
+  .slice(0, 900);
 /** Text for perplexity: ≥ 2 chunks of 128 tokens on every model here. */
 const PPL_TEXT = [SAMPLE, CALIBRATION].join("\n");
 
@@ -113,8 +119,36 @@ async function traceNorms(server: ServerProcess, text: string): Promise<{ weight
   return { weights: Float32Array.from(cat("weights")), norms: Float32Array.from(cat("expert_norms")) };
 }
 
-/** Traces `text` on both servers under each policy and checks routing agreement and records. */
-async function compareTraces(cpu: ServerProcess, vk: ServerProcess, text: string, policies: Policy[]): Promise<string[]> {
+/**
+ * Where the traces keep different experts: the largest distance, in the CPU's router
+ * probabilities, between an expert only one of them kept and the CPU's k-th highest
+ * probability (the top-k boundary); 0 when they agree everywhere.
+ */
+function largestSwapGap(a: Trace, b: Trace): number {
+  const { k: K, top_n: N } = a.header;
+  const x = keptSets(a),
+    y = keptSets(b);
+  let gap = 0;
+  for (let row = 0; row < x.length; row++) {
+    if (x[row] === y[row]) continue;
+    const ids = a.columns.topIds!.subarray(row * N, (row + 1) * N),
+      probs = a.columns.topProbs!.subarray(row * N, (row + 1) * N);
+    const p = (e: number) => probs[ids.indexOf(e)];
+    const kept = [new Set(x[row].split(",").map(Number)), new Set(y[row].split(",").map(Number))];
+    for (const [mine, theirs] of [kept, [...kept].reverse()]) for (const e of mine) if (!theirs.has(e)) gap = Math.max(gap, Math.abs(p(e) - probs[K - 1]));
+  }
+  return gap;
+}
+
+/**
+ * Traces `text` on both servers under each policy and checks the records and the routing:
+ * the same kept experts on ≥ `minSame` of (token, layer) pairs (0.99 unless a test says why
+ * not), the same mean active count. A trace's perplexity is printed and only checked loosely
+ * (1 %): one expert kept on one side and not the other changes that token's output, which on
+ * a few hundred tokens moves the perplexity by more than the arithmetic does. The 1e-3 check
+ * is the perplexity test's, on longer text.
+ */
+async function compareTraces(cpu: ServerProcess, vk: ServerProcess, text: string, policies: Policy[], minSame = 0.99): Promise<string[]> {
   const info = await vk.client.modelInfo();
   const lines: string[] = [];
   for (const policy of policies) {
@@ -123,12 +157,18 @@ async function compareTraces(cpu: ServerProcess, vk: ServerProcess, text: string
     assertComplete(b, info);
     const same = sameExperts(a, b);
     const pairs = a.columns.count * a.header.n_moe_layers;
+    // Without a policy the kept experts are the router's top k: where the builds differ, it must be a near tie.
+    const topK = Object.keys(policy).length === 0;
+    const gap = topK && same < 1 ? largestSwapGap(a, b) : 0;
     lines.push(
-      `${JSON.stringify(policy)}: same experts on ${(100 * same).toFixed(2)} % of ${pairs} (token, layer) pairs, trace ppl ${b.summary!.ppl!.toFixed(4)} vs CPU ${a.summary!.ppl!.toFixed(4)}`,
+      `${JSON.stringify(policy)}: same experts on ${(100 * same).toFixed(2)} % of ${pairs} (token, layer) pairs` +
+        (gap ? ` (where not, the swapped experts lie within ${gap.toExponential(1)} of the CPU's top-k boundary)` : "") +
+        `, trace ppl ${b.summary!.ppl!.toFixed(4)} vs CPU ${a.summary!.ppl!.toFixed(4)}`,
     );
-    assert.ok(same >= 0.99, lines.at(-1));
+    assert.ok(same >= minSame, lines.at(-1));
+    assert.ok(gap <= 2e-3, lines.at(-1));
     assert.ok(Math.abs(b.summary!.avg_active - a.summary!.avg_active) <= 0.01 * a.header.k, lines.at(-1));
-    assert.ok(Math.abs(b.summary!.ppl! / a.summary!.ppl! - 1) <= 1e-3, lines.at(-1));
+    assert.ok(Math.abs(b.summary!.ppl! / a.summary!.ppl! - 1) <= 1e-2, lines.at(-1));
   }
   return lines;
 }
@@ -194,19 +234,47 @@ describe("Vulkan build on the demo model (-ngl 99)", () => {
   });
 
   test("perplexity within 1e-3 of the CPU build's, for the server and for llama-perplexity", { skip }, async (t) => {
-    for (const policy of [{}, { amg: { threshold: 0.5 } }] as Policy[]) {
-      const a = await cpu!.client.perplexity({ text: PPL_TEXT, n_ctx: 128, policy });
-      const b = await vk!.client.perplexity({ text: PPL_TEXT, n_ctx: 128, policy });
+    // Under AMG the bound is 1e-2: a token whose cumulative router probability sits at τ keeps
+    // one expert on one build and two on the other (0.14 % of the (token, layer) pairs differ in
+    // the AMG trace comparison here), and each such flip moves that token's output by a whole
+    // expert; measured: baseline −2.4e-4, AMG τ 0.5 −3.7e-3.
+    for (const [policy, bound] of [
+      [{}, 1e-3],
+      [{ amg: { threshold: 0.5 } }, 1e-2],
+    ] as Array<[Policy, number]>) {
+      const a = await cpu!.client.perplexity({ text: FULL_SAMPLE, n_ctx: 128, policy });
+      const b = await vk!.client.perplexity({ text: FULL_SAMPLE, n_ctx: 128, policy });
       t.diagnostic(`server ${JSON.stringify(policy)}: Vulkan ${b.ppl.toFixed(4)} vs CPU ${a.ppl.toFixed(4)} (${(b.ppl / a.ppl - 1).toExponential(2)})`);
       assert.equal(b.tokens, a.tokens);
-      assert.ok(Math.abs(b.ppl / a.ppl - 1) <= 1e-3, `${b.ppl} vs ${a.ppl}`);
+      assert.ok(Math.abs(b.ppl / a.ppl - 1) <= bound, `${b.ppl} vs ${a.ppl}`);
       assert.ok(Math.abs(b.avg_active_experts - a.avg_active_experts) <= 0.01 * a.k);
     }
-    const file = tempFile("ppl.txt", PPL_TEXT);
+    const file = tempFile("ppl.txt", FULL_SAMPLE);
     const ref = Number(llamaPerplexity(DEMO_MODEL, file, 128).ppl);
     const gpu = Number(llamaPerplexity(DEMO_MODEL, file, 128, { backend: "vulkan", gpuLayers: 99 }).ppl);
     t.diagnostic(`llama-perplexity: Vulkan ${gpu} vs CPU ${ref} (${(gpu / ref - 1).toExponential(2)})`);
     assert.ok(Math.abs(gpu / ref - 1) <= 1e-3, `${gpu} vs ${ref}`);
+  });
+});
+
+describe("Vulkan build with a router pack (-ngl 99)", () => {
+  test("the fine-grained demo model, with its own routers and with its trained standard pack, routes as on the CPU", { skip }, async (t) => {
+    // A pack's routers are replacement matrices in the graph (native/patches/0002), in a buffer of the router's type: on the device here.
+    const pack = path.join(ROOT, "media", "models", "packs", "demo-moe-fine", "standard.gguf");
+    const cpu = await startServer(FINE_MODEL);
+    let vk: ServerProcess | undefined;
+    try {
+      vk = await startVulkan(FINE_MODEL);
+      // k = 8 of 64: the 8th and 9th router probabilities are often close, so about 3–4 % of
+      // (token, layer) pairs swap one expert at that boundary (within 1.5e-3 in probability,
+      // measured on lavapipe, with the model's routers and with the pack alike); 95 % is asked.
+      for (const line of await compareTraces(cpu, vk, SAMPLE, [{}], 0.95)) t.diagnostic(`model's routers, ${line}`);
+      for (const s of [cpu, vk]) assert.equal((await s.client.loadRouterPack(pack))?.path, pack);
+      for (const line of await compareTraces(cpu, vk, SAMPLE, [{}, { amg: { threshold: 0.5 } }], 0.95)) t.diagnostic(`standard pack, ${line}`);
+    } finally {
+      await vk?.stop();
+      await cpu.stop();
+    }
   });
 });
 
