@@ -18,7 +18,7 @@
 // No `vscode` import: unit-tested in test/unit/trace-store.test.ts.
 
 import type { Policy } from "../../shared/policy";
-import type { PanelBatch } from "../../shared/protocol";
+import { panelBatch, type PanelBatch } from "../../shared/protocol";
 import type { TraceBatch } from "../../shared/trace";
 import type { TraceHeader, TraceSummary } from "../../shared/wire";
 import { Utf8ToUtf16 } from "./offsets";
@@ -335,20 +335,7 @@ export class TraceRecord {
    * buffer, so views of the columns must not cross).
    */
   *panelBatches(): Generator<PanelBatch> {
-    for (const v of this.batches) {
-      const { start, count, pieces } = v;
-      yield {
-        start,
-        count,
-        pieces,
-        tokenIds: v.tokenIds.slice(),
-        nll: v.nll.slice(),
-        experts: v.experts.slice(),
-        weights: v.weights.slice(),
-        entropy: v.entropy.slice(),
-        active: v.active.slice(),
-      };
-    }
+    for (const v of this.batches) yield withOwnArrays(panelBatch(v));
   }
 
   /** The recorded top router probabilities of token t in MoE layer m, highest first (empty when none were recorded). */
@@ -455,6 +442,11 @@ export class TraceRecord {
 }
 
 /** A sub-range [from, to) of a batch's tokens, as a new batch with arrays of its own; E (experts) is needed only for `routerProbs`. */
+/** The batch with each typed array copied into a buffer of its own (the other fields as they are). */
+function withOwnArrays<T extends object>(b: T): T {
+  return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, ArrayBuffer.isView(v) ? (v as Int32Array).slice() : v])) as T;
+}
+
 export function sliceBatch(b: TraceBatch, L: number, K: number, N: number, from: number, to: number, E = 0): TraceBatch {
   return {
     start: b.start + from,
