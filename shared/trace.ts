@@ -30,18 +30,8 @@ export interface TraceBatch {
   topProbs?: Float32Array;
   /** ‖output‖₂ of each selected slot's expert before gate weighting, [count][n_moe_layers][k], when asked for (not kept by concatBatches). */
   expertNorms?: Float32Array;
-  /** Every expert's router probability as IEEE half-precision bits, [count][n_moe_layers][n_expert], when asked for (`probs`; not kept by concatBatches); halfToFloat reads one. */
+  /** Every expert's router probability as IEEE half-precision bits, [count][n_moe_layers][n_expert], when asked for (`probs`; not kept by concatBatches); shared/half.ts halfToFloat reads one. */
   routerProbs?: Uint16Array;
-}
-
-/** An IEEE 754 half-precision value (its 16 bits) as a number. */
-export function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac ? NaN : sign * Infinity;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /** A complete trace with all batches concatenated. */

@@ -9,13 +9,26 @@
 /* global window, requestAnimationFrame -- used inside page.evaluate(), which runs in the browser */
 import fs from "node:fs";
 import http from "node:http";
+import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import * as esbuild from "esbuild";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const dir = path.join(root, "out", "webview");
 if (!fs.existsSync(path.join(dir, "panel.js"))) throw new Error("out/webview/panel.js is missing: run `npm run build`");
+// Gate weights go to the panel as halves (shared/protocol.ts PanelBatch): shared/half.ts, bundled.
+const halfBundle = path.join(root, "out", "bench-webview", "half.cjs");
+await esbuild.build({
+  stdin: { contents: `export { toHalves } from "./shared/half";`, resolveDir: root, loader: "ts" },
+  outfile: halfBundle,
+  bundle: true,
+  platform: "node",
+  format: "cjs",
+  logLevel: "warning",
+});
+const { toHalves } = createRequire(import.meta.url)(halfBundle);
 const T = 20000,
   L = 48,
   K = 8,
@@ -62,7 +75,7 @@ await page.goto(`http://127.0.0.1:${server.address().port}/`);
 await page.waitForFunction(() => window.moeLens);
 
 const result = await page.evaluate(
-  async ({ T, L, K, E, BATCH }) => {
+  async ({ T, L, K, E, BATCH, slotWeightHalves }) => {
     // Synthetic routing with domain-like structure, generated in the page (no transfer cost counted).
     const header = {
       model: { n_expert: E, moe_layers: Array.from({ length: L }, (_, i) => i), n_expert_used_trained: K },
@@ -78,12 +91,12 @@ const result = await page.evaluate(
     const rnd = () => (seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648;
     for (let s = 0; s < T; s += BATCH) {
       const n = Math.min(BATCH, T - s);
-      const experts = new Int32Array(n * L * K),
-        weights = new Float32Array(n * L * K);
+      const experts = new Int16Array(n * L * K),
+        weightHalves = new Uint16Array(n * L * K);
       for (let i = 0; i < n * L; i++)
         for (let j = 0; j < K; j++) {
           experts[i * K + j] = Math.floor(rnd() * E);
-          weights[i * K + j] = (K - j) / ((K * (K + 1)) / 2);
+          weightHalves[i * K + j] = slotWeightHalves[j];
         }
       batches.push({
         start: s,
@@ -92,7 +105,7 @@ const result = await page.evaluate(
         pieces: Array.from({ length: n }, (_, i) => `t${s + i}`),
         nll: new Float32Array(n).fill(2),
         experts,
-        weights,
+        weightHalves,
         entropy: new Float32Array(n * L).fill(3),
         active: new Uint8Array(n * L).fill(K),
       });
@@ -140,7 +153,7 @@ const result = await page.evaluate(
     const typedMb = [tr.tokenIds, tr.nll, tr.experts, tr.weights, tr.entropy, tr.active].reduce((s, a) => s + a.byteLength, 0) / (1 << 20);
     return { ingestMs, firstFrameMs, scrollFps, zoomFps, typedMb, drawMs };
   },
-  { T, L, K, E, BATCH },
+  { T, L, K, E, BATCH, slotWeightHalves: Array.from(toHalves(Array.from({ length: K }, (_, j) => (K - j) / ((K * (K + 1)) / 2)))) },
 );
 
 const cdp = await page.context().newCDPSession(page);

@@ -43,6 +43,7 @@ await esbuild.build({
   stdin: {
     contents: `
       export { openPanel } from "./test/webview/harness";
+      export { panelBatch } from "./shared/protocol";
       export { startServer, FINE_MODEL } from "./test/helpers";
       export { editorSegments } from "./extension/vscode/segments";
       export { atlasView, buildAtlas, folderClassOf } from "./extension/core/atlas";
@@ -59,7 +60,7 @@ await esbuild.build({
   logLevel: "warning",
 });
 process.env.MOE_LENS_ROOT = root;
-const { openPanel, startServer, FINE_MODEL, editorSegments, atlasView, buildAtlas, folderClassOf } = createRequire(import.meta.url)(bundle);
+const { openPanel, panelBatch, startServer, FINE_MODEL, editorSegments, atlasView, buildAtlas, folderClassOf } = createRequire(import.meta.url)(bundle);
 
 // The mixed-domain text: every fixture file in order, each starting with its marker lines.
 const files = fs
@@ -127,17 +128,20 @@ function traceMessages(id, label) {
     out.push({
       type: "traceBatch",
       traceId: id,
-      batch: {
-        start: s,
-        count: e - s,
-        tokenIds: cut(c.tokenIds, 1),
-        pieces: c.pieces.slice(s, e),
-        nll: cut(c.nll, 1),
-        experts: cut(c.experts, L * K),
-        weights: cut(c.weights, L * K),
-        entropy: cut(c.entropy, L),
-        active: cut(c.active, L),
-      },
+      batch: panelBatch(
+        {
+          start: s,
+          count: e - s,
+          tokenIds: cut(c.tokenIds, 1),
+          pieces: c.pieces.slice(s, e),
+          nll: cut(c.nll, 1),
+          experts: cut(c.experts, L * K),
+          weights: cut(c.weights, L * K),
+          entropy: cut(c.entropy, L),
+          active: cut(c.active, L),
+        },
+        trace.header.model.n_expert,
+      ),
     });
   }
   out.push({ type: "segments", traceId: id, segments: seg.segments, transitions: seg.transitions });

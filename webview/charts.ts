@@ -1,6 +1,12 @@
 // Charts of the current trace (chart.js, only the pieces used are registered): expert usage
 // per layer, histogram of active experts per token, NLL over the text with domain
-// boundaries, and expert usage by domain.
+// boundaries, and expert usage by domain in the chosen layer (one layer's experts, never
+// added up across layers: e5 of layer 0 and e5 of layer 30 are different experts).
+// While a trace streams the charts are updated in place (chart.update) instead of being
+// built again, at most every 2 s (or five times the last redraw's time; a new trace, a
+// layer or theme change is drawn at once), and only while they are on screen: they are below the heatmap, and a
+// chart.js refresh of 48 layers allocates about 10 MB (with a new chart per refresh, the old
+// canvases stayed in the renderer until its next full collection: tens of MB at 48 × 128).
 import {
   BarController,
   BarElement,
@@ -12,6 +18,7 @@ import {
   LineElement,
   PointElement,
   Tooltip,
+  type ChartConfiguration,
   type Plugin,
 } from "chart.js";
 import { css, expertRgb } from "./colors";
@@ -42,55 +49,153 @@ const boundaries: Plugin<"line"> = {
   },
 };
 
+/** One chart as built for the current data: its caption and chart.js configuration. */
+interface ChartSpec {
+  title: string;
+  config: ChartConfiguration;
+}
+
+/** The n experts with the largest counts, in id order (the rest go to an "other" series). */
+function topExperts(totals: number[], n = 16): { shown: number[]; member: Set<number> } {
+  const shown = totals
+    .map((_, e) => e)
+    .sort((a, b) => totals[b] - totals[a])
+    .slice(0, n)
+    .sort((a, b) => a - b);
+  return { shown, member: new Set(shown) };
+}
+
+/** The least time between two redraws of a streaming trace, and the wait before any other. */
+const STREAM_REDRAW_MS = 2000;
+const SOON_MS = 50;
+
 export class Charts {
   private charts: Chart[] = [];
+  private titles: string[] = [];
+  /** What the charts were built for: another trace or theme builds them again. */
+  private builtFor?: { trace: PanelTrace; foreground: string };
+  private timer = 0;
+  private timerDelay = 0;
+  private onScreen = false;
+  /** A redraw was asked for and not yet made (it waits for the charts to be scrolled to). */
+  private stale = false;
+  private lastDrawMs = 0;
   readonly root: HTMLElement;
 
-  constructor(parent: HTMLElement) {
+  /** `source` gives the trace to draw and the chosen layer (an index into its MoE layers) when a redraw is due. */
+  constructor(
+    parent: HTMLElement,
+    private readonly source: () => { trace?: PanelTrace; layer: number },
+  ) {
     this.root = document.createElement("section");
     this.root.className = "charts";
     this.root.setAttribute("aria-label", "Routing charts");
     parent.append(this.root);
+    new IntersectionObserver(
+      (entries) => {
+        this.onScreen = entries[entries.length - 1].isIntersecting;
+        if (this.onScreen && this.stale) this.requestDraw();
+      },
+      { rootMargin: "200px" },
+    ).observe(this.root);
   }
 
-  private canvas(title: string): HTMLCanvasElement {
+  /**
+   * Redraw soon if the charts are on screen, else when they are scrolled to. `streaming`: new
+   * batches of the trace drawn already, paced (STREAM_REDRAW_MS); anything else (a new trace,
+   * its end, another layer or theme) is drawn at once.
+   */
+  requestDraw(streaming = false): void {
+    this.stale = true;
+    if (!this.onScreen) return;
+    const delay = streaming && this.builtFor?.trace === this.source().trace ? Math.max(STREAM_REDRAW_MS, 5 * this.lastDrawMs) : SOON_MS;
+    if (this.timer) {
+      if (delay >= this.timerDelay) return;
+      window.clearTimeout(this.timer);
+    }
+    this.timerDelay = delay;
+    this.timer = window.setTimeout(
+      () =>
+        requestAnimationFrame(() => {
+          this.timer = 0;
+          const { trace, layer } = this.source();
+          if (!trace || !this.onScreen) return;
+          this.stale = false;
+          const t0 = performance.now();
+          this.render(trace, layer);
+          this.lastDrawMs = performance.now() - t0;
+        }),
+      delay,
+    );
+  }
+
+  private figure(title: string): { fig: HTMLElement; canvas: HTMLCanvasElement } {
     const fig = document.createElement("figure");
     const cap = document.createElement("figcaption");
     cap.textContent = title;
-    const c = document.createElement("canvas");
-    c.setAttribute("role", "img");
-    c.setAttribute("aria-label", title);
-    fig.append(cap, c);
-    this.root.append(fig);
-    return c;
+    const canvas = document.createElement("canvas");
+    canvas.setAttribute("role", "img");
+    canvas.setAttribute("aria-label", title);
+    fig.append(cap, canvas);
+    return { fig, canvas };
   }
 
-  render(tr: PanelTrace): void {
-    for (const c of this.charts) c.destroy();
-    this.charts = [];
-    this.root.replaceChildren();
-    const fg = getComputedStyle(document.body).getPropertyValue("--vscode-foreground").trim() || "#888";
-    Chart.defaults.color = fg;
+  /** Draws the charts of `tr` now; `layer` (an index into its MoE layers) is the one the by-domain chart shows. */
+  private render(tr: PanelTrace, layer: number): void {
+    const foreground = getComputedStyle(document.body).getPropertyValue("--vscode-foreground").trim() || "#888";
+    if (this.builtFor?.trace !== tr || this.builtFor.foreground !== foreground) {
+      for (const c of this.charts) c.destroy();
+      this.charts = [];
+      this.titles = [];
+      this.root.replaceChildren();
+      this.builtFor = { trace: tr, foreground };
+    }
+    Chart.defaults.color = foreground;
     Chart.defaults.animation = false;
+    const specs = this.specs(tr, Math.max(0, Math.min(tr.L - 1, layer)));
+    specs.forEach((spec, i) => this.show(i, spec));
+    for (const c of this.charts.splice(specs.length)) c.destroy();
+    this.titles.length = specs.length;
+    while (this.root.children.length > specs.length) this.root.lastElementChild!.remove();
+  }
+
+  /** Chart i shows `spec`: updated in place when it is the same kind of chart with as many series, else built. */
+  private show(i: number, spec: ChartSpec): void {
+    const chart = this.charts[i];
+    const data = spec.config.data;
+    if (chart && this.titles[i] === spec.title && chart.data.datasets.length === data.datasets.length) {
+      chart.data.labels = data.labels;
+      data.datasets.forEach((d, j) => Object.assign(chart.data.datasets[j], d));
+      chart.options = spec.config.options ?? {};
+      chart.update("none");
+      return;
+    }
+    chart?.destroy();
+    const { fig, canvas } = this.figure(spec.title);
+    const old = this.root.children[i];
+    if (old) old.replaceWith(fig);
+    else this.root.append(fig);
+    this.charts[i] = new Chart(canvas, spec.config);
+    this.titles[i] = spec.title;
+  }
+
+  private specs(tr: PanelTrace, layer: number): ChartSpec[] {
     const layers = tr.header.model.moe_layers.map((l) => `L${l}`);
+    const specs: ChartSpec[] = [];
 
     const usage = tr.usage();
     // With many experts, stack the 16 most used and one "other" so the chart stays legible.
-    const totals = Array.from({ length: tr.E }, (_, e) => usage.reduce((s, row) => s + row[e], 0));
-    const experts = Array.from({ length: tr.E }, (_, e) => e)
-      .sort((a, b) => totals[b] - totals[a])
-      .slice(0, 16)
-      .sort((a, b) => a - b);
-    const shown = new Set(experts);
-    this.charts.push(
-      new Chart(this.canvas("Expert usage per layer"), {
+    const { shown, member } = topExperts(Array.from({ length: tr.E }, (_, e) => usage.reduce((s, row) => s + row[e], 0)));
+    specs.push({
+      title: "Expert usage per layer",
+      config: {
         type: "bar",
         data: {
           labels: layers,
           datasets: [
-            ...experts.map((e) => ({ label: `e${e}`, data: usage.map((row) => row[e]), backgroundColor: css(expertRgb(e)) })),
-            ...(tr.E > experts.length
-              ? [{ label: "other", data: usage.map((row) => row.reduce((s, c, e) => s + (shown.has(e) ? 0 : c), 0)), backgroundColor: "#8888" }]
+            ...shown.map((e) => ({ label: `e${e}`, data: usage.map((row) => row[e]), backgroundColor: css(expertRgb(e)) })),
+            ...(tr.E > shown.length
+              ? [{ label: "other", data: usage.map((row) => row.reduce((s, c, e) => s + (member.has(e) ? 0 : c), 0)), backgroundColor: "#8888" }]
               : []),
           ],
         },
@@ -98,20 +203,21 @@ export class Charts {
           responsive: true,
           maintainAspectRatio: false,
           scales: { x: { stacked: true }, y: { stacked: true } },
-          plugins: { legend: { display: experts.length <= 16 } },
+          plugins: { legend: { display: shown.length <= 16 } },
         },
-      }),
-    );
+      },
+    });
 
     const hist = new Array<number>(tr.K + 1).fill(0);
     for (let i = 0; i < tr.count * tr.L; i++) hist[Math.min(tr.K, tr.active[i])]++;
-    this.charts.push(
-      new Chart(this.canvas("Active experts per token and layer"), {
+    specs.push({
+      title: "Active experts per token and layer",
+      config: {
         type: "bar",
         data: { labels: hist.map((_, i) => String(i)), datasets: [{ label: "count", data: hist, backgroundColor: css(expertRgb(0)) }] },
         options: { responsive: true, maintainAspectRatio: false, plugins: { legend: { display: false } } },
-      }),
-    );
+      },
+    });
 
     const step = Math.max(1, Math.ceil(tr.count / MAX_LINE_POINTS));
     const points: Array<number | null> = [];
@@ -125,8 +231,9 @@ export class Charts {
         }
       points.push(n ? s / n : null);
     }
-    this.charts.push(
-      new Chart(this.canvas("NLL of the next token (nats) over the text"), {
+    specs.push({
+      title: "NLL of the next token (nats) over the text",
+      config: {
         type: "line",
         data: {
           labels: points.map((_, i) => String(i * step)),
@@ -138,25 +245,37 @@ export class Charts {
           plugins: { legend: { display: false }, domainBoundaries: { tokens: tr.segments.slice(1).map((s) => s.start), step } } as never,
         },
         plugins: [boundaries],
-      }),
-    );
+      },
+    });
 
     if (tr.segments.length > 1) {
+      // One layer's experts by domain: the chosen layer (a heatmap or layer-view click picks it).
       const domains = [...new Set(tr.segments.map((s) => s.domain))];
-      const byDomain = domains.map((d) => {
-        const counts = new Array<number>(tr.E).fill(0);
-        for (const s of tr.segments.filter((x) => x.domain === d)) {
-          for (const row of tr.usage(s.start, s.end)) row.forEach((c, e) => (counts[e] += c));
-        }
-        const total = counts.reduce((a, b) => a + b, 0) || 1;
-        return counts.map((c) => c / total);
+      const counts = domains.map((d) => {
+        const c = new Array<number>(tr.E).fill(0);
+        for (const s of tr.segments) if (s.domain === d) tr.usage(s.start, s.end)[layer].forEach((n, e) => (c[e] += n));
+        return c;
       });
-      this.charts.push(
-        new Chart(this.canvas("Expert usage share by domain (all layers)"), {
+      const top = topExperts(Array.from({ length: tr.E }, (_, e) => counts.reduce((s, c) => s + c[e], 0)));
+      const sums = counts.map((c) => c.reduce((a, b) => a + b, 0) || 1);
+      specs.push({
+        title: `Expert usage share by domain in layer ${layers[layer]} (pick a layer on the heatmap)`,
+        config: {
           type: "bar",
           data: {
             labels: domains,
-            datasets: experts.map((e) => ({ label: `e${e}`, data: byDomain.map((row) => row[e]), backgroundColor: css(expertRgb(e)) })),
+            datasets: [
+              ...top.shown.map((e) => ({ label: `e${e}`, data: counts.map((c, d) => c[e] / sums[d]), backgroundColor: css(expertRgb(e)) })),
+              ...(tr.E > top.shown.length
+                ? [
+                    {
+                      label: "other",
+                      data: counts.map((c, d) => c.reduce((s, n, e) => s + (top.member.has(e) ? 0 : n), 0) / sums[d]),
+                      backgroundColor: "#8888",
+                    },
+                  ]
+                : []),
+            ],
           },
           options: {
             responsive: true,
@@ -164,8 +283,9 @@ export class Charts {
             scales: { x: { stacked: true }, y: { stacked: true, max: 1 } },
             plugins: { legend: { display: false } },
           },
-        }),
-      );
+        },
+      });
     }
+    return specs;
   }
 }

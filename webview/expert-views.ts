@@ -49,6 +49,8 @@ export class ExpertViews {
     private readonly heatmap: Heatmap,
     saved?: Partial<ExpertViewsState>,
     private readonly save?: (s: ExpertViewsState) => void,
+    /** The chosen layer changed (the panel's by-domain chart follows it). */
+    private readonly layerChanged?: (m: number) => void,
   ) {
     this.root = el("section", "expert-views");
     this.root.id = "expert-views";
@@ -162,9 +164,11 @@ export class ExpertViews {
 
   selectLayer(m: number): void {
     if (!this.trace) return;
+    const before = this.shared.layer;
     this.shared.layer = Math.max(0, Math.min(this.trace.L - 1, m));
     this.persist();
     this.requestDraw();
+    if (this.shared.layer !== before) this.layerChanged?.(this.shared.layer);
   }
 
   /** A heatmap cell was clicked (or chosen with Enter): its layer becomes the chosen layer, its token the selection (shift-click extends). */

@@ -44,7 +44,6 @@ const vscode = acquireVsCodeApi();
 const state: UiState = { mode: "top1", expert: 0, highlight: -1, cellW: 14, ...((vscode.getState() as Partial<UiState>) ?? {}) };
 const traces = new Map<string, PanelTrace>();
 let current: PanelTrace | undefined;
-let chartTimer = 0;
 
 const app = document.getElementById("app")!;
 app.replaceChildren();
@@ -128,14 +127,20 @@ const controls = new PolicyControls(
 );
 app.append(header, emptyState, toolbar, heatmapHost, details, transitionsHost, compareHost);
 // Layer view, load map, specialisation (expert-views.ts); its expert search sits in the toolbar.
-const expertViews = new ExpertViews(app, heatmap, state.expertViews, (s) => save({ expertViews: s }));
+const expertViews = new ExpertViews(
+  app,
+  heatmap,
+  state.expertViews,
+  (s) => save({ expertViews: s }),
+  () => scheduleCharts(),
+);
 toolbar.append(expertViews.search);
 const history = new TraceHistoryList(
   (traceId) => post({ type: "selectTrace", traceId }),
   (traceId) => post({ type: "removeTrace", traceId }),
 );
 header.after(history.element);
-const charts = new Charts(app);
+const charts = new Charts(app, () => ({ trace: current, layer: expertViews.shared.layer }));
 const experiment = new ExperimentView(app, () => post({ type: "exportExperiment" }));
 const saliency = new SaliencyView(app, () => post({ type: "exportSaliency" }));
 const atlas = new AtlasSection(app);
@@ -324,17 +329,9 @@ function renderTransitions(tr: PanelTrace): void {
   transitionsHost.append(el("h3", "", "Domain transitions"), table);
 }
 
-/** Charts are the heaviest redraw: at most every 0.5 s while streaming, and after a frame. */
-function scheduleCharts(): void {
-  if (chartTimer) return;
-  chartTimer = window.setTimeout(
-    () =>
-      requestAnimationFrame(() => {
-        chartTimer = 0;
-        if (current) charts.render(current);
-      }),
-    500,
-  );
+/** Charts are the heaviest redraw: they pace themselves (charts.ts); `streaming`: new batches of the current trace. */
+function scheduleCharts(streaming = false): void {
+  charts.requestDraw(streaming);
 }
 
 let summaryTimer = 0;
@@ -435,7 +432,7 @@ window.addEventListener("message", (ev: MessageEvent<HostMessage>) => {
         heatmap.requestDraw();
         expertViews.dataChanged();
         scheduleSummary(tr);
-        scheduleCharts();
+        scheduleCharts(true);
       }
       break;
     }

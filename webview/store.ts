@@ -2,28 +2,31 @@
 // typed arrays sized from the header's token count (grown only if more arrive), so
 // ingesting a batch is a few memcpy's and never one object per token.
 import { loadMatrix, tokenRangeMask } from "../shared/expert-stats";
+import { fromHalves } from "../shared/half";
 import { finiteMean, routingShift, top1Slot } from "../shared/metrics";
-import type { DomainSegment, PanelBatch, TransitionMetrics } from "../shared/protocol";
+import { INT16_EXPERT_IDS_MAX, type DomainSegment, type PanelBatch, type TransitionMetrics } from "../shared/protocol";
 import type { TraceHeader, TraceSummary } from "../shared/wire";
 
-function grow<T extends Int32Array | Float32Array | Uint8Array>(a: T, need: number): T {
+function grow<T extends Int16Array | Int32Array | Float32Array | Uint8Array>(a: T, need: number): T {
   if (a.length >= need) return a;
   const next = new (a.constructor as { new (n: number): T })(Math.max(need, a.length * 2));
   next.set(a);
   return next;
 }
 
-type Typed = Int32Array | Float32Array | Uint8Array;
+type Typed = Int16Array | Uint16Array | Int32Array | Float32Array | Uint8Array;
 type TypedCtor<T extends Typed> = { new (a: ArrayLike<number> | ArrayBufferLike): T; from(a: ArrayLike<number>): T };
 
 /**
- * A batch array as it arrived. VS Code transfers typed arrays as binary where its message
- * channel supports it; where it does not (seen with code-server's web workbench) they arrive
- * as ArrayBuffers or plain index-keyed objects, which are converted here once per batch.
+ * A batch array as it arrived, as the typed array the store keeps. VS Code transfers typed
+ * arrays as binary (for extensions whose engine is 1.57 or later, as this one); a message
+ * from elsewhere (a test page, an older channel) may carry another element type, an
+ * ArrayBuffer, a plain array or an index-keyed object, converted here once per batch.
  */
 export function asTyped<T extends Typed>(ctor: TypedCtor<T>, v: unknown): T {
   if (v instanceof ctor) return v;
-  if (ArrayBuffer.isView(v)) return new ctor((v as Typed).buffer.slice((v as Typed).byteOffset, (v as Typed).byteOffset + (v as Typed).byteLength));
+  // Another element type (or another realm's array): convert value by value.
+  if (ArrayBuffer.isView(v)) return ctor.from(v as Typed);
   if (v instanceof ArrayBuffer) return new ctor(v);
   if (Array.isArray(v)) return ctor.from(v);
   if (v && typeof v === "object") return ctor.from(Object.values(v as Record<string, number>));
@@ -34,7 +37,8 @@ export class PanelTrace {
   count = 0;
   tokenIds = new Int32Array(0);
   nll = new Float32Array(0);
-  experts = new Int32Array(0);
+  /** Expert ids, 16-bit when the model's ids fit (shared/protocol.ts PanelBatch). */
+  experts: Int16Array | Int32Array = new Int32Array(0);
   weights = new Float32Array(0);
   entropy = new Float32Array(0);
   active = new Uint8Array(0);
@@ -60,7 +64,7 @@ export class PanelTrace {
     const n = Math.max(0, header.n_tokens | 0);
     this.tokenIds = new Int32Array(n);
     this.nll = new Float32Array(n);
-    this.experts = new Int32Array(n * this.L * this.K);
+    this.experts = this.E <= INT16_EXPERT_IDS_MAX ? new Int16Array(n * this.L * this.K) : new Int32Array(n * this.L * this.K);
     this.weights = new Float32Array(n * this.L * this.K);
     this.entropy = new Float32Array(n * this.L);
     this.active = new Uint8Array(n * this.L);
@@ -71,8 +75,8 @@ export class PanelTrace {
       ...raw,
       tokenIds: asTyped(Int32Array, raw.tokenIds),
       nll: asTyped(Float32Array, raw.nll),
-      experts: asTyped(Int32Array, raw.experts),
-      weights: asTyped(Float32Array, raw.weights),
+      experts: this.experts instanceof Int16Array ? asTyped(Int16Array, raw.experts) : asTyped(Int32Array, raw.experts),
+      weightHalves: asTyped(Uint16Array, raw.weightHalves),
       entropy: asTyped(Float32Array, raw.entropy),
       active: asTyped(Uint8Array, raw.active),
     };
@@ -87,7 +91,7 @@ export class PanelTrace {
     this.tokenIds.set(b.tokenIds, b.start);
     this.nll.set(b.nll, b.start);
     this.experts.set(b.experts, b.start * L * K);
-    this.weights.set(b.weights, b.start * L * K);
+    fromHalves(b.weightHalves, this.weights, b.start * L * K);
     this.entropy.set(b.entropy, b.start * L);
     this.active.set(b.active, b.start * L);
     for (let i = 0; i < b.count; i++) this.pieces[b.start + i] = b.pieces[i];

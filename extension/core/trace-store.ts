@@ -335,7 +335,7 @@ export class TraceRecord {
    * buffer, so views of the columns must not cross).
    */
   *panelBatches(): Generator<PanelBatch> {
-    for (const v of this.batches) yield withOwnArrays(panelBatch(v));
+    for (const v of this.batches) yield withOwnArrays(panelBatch(v, this.E));
   }
 
   /** The recorded top router probabilities of token t in MoE layer m, highest first (empty when none were recorded). */

@@ -34,7 +34,8 @@ import {
   type TransitionMetrics,
 } from "../core/transitions";
 import { finiteMean } from "../../shared/metrics";
-import { halfToFloat, type Trace } from "../../shared/trace";
+import { halfToFloat } from "../../shared/half";
+import type { Trace } from "../../shared/trace";
 
 /** Never record more router probabilities per layer than this. */
 export const TOP_N_CAP = 64;

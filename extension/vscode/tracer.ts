@@ -162,7 +162,7 @@ export class Tracer {
               onBatch: (b) => {
                 // The batch as decoded has arrays of its own: its panel columns go to the panel as they are, its numbers are copied into the store.
                 const kept = svc.store.append(r.id, b);
-                if (kept) svc.panel.post({ type: "traceBatch", traceId: r.id, batch: panelBatch(kept) });
+                if (kept) svc.panel.post({ type: "traceBatch", traceId: r.id, batch: panelBatch(kept, r.E) });
                 done += b.count;
                 const pct = total ? Math.floor((100 * done) / total) : 0;
                 if (pct > lastPct) {

@@ -6,7 +6,8 @@ import fs from "node:fs";
 import { after, before, describe, test } from "node:test";
 import { type ServerError } from "../../extension/core/server-client";
 import type { ServerProcess } from "../../extension/core/server-process";
-import { halfToFloat, type TraceBatch } from "../../shared/trace";
+import { halfToFloat } from "../../shared/half";
+import type { TraceBatch } from "../../shared/trace";
 import { DEMO_MODEL, rawRequest, requireFile, SERVER_BIN, startServer, tempFile, tinyModel } from "../helpers";
 
 const MODEL = process.env.MOE_LENS_TEST_MODEL ?? DEMO_MODEL;

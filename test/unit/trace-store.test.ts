@@ -1,6 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { TraceStore } from "../../extension/core/trace-store";
+import { floatToHalf, halfToFloat } from "../../shared/half";
 import type { TraceBatch } from "../../shared/trace";
 import type { TraceHeader } from "../../shared/wire";
 
@@ -333,7 +334,14 @@ test("the panel gets only the columns it draws; one cell's recorded top router p
   store.append(r.id, b);
   store.finish(r.id, undefined);
   const [sent] = [...r.panelBatches()];
-  assert.deepEqual(Object.keys(sent).sort(), ["active", "count", "entropy", "experts", "nll", "pieces", "start", "tokenIds", "weights"]);
+  assert.deepEqual(Object.keys(sent).sort(), ["active", "count", "entropy", "experts", "nll", "pieces", "start", "tokenIds", "weightHalves"]);
+  assert.ok(sent.experts instanceof Int16Array, "8 experts: the ids travel as 16-bit integers");
+  assert.deepEqual([...sent.experts], [...b.experts]);
+  assert.deepEqual(
+    Array.from(sent.weightHalves, halfToFloat),
+    Array.from(b.weights, (w) => halfToFloat(floatToHalf(w))),
+    "the weights travel as halves",
+  );
   const at = (1 * L + 1) * N; // token 1, MoE layer 1
   assert.deepEqual(r.routerTop(1, 1), { ids: Array.from(b.topIds.subarray(at, at + N)), probs: Array.from(b.topProbs.subarray(at, at + N)) });
   assert.deepEqual(r.routerTop(2, 0), { ids: [], probs: [] }, "a token past the trace");

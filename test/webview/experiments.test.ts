@@ -12,7 +12,7 @@ import type { Trace } from "../../shared/trace";
 import { experimentMessage } from "../../extension/vscode/experiment-view";
 import { saliencyMessage } from "../../extension/vscode/prune-view";
 import { editorSegments, type EditorSegments } from "../../extension/vscode/segments";
-import type { HostMessage } from "../../shared/protocol";
+import { panelBatch, type HostMessage } from "../../shared/protocol";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
 import { ARTIFACTS, openPanel, type PanelPage } from "./harness";
 import { syntheticSaliency } from "../prune-helpers";
@@ -32,7 +32,7 @@ function labelledText(): string {
 function traceMessages(id: string, label: string, t: Trace): HostMessage[] {
   return [
     { type: "traceStart", traceId: id, label, header: t.header },
-    { type: "traceBatch", traceId: id, batch: t.columns },
+    { type: "traceBatch", traceId: id, batch: panelBatch(t.columns, t.header.model.n_expert) },
     { type: "traceEnd", traceId: id, summary: t.summary! },
   ];
 }

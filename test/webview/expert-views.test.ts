@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
-import type { DomainSegment, HostMessage } from "../../shared/protocol";
+import { panelBatch, type DomainSegment, type HostMessage } from "../../shared/protocol";
 import type { TraceBatch } from "../../shared/trace";
 import type { TraceHeader, TraceSummary } from "../../shared/wire";
 import { rampRgb, type Rgb } from "../../webview/colors";
@@ -230,7 +230,7 @@ before(async () => {
   panel = await openPanel({ width: 1280, height: 1000 });
   const t0 = Date.now();
   await post([{ type: "traceStart", traceId: "big", label: "random 48×128 · 5,120 tokens", header: header(L, E, K, N) }]);
-  for (let s = 0; s < N; s += BATCH) await post([{ type: "traceBatch", traceId: "big", batch: batch(s, Math.min(N, s + BATCH)) }]);
+  for (let s = 0; s < N; s += BATCH) await post([{ type: "traceBatch", traceId: "big", batch: panelBatch(batch(s, Math.min(N, s + BATCH)), E) }]);
   const summary: TraceSummary = { n_tokens: N, ppl: null, mean_nll: null, avg_active: K, avg_active_per_layer: [], usage: [], elapsed_ms: 0 };
   const end: HostMessage[] = [
     { type: "segments", traceId: "big", segments: SEGMENTS, transitions: [] },
@@ -435,17 +435,20 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
       {
         type: "traceBatch",
         traceId: "small",
-        batch: {
-          start: 0,
-          count: n,
-          tokenIds: new Int32Array(n),
-          pieces: Array.from({ length: n }, (_, t) => `t${t}`),
-          nll: new Float32Array(n).fill(1),
-          experts,
-          weights,
-          entropy: new Float32Array(n * l).fill(1),
-          active: new Uint8Array(n * l).fill(k),
-        },
+        batch: panelBatch(
+          {
+            start: 0,
+            count: n,
+            tokenIds: new Int32Array(n),
+            pieces: Array.from({ length: n }, (_, t) => `t${t}`),
+            nll: new Float32Array(n).fill(1),
+            experts,
+            weights,
+            entropy: new Float32Array(n * l).fill(1),
+            active: new Uint8Array(n * l).fill(k),
+          },
+          e,
+        ),
       },
     ]);
     await panel.page.waitForFunction(() => (window as unknown as { moeLens: { current?: { id: string; count: number } } }).moeLens.current?.count === 64);

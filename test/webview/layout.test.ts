@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import type { HostMessage } from "../../shared/protocol";
+import { panelBatch, type HostMessage } from "../../shared/protocol";
 import type { Trace } from "../../shared/trace";
 import { DEMO_MODEL, FINE_MODEL, ROOT, startServer } from "../helpers";
 import { openPanel, type PanelPage } from "./harness";
@@ -56,7 +56,7 @@ function deepMessages(t: Trace, traceId: string): HostMessage[] {
   };
   return [
     { type: "traceStart", traceId, label: "demo-sample.md · 48 layers", header },
-    { type: "traceBatch", traceId, batch },
+    { type: "traceBatch", traceId, batch: panelBatch(batch, header.model.n_expert) },
     { type: "traceEnd", traceId, summary: t.summary! },
   ];
 }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import type { HostMessage } from "../../shared/protocol";
+import { panelBatch, type HostMessage } from "../../shared/protocol";
 import type { Trace } from "../../shared/trace";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
 import { openPanel, type PanelPage } from "./harness";
@@ -34,7 +34,7 @@ function messages(t: Trace): HostMessage[] {
   };
   return [
     { type: "traceStart", traceId: "t1", label: "demo-sample.md · baseline", header: t.header },
-    { type: "traceBatch", traceId: "t1", batch },
+    { type: "traceBatch", traceId: "t1", batch: panelBatch(batch, t.header.model.n_expert) },
     { type: "traceEnd", traceId: "t1", summary: t.summary! },
   ];
 }

@@ -7,7 +7,7 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Trace } from "../../shared/trace";
 import { expertRgb, rampRgb, type Rgb } from "../../webview/colors";
-import type { DomainSegment, HostMessage } from "../../shared/protocol";
+import { panelBatch, type DomainSegment, type HostMessage } from "../../shared/protocol";
 import { DEMO_MODEL, ROOT, startServer } from "../helpers";
 import { ARTIFACTS, openPanel, type PanelPage } from "./harness";
 
@@ -27,17 +27,20 @@ function messages(id: string, label: string, t: Trace, batch = 48): HostMessage[
     out.push({
       type: "traceBatch",
       traceId: id,
-      batch: {
-        start: s,
-        count: e - s,
-        tokenIds: c.tokenIds.slice(s, e),
-        pieces: c.pieces.slice(s, e),
-        nll: c.nll.slice(s, e),
-        experts: c.experts.slice(s * L * K, e * L * K),
-        weights: c.weights.slice(s * L * K, e * L * K),
-        entropy: c.entropy.slice(s * L, e * L),
-        active: c.active.slice(s * L, e * L),
-      },
+      batch: panelBatch(
+        {
+          start: s,
+          count: e - s,
+          tokenIds: c.tokenIds.slice(s, e),
+          pieces: c.pieces.slice(s, e),
+          nll: c.nll.slice(s, e),
+          experts: c.experts.slice(s * L * K, e * L * K),
+          weights: c.weights.slice(s * L * K, e * L * K),
+          entropy: c.entropy.slice(s * L, e * L),
+          active: c.active.slice(s * L, e * L),
+        },
+        t.header.model.n_expert,
+      ),
     });
   }
   out.push({ type: "traceEnd", traceId: id, summary: t.summary! });
@@ -517,5 +520,43 @@ describe("routing panel", () => {
     assert.match(await summary(), /stale: traced with demo-moe\.gguf; the server now runs demo-moe-fine\.gguf/);
     await panel.send([{ ...policy, modelPath: base.header.model.path }]);
     await panel.page.waitForFunction(() => !/stale/.test(document.querySelector("header.summary")?.textContent ?? ""));
+  });
+  test("charts: usage by domain is one layer's (the chosen one); off screen they wait, scrolled to they draw", async () => {
+    type Lens = { moeLens: { current?: { id: string; count: number }; expertViews: { selectLayer(m: number): void } } };
+    const captions = () => panel.page.$$eval(".charts figcaption", (f) => f.map((x) => x.textContent ?? ""));
+    await panel.page.waitForFunction(() => document.querySelectorAll(".charts canvas").length >= 4, undefined, { timeout: 5000 });
+    const layers = base.header.model.moe_layers;
+    await panel.page.evaluate(() => (window as unknown as Lens).moeLens.expertViews.selectLayer(1));
+    await panel.page.waitForFunction(
+      (name) => Array.from(document.querySelectorAll(".charts figcaption")).some((f) => f.textContent?.includes(`by domain in layer ${name} `)),
+      `L${layers[1]}`,
+      {
+        timeout: 5000,
+      },
+    );
+    assert.ok(!(await captions()).some((c) => /all layers/.test(c)), "no chart adds experts up across layers");
+    // A short window: the charts are below the fold.
+    await panel.page.setViewportSize({ width: 1100, height: 300 });
+    await panel.page.evaluate(() => document.scrollingElement!.scrollTo(0, 0));
+    assert.ok(await panel.page.$eval(".charts", (c) => c.getBoundingClientRect().top > window.innerHeight + 200), "the charts are off screen");
+    await panel.page.evaluate(() => document.querySelectorAll<HTMLCanvasElement>(".charts canvas").forEach((c) => (c.dataset.before = "1")));
+    await panel.send(messages("again", "demo-sample.md · again", base));
+    await panel.page.waitForFunction(
+      (n) => (window as unknown as Lens).moeLens.current?.id === "again" && (window as unknown as Lens).moeLens.current?.count === n,
+      base.columns.count,
+    );
+    await panel.page.waitForTimeout(1200);
+    assert.ok(await panel.page.$$eval(".charts canvas", (cs) => cs.length > 0 && cs.every((c) => c.dataset.before === "1")), "not redrawn while off screen");
+    await panel.page.$eval(".charts", (c) => c.scrollIntoView());
+    await panel.page.waitForFunction(
+      () => {
+        const cs = Array.from(document.querySelectorAll<HTMLCanvasElement>(".charts canvas"));
+        return cs.length >= 3 && cs.every((c) => c.dataset.before === undefined);
+      },
+      undefined,
+      { timeout: 5000 },
+    );
+    await panel.page.setViewportSize({ width: 1100, height: 900 });
+    assert.deepEqual(panel.consoleErrors, []);
   });
 });
