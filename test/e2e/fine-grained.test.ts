@@ -12,9 +12,9 @@
 // issue sets are asserted where they are stable on a shared 2-core machine: hover size, and
 // the peak RSS of the extension host and of the renderer (< 600 MB each). The renderer also
 // holds the whole workbench (500–530 MB before the trace); with the panel's narrowed batches
-// and paced, on-screen-only charts it peaked at 566–578 MB in six runs. First paint, which
-// load on the machine moves, is printed. Skipped only without code-server, like
-// workbench.test.ts.
+// and paced, on-screen-only charts it peaked at 566–581 MB in every run of 2026-12-06 after
+// those changes (571–624 MB before). First paint, which load on the machine moves, is
+// printed. Skipped only without code-server, like workbench.test.ts.
 
 import test, { after, before } from "node:test";
 import assert from "node:assert/strict";

@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { sliceBatch } from "../../extension/core/trace-store";
 import type { Trace } from "../../shared/trace";
 import { expertRgb, rampRgb, type Rgb } from "../../webview/colors";
 import { panelBatch, type DomainSegment, type HostMessage } from "../../shared/protocol";
@@ -19,29 +20,10 @@ let panel: PanelPage;
 
 function messages(id: string, label: string, t: Trace, batch = 48): HostMessage[] {
   const out: HostMessage[] = [{ type: "traceStart", traceId: id, label, header: t.header }];
-  const c = t.columns,
-    L = t.header.n_moe_layers,
-    K = t.header.k;
-  for (let s = 0; s < c.count; s += batch) {
-    const e = Math.min(c.count, s + batch);
-    out.push({
-      type: "traceBatch",
-      traceId: id,
-      batch: panelBatch(
-        {
-          start: s,
-          count: e - s,
-          tokenIds: c.tokenIds.slice(s, e),
-          pieces: c.pieces.slice(s, e),
-          nll: c.nll.slice(s, e),
-          experts: c.experts.slice(s * L * K, e * L * K),
-          weights: c.weights.slice(s * L * K, e * L * K),
-          entropy: c.entropy.slice(s * L, e * L),
-          active: c.active.slice(s * L, e * L),
-        },
-        t.header.model.n_expert,
-      ),
-    });
+  const { n_moe_layers: L, k: K, top_n: N, model } = t.header;
+  for (let s = 0; s < t.columns.count; s += batch) {
+    const part = sliceBatch(t.columns, L, K, N, s, Math.min(t.columns.count, s + batch), model.n_expert);
+    out.push({ type: "traceBatch", traceId: id, batch: panelBatch(part, model.n_expert) });
   }
   out.push({ type: "traceEnd", traceId: id, summary: t.summary! });
   return out;
