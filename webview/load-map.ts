@@ -9,7 +9,7 @@ import { formatNumber } from "../shared/format";
 import { rampPacked } from "./colors";
 import { el } from "./dom";
 import { layerName, routingColumns, tableRow, viewSection, type SharedViewState } from "./expert-view-common";
-import { CellImage, prepareCanvas, themeColors } from "./matrix";
+import { CellImage, labelColumns, prepareCanvas, themeColors } from "./matrix";
 import { autoRange, normalise, scaleLegend, type ScaleRange } from "./scale";
 import type { PanelTrace } from "./store";
 
@@ -119,8 +119,7 @@ export class LoadMap {
     g.font = "9px var(--vscode-font-family, sans-serif)";
     const every = Math.max(1, Math.ceil(10 / cellH));
     for (let m = 0; m < L; m += every) g.fillText(layerName(tr, m), 1, TOP + m * cellH + Math.min(9, every * cellH));
-    const tick = Math.max(1, Math.ceil(28 / cellW));
-    for (let e = 0; e < E; e += tick) g.fillText(byRank ? `#${e + 1}` : `e${e}`, LEFT + e * cellW, 9);
+    labelColumns(g, LEFT, 9, cellW, E, (e) => (byRank ? `#${e + 1}` : `e${e}`));
     // The chosen layer, and the highlighted experts (whole columns in id order, their cells by rank).
     g.strokeStyle = fg;
     g.lineWidth = 1;

@@ -31,6 +31,23 @@ export function prepareCanvas(canvas: HTMLCanvasElement, width: number, height: 
   return g;
 }
 
+/** Pixels kept between two column labels (one label is up to "e127" or "#128" in the 9 px font). */
+const COLUMN_LABEL_PX = 28;
+
+/**
+ * Labels a matrix's columns along the baseline y: column i (cellW pixels wide, from `left`)
+ * gets label(i), every 1, 2, 4, 8, … columns so that the labels never overlap, and none runs
+ * past the canvas's right edge. In the current fill style and font.
+ */
+export function labelColumns(g: CanvasRenderingContext2D, left: number, y: number, cellW: number, cols: number, label: (i: number) => string): void {
+  const every = 2 ** Math.max(0, Math.ceil(Math.log2(COLUMN_LABEL_PX / cellW)));
+  const right = g.canvas.width / (window.devicePixelRatio || 1);
+  for (let i = 0; i < cols; i += every) {
+    const text = label(i);
+    if (left + i * cellW + g.measureText(text).width <= right) g.fillText(text, left + i * cellW, y);
+  }
+}
+
 /** A cols × rows image of packed colours (colors.ts packRgb; 0 = transparent), drawn scaled. */
 export class CellImage {
   private readonly offscreen = document.createElement("canvas");

@@ -21,13 +21,15 @@ import { rampPacked } from "./colors";
 import { el } from "./dom";
 import { parseIdSet } from "./expert-filter";
 import { fillLayerPicker, layerName, layerPicker, routingColumns, viewSection, type SharedViewState } from "./expert-view-common";
-import { CellImage, prepareCanvas, themeColors } from "./matrix";
+import { CellImage, labelColumns, prepareCanvas, themeColors } from "./matrix";
 import { autoRange, normalise, scaleLegend, type ScaleRange } from "./scale";
 import type { PanelTrace } from "./store";
 
 export type ClassSource = "segments" | "tokens" | "regex";
 const LIFT_LEFT = 84;
 const MATRIX_LEFT = 30;
+/** Height of the expert-id labels under a matrix. */
+const AXIS_PX = 11;
 const TOP_N = 8;
 
 /** Classes of a trace's tokens: a label per token and the classes' names. */
@@ -277,7 +279,7 @@ export class SpecialisationView {
       n = spec?.nClasses ?? 0;
     const cellW = Math.max(1, Math.min(10, Math.floor((width - LIFT_LEFT) / E)));
     const cellH = 14;
-    const g = prepareCanvas(this.liftCanvas, LIFT_LEFT + E * cellW + 2, Math.max(1, n) * cellH + 2, bg);
+    const g = prepareCanvas(this.liftCanvas, LIFT_LEFT + E * cellW + 2, Math.max(1, n) * cellH + 2 + AXIS_PX, bg);
     if (!spec) {
       this.liftLegend.replaceChildren();
       return;
@@ -297,6 +299,8 @@ export class SpecialisationView {
     g.fillStyle = fg;
     g.font = "10px var(--vscode-font-family, sans-serif)";
     for (let k = 0; k < n; k++) g.fillText(`${this.classes.names[k]} (${spec.classTokens[k]})`.slice(0, 16), 2, 1 + k * cellH + cellH - 3, LIFT_LEFT - 4);
+    g.font = "9px var(--vscode-font-family, sans-serif)";
+    labelColumns(g, LIFT_LEFT, n * cellH + AXIS_PX, cellW, E, (e) => `e${e}`);
     if (highlight) {
       g.strokeStyle = fg;
       for (let e = 0; e < E; e++) if (highlight[e]) g.strokeRect(LIFT_LEFT + e * cellW + 0.5, 0.5, Math.max(1, cellW - 1), n * cellH + 1);
@@ -398,7 +402,7 @@ export class SpecialisationView {
   ): void {
     const { fg, bg } = themeColors();
     const cell = Math.max(1, Math.floor(side / E));
-    const g = prepareCanvas(canvas, MATRIX_LEFT + E * cell + 2, E * cell + 2, bg);
+    const g = prepareCanvas(canvas, MATRIX_LEFT + E * cell + 2, E * cell + 2 + AXIS_PX, bg);
     const range = { min: 0, max: autoRange(values, E * E).max };
     const px = image.begin(E, E);
     for (let i = 0; i < E * E; i++) if (!Number.isNaN(values[i])) px[i] = rampPacked(normalise(values[i], range));
@@ -407,6 +411,7 @@ export class SpecialisationView {
     g.font = "9px var(--vscode-font-family, sans-serif)";
     const tick = Math.max(1, Math.ceil(16 / cell));
     for (let e = 0; e < E; e += tick) g.fillText(`e${e}`, 1, 1 + e * cell + 8);
+    labelColumns(g, MATRIX_LEFT, E * cell + AXIS_PX, cell, E, (e) => `e${e}`);
     if (highlight) for (let e = 0; e < E; e++) if (highlight[e]) g.fillRect(MATRIX_LEFT - 4, 1 + e * cell, 3, cell);
     legend.replaceChildren(scaleLegend(what, range));
     canvas.setAttribute("aria-label", `${what}: ${E} × ${E} experts`);

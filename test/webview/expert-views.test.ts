@@ -225,6 +225,27 @@ async function layerViewPixel(t: number, expert: number): Promise<Rgb> {
   );
 }
 
+/**
+ * Pixels of text (light grey: the dark theme's foreground #cccccc, antialiased) in the bottom
+ * `band` pixels of a canvas, right of `left` (the row labels): where a matrix's expert-id
+ * labels go. The matrices' colour ramp has no such greys, and blank cells are the dark
+ * background.
+ */
+async function labelInkUnder(selector: string, left: number, band = 11): Promise<number> {
+  return panel.page.$eval(
+    selector,
+    (c, [left, band]) => {
+      const canvas = c as HTMLCanvasElement;
+      const d = canvas.getContext("2d")!.getImageData(left, canvas.height - band, canvas.width - left, band).data;
+      let ink = 0;
+      for (let i = 0; i < d.length; i += 4)
+        if (Math.min(d[i], d[i + 1], d[i + 2]) > 120 && Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) < 16) ink++;
+      return ink;
+    },
+    [left, band],
+  );
+}
+
 before(async () => {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   panel = await openPanel({ width: 1280, height: 1000 });
@@ -335,6 +356,15 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
       return { prose: s.perLayer[3].lift[0], names: s.classes.names };
     });
     assert.deepEqual(lift.names, ["prose", "code"]);
+    // Expert ids under the lift matrix (without the search's marks, which are drawn in the same grey).
+    const search = async (ids: string) => {
+      await panel.page.fill("#expert-search", ids);
+      await panel.page.dispatchEvent("#expert-search", "change");
+      await frames();
+    };
+    await search("");
+    assert.ok((await labelInkUnder("#spec-lift canvas", 84)) > 0, "the lift matrix's columns carry expert ids");
+    await search("0-7");
     assert.ok(Math.abs(lift.prose - 2) < 1e-9, `prose lift of e0 in L3 is 2, got ${lift.prose}`);
     // A regex: number tokens, and in layer 10 only they select e100.
     await setLayer("#spec-layer", 10);
@@ -367,6 +397,7 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
     const coactMax = await panel.page.$eval("#spec-coact .scale-legend", (l) => Number(l.getAttribute("data-max")));
     assert.equal(coactMax, HALF, "in L3 each pair of e0-e7 is co-selected by every prose token");
     assert.ok(await panel.page.$eval("#spec-trans .scale-legend", (l) => Number(l.getAttribute("data-max")) > 0));
+    for (const m of ["#spec-coact canvas", "#spec-trans canvas"]) assert.ok((await labelInkUnder(m, 30)) > 0, `${m}: the columns carry expert ids`);
     // The tooltip names a cell and its count: e0 and e1 are co-selected by every prose token in L3.
     const cell = await panel.page.$eval("#spec-coact canvas", (c) => (c.clientWidth - 32) / 128);
     await panel.page.hover("#spec-coact canvas", { position: { x: 30 + 1.5 * cell, y: 1 + 0.5 * cell } });
