@@ -29,17 +29,20 @@ export interface TransitionMetrics {
   nll: number;
 }
 
+/** The columns of a trace batch the panel draws, as the host has them. */
+export type PanelColumns = Pick<TraceBatch, "start" | "count" | "tokenIds" | "pieces" | "nll" | "experts" | "weights" | "entropy" | "active">;
+
 /**
- * The columns of a trace batch the panel draws. The rest stays with the host: byte ranges,
- * top-N and full router distributions, expert norms (at 48 layers × 128 experts the router
- * distributions are most of a trace); the panel asks for one cell's with `routerTop`.
- * The two per-slot columns travel narrowed, because each message is copied a few times in
- * the workbench and those copies stay in the renderer until its next full garbage
- * collection: expert ids as 16-bit integers when the model has at most 32,767 experts (−1
- * still fits), gate weights as IEEE halves (shared/half.ts; a kept expert's weight stays
- * non-zero). The panel widens the weights to float32 as it stores them.
+ * The columns of a trace batch the panel draws, as they travel. The rest stays with the
+ * host: byte ranges, top-N and full router distributions, expert norms (at 48 layers × 128
+ * experts the router distributions are most of a trace); the panel asks for one cell's with
+ * `routerTop`. The two per-slot columns travel narrowed, because each message is copied a
+ * few times in the workbench and those copies stay in the renderer until its next full
+ * garbage collection: expert ids as 16-bit integers when the model has at most 32,767
+ * experts (−1 still fits), gate weights as IEEE halves (shared/half.ts; a kept expert's
+ * weight stays non-zero). The panel widens the weights to float32 as it stores them.
  */
-export interface PanelBatch extends Pick<TraceBatch, "start" | "count" | "tokenIds" | "pieces" | "nll" | "entropy" | "active"> {
+export interface PanelBatch extends Omit<PanelColumns, "experts" | "weights"> {
   experts: Int16Array | Int32Array;
   /** Gate weights as half-precision bits, [count][n_moe_layers][k]. */
   weightHalves: Uint16Array;
@@ -49,10 +52,7 @@ export interface PanelBatch extends Pick<TraceBatch, "start" | "count" | "tokenI
 export const INT16_EXPERT_IDS_MAX = 32767;
 
 /** A batch's panel columns for a model of `nExpert` experts (arrays shared, not copied, except the narrowed ones). */
-export function panelBatch(
-  b: Pick<TraceBatch, "start" | "count" | "tokenIds" | "pieces" | "nll" | "experts" | "weights" | "entropy" | "active">,
-  nExpert: number,
-): PanelBatch {
+export function panelBatch(b: PanelColumns, nExpert: number): PanelBatch {
   const { start, count, tokenIds, pieces, nll, entropy, active } = b;
   const experts = nExpert <= INT16_EXPERT_IDS_MAX ? Int16Array.from(b.experts) : b.experts;
   return { start, count, tokenIds, pieces, nll, experts, weightHalves: toHalves(b.weights), entropy, active };
