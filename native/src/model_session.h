@@ -6,6 +6,7 @@
 #include "router_pack.h"
 #include "routing_tap.h"
 
+#include "ggml-cpu.h"
 #include "llama-cpp.h"
 #include "llama.h"
 #include <nlohmann/json.hpp>
@@ -79,7 +80,8 @@ private:
     std::string meta(const std::string & key) const;
 
     LoadOptions options_;
-    // Declared in this order so that the context is freed before its model.
+    // Declared in this order so that the context is freed before its threadpool and model.
+    std::unique_ptr<ggml_threadpool, void (*)(ggml_threadpool *)> threadpool_{nullptr, ggml_threadpool_free};
     llama_model_ptr model_;
     llama_context_ptr ctx_;
     int n_ctx_ = 0;
