@@ -22,7 +22,10 @@ import {
   type ChartConfiguration,
   type Plugin,
 } from "chart.js";
+import { specialisation } from "../shared/expert-stats";
 import { css, expertRgb } from "./colors";
+import { routingColumns } from "./expert-view-common";
+import { segmentClasses } from "./specialisation-view";
 import type { PanelTrace } from "./store";
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, LineController, LineElement, PointElement, Legend, Tooltip);
@@ -250,13 +253,11 @@ export class Charts {
     });
 
     if (tr.segments.length > 1) {
-      // One layer's experts by domain: the chosen layer (a heatmap or layer-view click picks it).
-      const domains = [...new Set(tr.segments.map((s) => s.domain))];
-      const counts = domains.map((d) => {
-        const c = new Array<number>(tr.E).fill(0);
-        for (const s of tr.segments) if (s.domain === d) tr.usage(s.start, s.end)[layer].forEach((n, e) => (c[e] += n));
-        return c;
-      });
+      // One layer's experts by domain: the chosen layer (a heatmap or layer-view click picks it),
+      // counted as the specialisation view counts its domain classes.
+      const { labels, names: domains } = segmentClasses(tr);
+      const classCounts = specialisation(routingColumns(tr), layer, labels, domains.length).counts;
+      const counts = domains.map((_, d) => Array.from(classCounts.subarray(d * tr.E, (d + 1) * tr.E)));
       const top = topExperts(Array.from({ length: tr.E }, (_, e) => counts.reduce((s, c) => s + c[e], 0)));
       const sums = counts.map((c) => c.reduce((a, b) => a + b, 0) || 1);
       specs.push({

@@ -441,12 +441,13 @@ export class TraceRecord {
   }
 }
 
-/** A sub-range [from, to) of a batch's tokens, as a new batch with arrays of its own; E (experts) is needed only for `routerProbs`. */
-/** The batch with each typed array copied into a buffer of its own (the other fields as they are). */
+/** The batch with each typed array that is a view into a larger buffer copied into one of its own (the other fields as they are). */
 function withOwnArrays<T extends object>(b: T): T {
-  return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, ArrayBuffer.isView(v) ? (v as Int32Array).slice() : v])) as T;
+  const shares = (v: unknown) => ArrayBuffer.isView(v) && v.byteLength !== v.buffer.byteLength;
+  return Object.fromEntries(Object.entries(b).map(([k, v]) => [k, shares(v) ? (v as Int32Array).slice() : v])) as T;
 }
 
+/** A sub-range [from, to) of a batch's tokens, as a new batch with arrays of its own; E (experts) is needed only for `routerProbs`. */
 export function sliceBatch(b: TraceBatch, L: number, K: number, N: number, from: number, to: number, E = 0): TraceBatch {
   return {
     start: b.start + from,
