@@ -240,14 +240,28 @@ async function waitForHttp(url: string, timeoutMs: number, exited: () => number 
 
 // ---- driving the workbench ------------------------------------------------------------
 
+/**
+ * Runs a command from the palette. The palette can close right after it opened: a webview that
+ * was just clicked (the panel's editor tab) takes the keyboard focus a moment later, and the
+ * quick input closes on blur. Seen in CI as a fill that waited 30 s for a hidden input. So the
+ * title is typed with a short timeout, and the palette opened again if it went away.
+ */
 export async function runCommand(page: Page, title: string): Promise<void> {
-  await closeQuickInput(page);
-  await openCommandPalette(page);
   const input = page.locator(".quick-input-widget .quick-input-box input");
-  await input.fill(`>${title}`);
-  const row = page.locator(".quick-input-widget .monaco-list-row", { hasText: title }).first();
-  await row.waitFor({ timeout: 15_000 });
-  await row.click();
+  for (let attempt = 1; ; attempt++) {
+    await closeQuickInput(page);
+    await openCommandPalette(page);
+    const row = page.locator(".quick-input-widget .monaco-list-row", { hasText: title }).first();
+    const listed = await input
+      .fill(`>${title}`, { timeout: 5_000 })
+      .then(() => row.waitFor({ timeout: 15_000 }))
+      .then(
+        () => true,
+        () => false,
+      );
+    if (listed) return row.click();
+    if (attempt === 3) throw new Error(`the command palette closed before "${title}" could be chosen, three times`);
+  }
 }
 
 /**

@@ -298,6 +298,7 @@ test("Open Routing Panel in Editor: the heatmap in an editor tab; moving the cur
   // Close the editor tab: the side-bar panel keeps working for the tests below.
   await page.locator('.tabs-container .tab[aria-label*="MoE Lens: Routing"]').first().click();
   await runCommand(page, "View: Close Editor");
+  await page.locator('.tabs-container .tab[aria-label*="MoE Lens: Routing"]').waitFor({ state: "detached", timeout: 10_000 });
   await openFile(page, SAMPLE);
 });
 
