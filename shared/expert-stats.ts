@@ -100,6 +100,34 @@ export function balance(load: ArrayLike<number>): BalanceFigures {
   return { total, mean, cv: Math.sqrt(squares / E) / mean, maxOverMean: max / mean, entropyBits, normalisedEntropy, dead };
 }
 
+/** One layer's most used experts, highest load first, and the share of the rest. */
+export interface RankedLoad {
+  /** Expert ids by load (ties by id), at most n of them, only experts with load > 0. */
+  experts: number[];
+  /** Each one's share of the layer's selections (load / total). */
+  shares: number[];
+  /** The share of every other expert together (0 when all fit). */
+  otherShare: number;
+}
+
+/**
+ * A layer's n most used experts by rank, as shares of its selections. Ranks rather than ids
+ * compare layers: the 1st expert of layer 0 and the 1st of layer 30 are different experts,
+ * but both bars say how concentrated their layer's load is. Empty for an empty load.
+ */
+export function rankedLoad(load: ArrayLike<number>, n: number): RankedLoad {
+  let total = 0;
+  for (let e = 0; e < load.length; e++) total += load[e];
+  if (!(total > 0)) return { experts: [], shares: [], otherShare: 0 };
+  const experts = Array.from({ length: load.length }, (_, e) => e)
+    .filter((e) => load[e] > 0)
+    .sort((a, b) => load[b] - load[a] || a - b)
+    .slice(0, n);
+  const shares = experts.map((e) => load[e] / total);
+  const shown = experts.reduce((s, e) => s + load[e], 0);
+  return { experts, shares, otherShare: (total - shown) / total };
+}
+
 export interface ClassSpecialisation {
   layer: number;
   nClasses: number;

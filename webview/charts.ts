@@ -1,5 +1,5 @@
 // Charts of the current trace (chart.js, only the pieces used are registered): expert usage
-// per layer, histogram of active experts per token, NLL over the text with domain
+// per layer (by expert for a few experts, by rank within each layer for many), histogram of active experts per token, NLL over the text with domain
 // boundaries, and expert usage by domain in the chosen layer (one layer's experts, never
 // added up across layers: e5 of layer 0 and e5 of layer 30 are different experts).
 // While a trace streams the charts are updated in place (chart.update) instead of being
@@ -22,8 +22,8 @@ import {
   type ChartConfiguration,
   type Plugin,
 } from "chart.js";
-import { specialisation } from "../shared/expert-stats";
-import { css, expertRgb } from "./colors";
+import { rankedLoad, specialisation } from "../shared/expert-stats";
+import { css, expertRgb, rampRgb } from "./colors";
 import { routingColumns } from "./expert-view-common";
 import { segmentClasses } from "./specialisation-view";
 import type { PanelTrace } from "./store";
@@ -33,7 +33,7 @@ Chart.register(BarController, BarElement, CategoryScale, LinearScale, LineContro
 const MAX_LINE_POINTS = 2000;
 
 /** Vertical lines at domain boundaries on the NLL chart. */
-const boundaries: Plugin<"line"> = {
+const boundaries: Plugin = {
   id: "domainBoundaries",
   afterDatasetsDraw(chart) {
     const starts = (chart.options.plugins as { domainBoundaries?: { tokens: number[]; step: number } }).domainBoundaries;
@@ -67,6 +67,72 @@ function topExperts(totals: number[], n = 16): { shown: number[]; member: Set<nu
     .slice(0, n)
     .sort((a, b) => a - b);
   return { shown, member: new Set(shown) };
+}
+
+/** Up to this many experts, the per-layer usage chart stacks every expert by id; beyond, by rank. */
+const MAX_STACKED_EXPERTS = 16;
+
+/** Per-layer usage with every expert a series of its own (few experts: all of them fit). */
+function usageByExpert(tr: PanelTrace, layers: string[]): ChartSpec {
+  const usage = tr.usage();
+  return {
+    title: "Expert usage per layer",
+    config: {
+      type: "bar",
+      data: {
+        labels: layers,
+        datasets: Array.from({ length: tr.E }, (_, e) => ({ label: `e${e}`, data: usage.map((row) => row[e]), backgroundColor: css(expertRgb(e)) })),
+      },
+      options: { responsive: true, maintainAspectRatio: false, scales: { x: { stacked: true }, y: { stacked: true } } },
+    },
+  };
+}
+
+/**
+ * Per-layer usage of a fine-grained model: each bar stacks its own layer's most used experts
+ * by rank (share of the layer's selections), then "other". A series per expert id would add
+ * up e5 of layer 0 and e5 of layer 30 when choosing which ids to show; ranks compare how
+ * concentrated each layer's load is, and the tooltip names the expert at each rank.
+ */
+function usageByRank(tr: PanelTrace, layers: string[]): ChartSpec {
+  const ranked = tr.usage().map((load) => rankedLoad(load, MAX_STACKED_EXPERTS));
+  const pct = (x: number | undefined) => +(100 * (x ?? 0)).toFixed(2);
+  const datasets = Array.from({ length: MAX_STACKED_EXPERTS }, (_, r) => ({
+    label: ordinal(r + 1),
+    data: ranked.map((l) => pct(l.shares[r])),
+    backgroundColor: css(rampRgb(1 - r / MAX_STACKED_EXPERTS)),
+  }));
+  datasets.push({ label: "other", data: ranked.map((l) => pct(l.otherShare)), backgroundColor: "#8888" });
+  return {
+    title: `Expert usage per layer: each layer's ${MAX_STACKED_EXPERTS} most used experts by rank, % of its selections`,
+    config: {
+      type: "bar",
+      data: { labels: layers, datasets },
+      options: {
+        responsive: true,
+        maintainAspectRatio: false,
+        scales: { x: { stacked: true }, y: { stacked: true, max: 100 } },
+        plugins: {
+          legend: { display: false },
+          tooltip: {
+            callbacks: {
+              label: (item) => {
+                const expert = ranked[item.dataIndex].experts[item.datasetIndex];
+                const who = item.datasetIndex < MAX_STACKED_EXPERTS ? (expert === undefined ? "none" : `e${expert}`) : "the rest";
+                return `${item.dataset.label}: ${who}, ${item.formattedValue} %`;
+              },
+            },
+          },
+        },
+      },
+    },
+  };
+}
+
+function ordinal(n: number): string {
+  const tens = n % 100;
+  const suffix = tens >= 11 && tens <= 13 ? "th" : (["th", "st", "nd", "rd"][n % 10] ?? "th");
+  return `${n}${suffix}`;
 }
 
 /** The least time between two redraws of a streaming trace, and the wait before any other. */
@@ -133,6 +199,12 @@ export class Charts {
     );
   }
 
+  /** The series of the chart whose caption starts with `caption`, as drawn now (read-only; for tests). */
+  series(caption: string): Array<{ label: string; data: number[] }> | undefined {
+    const i = this.titles.findIndex((t) => t.startsWith(caption));
+    return this.charts[i]?.data.datasets.map((d) => ({ label: String(d.label), data: [...(d.data as number[])] }));
+  }
+
   private figure(title: string): { fig: HTMLElement; canvas: HTMLCanvasElement } {
     const fig = document.createElement("figure");
     const cap = document.createElement("figcaption");
@@ -187,30 +259,7 @@ export class Charts {
     const layers = tr.header.model.moe_layers.map((l) => `L${l}`);
     const specs: ChartSpec[] = [];
 
-    const usage = tr.usage();
-    // With many experts, stack the 16 most used and one "other" so the chart stays legible.
-    const { shown, member } = topExperts(Array.from({ length: tr.E }, (_, e) => usage.reduce((s, row) => s + row[e], 0)));
-    specs.push({
-      title: "Expert usage per layer",
-      config: {
-        type: "bar",
-        data: {
-          labels: layers,
-          datasets: [
-            ...shown.map((e) => ({ label: `e${e}`, data: usage.map((row) => row[e]), backgroundColor: css(expertRgb(e)) })),
-            ...(tr.E > shown.length
-              ? [{ label: "other", data: usage.map((row) => row.reduce((s, c, e) => s + (member.has(e) ? 0 : c), 0)), backgroundColor: "#8888" }]
-              : []),
-          ],
-        },
-        options: {
-          responsive: true,
-          maintainAspectRatio: false,
-          scales: { x: { stacked: true }, y: { stacked: true } },
-          plugins: { legend: { display: shown.length <= 16 } },
-        },
-      },
-    });
+    specs.push(tr.E <= MAX_STACKED_EXPERTS ? usageByExpert(tr, layers) : usageByRank(tr, layers));
 
     const hist = new Array<number>(tr.K + 1).fill(0);
     for (let i = 0; i < tr.count * tr.L; i++) hist[Math.min(tr.K, tr.active[i])]++;

@@ -538,6 +538,7 @@ post({ type: "ready" });
   heatmap,
   overview,
   expertViews,
+  charts,
   traces,
   experiment,
   saliency,

@@ -1,5 +1,6 @@
 // Per-layer expert figures (shared/expert-stats.ts) on small synthetic traces whose answers
-// are worked out by hand: load and weight mass, balance (uniform, one expert takes all),
+// are worked out by hand: load and weight mass, balance (uniform, one expert takes all), a
+// layer's experts ranked by load,
 // class specialisation (lift, mutual information), top experts for a selection,
 // co-activation, layer transitions, dropped slots (weight 0) not counted, the same expert id
 // in two layers never pooled, the token classifier, regex masks, and the ExpertAtlas
@@ -19,6 +20,7 @@ import {
   layerTransitions,
   layerWeightMass,
   loadMatrix,
+  rankedLoad,
   regexMask,
   specialisation,
   TOKEN_CLASSES,
@@ -135,6 +137,27 @@ describe("balance", () => {
   test("empty load is 0/NaN-safe", () => {
     assert.deepEqual({ ...balance(new Float64Array(6)) }, { total: 0, mean: 0, cv: 0, maxOverMean: 0, entropyBits: 0, normalisedEntropy: 0, dead: 6 });
     assert.deepEqual({ ...balance([]) }, { total: 0, mean: 0, cv: 0, maxOverMean: 0, entropyBits: 0, normalisedEntropy: 0, dead: 0 });
+  });
+});
+
+describe("rankedLoad", () => {
+  test("a layer's experts by load, highest first (ties by id), as shares, and the rest as other", () => {
+    // total 20: e3 8, e0 and e5 4 each (tie: e0 first), e1 2, e2 1, e4 1
+    const r = rankedLoad([4, 2, 1, 8, 1, 4], 3);
+    assert.deepEqual(r.experts, [3, 0, 5]);
+    assert.deepEqual(r.shares, [0.4, 0.2, 0.2]);
+    close(r.otherShare, 0.2, "other");
+  });
+
+  test("all experts fit: no other share; unused experts are not ranked", () => {
+    const r = rankedLoad([0, 3, 1, 0], 16);
+    assert.deepEqual(r.experts, [1, 2]);
+    assert.deepEqual(r.shares, [0.75, 0.25]);
+    assert.equal(r.otherShare, 0);
+  });
+
+  test("an empty load ranks nothing", () => {
+    assert.deepEqual(rankedLoad([0, 0, 0], 2), { experts: [], shares: [], otherShare: 0 });
   });
 });
 

@@ -4,8 +4,8 @@
 // segments, traceEnd). Known answers: in layer 3 the "prose" half routes to experts 0–7 and
 // the "code" half to experts 8–127; layer 7 uses only experts 0–63; in layer 10 number
 // tokens (every 16th) and only they select expert 100; in layer 20 slot 7 is dropped
-// (weight 0); gate weights are 0.17 … 0.11. The tests check what each view draws and lists,
-// and print how long each view's first render took.
+// (weight 0); gate weights are 0.17 … 0.11. The tests check what each view draws and lists
+// (the per-layer usage chart included), and print how long each view's first render took.
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
@@ -452,6 +452,33 @@ describe("per-layer expert views at 48 layers × 128 experts × k 8", () => {
     assert.deepEqual(saved?.open, { layerView: true, loadMap: true, specialisation: true });
     assert.deepEqual(panel.cspViolations, []);
     assert.deepEqual(panel.consoleErrors, []);
+  });
+
+  test("charts: usage per layer stacks each layer's own most used experts by rank, not ids pooled across layers", async () => {
+    type Series = Array<{ label: string; data: number[] }>;
+    await panel.page.$eval(".charts", (c) => c.scrollIntoView());
+    const usage = (await panel.page.waitForFunction(
+      () => (window as unknown as { moeLens: { charts: { series(c: string): unknown } } }).moeLens.charts.series("Expert usage per layer"),
+      undefined,
+      { timeout: 5000 },
+    )) as unknown as { jsonValue(): Promise<Series> };
+    const series = await usage.jsonValue();
+    assert.deepEqual(
+      series.map((s) => s.label),
+      [...["1st", "2nd", "3rd"], ...Array.from({ length: 13 }, (_, i) => `${i + 4}th`), "other"],
+    );
+    const at = (rank: number, m: number) => series[rank - 1].data[m];
+    const other = series[16].data;
+    // Layer 3: experts 0–7 take every prose token's 8 slots, 6.25 % each; the code half's 120 experts share the rest.
+    for (let r = 1; r <= 8; r++) assert.equal(at(r, 3), 6.25, `layer 3, rank ${r}`);
+    assert.ok(at(9, 3) < 1, `layer 3, rank 9 is one of the code half's 120 experts (${at(9, 3)} %)`);
+    // Layer 7: 64 experts evenly, so 16 ranks of 1.5625 % and 75 % for the other 48.
+    for (let r = 1; r <= 16; r++) assert.ok(Math.abs(at(r, 7) - 1.5625) < 0.01, `layer 7, rank ${r}: ${at(r, 7)} %`);
+    assert.equal(other[7], 75);
+    for (let m = 0; m < L; m++) {
+      const sum = series.reduce((s, x) => s + x.data[m], 0);
+      assert.ok(Math.abs(sum - 100) < 0.1, `layer ${m}'s bar adds up to 100 % (${sum})`);
+    }
   });
 
   test("a second trace of another shape (4 layers × 16 experts, k 2) replaces the first in every view", async () => {
