@@ -13,7 +13,7 @@ import { CursorFollow } from "./cursor-follow";
 import { Decorations } from "./decorations";
 import type { EditorSegments } from "./segments";
 import { RoutingHoverProvider } from "./hover";
-import { RoutingPanel, ROUTING_VIEW_ID } from "./panel";
+import { ROUTING_EDITOR_TYPE, RoutingPanel, ROUTING_VIEW_ID } from "./panel";
 import { PolicyState } from "./policy-state";
 import { ServerManager } from "./server-manager";
 import type { Services } from "./services";
@@ -96,6 +96,7 @@ export function activate(context: vscode.ExtensionContext): { services: Services
       panel.postPolicy();
     }),
     vscode.window.registerWebviewViewProvider(ROUTING_VIEW_ID, panel),
+    vscode.window.registerWebviewPanelSerializer(ROUTING_EDITOR_TYPE, panel),
     vscode.languages.registerHoverProvider(
       { scheme: "*" },
       new RoutingHoverProvider(store, () => {

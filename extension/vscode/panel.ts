@@ -1,6 +1,7 @@
 // The routing panel's host side, whichever container shows it: the "Routing" webview view
 // (activity bar container "MoE Lens", or the bottom panel) and the editor tab of "Open
-// Routing Panel in Editor" (a WebviewPanel beside the text); both may be open at once.
+// Routing Panel in Editor" (a WebviewPanel beside the text, brought back after a window
+// reload by this class as its WebviewPanelSerializer); both may be open at once.
 // Serves the panel built from webview/ (renderPanelHtml with a fresh nonce and a strict CSP;
 // scripts and styles only from out/webview), forwards every HostMessage to every loaded
 // panel, and handles the panels' requests (apply a policy, reveal a token, compare two
@@ -30,7 +31,7 @@ interface PanelWebview {
   ready: boolean;
 }
 
-export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposable {
+export class RoutingPanel implements vscode.WebviewViewProvider, vscode.WebviewPanelSerializer, vscode.Disposable {
   private view: vscode.WebviewView | undefined;
   private editorPanel: vscode.WebviewPanel | undefined;
   private readonly panels = new Set<PanelWebview>();
@@ -66,7 +67,21 @@ export class RoutingPanel implements vscode.WebviewViewProvider, vscode.Disposab
       this.editorPanel.reveal(undefined, true);
       return;
     }
-    const panel = vscode.window.createWebviewPanel(ROUTING_EDITOR_TYPE, "MoE Lens: Routing", { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true });
+    this.adoptEditorPanel(
+      vscode.window.createWebviewPanel(ROUTING_EDITOR_TYPE, "MoE Lens: Routing", { viewColumn: vscode.ViewColumn.Beside, preserveFocus: true }),
+    );
+  }
+
+  /**
+   * The editor tab as VS Code brings it back after a window reload (WebviewPanelSerializer,
+   * registered for ROUTING_EDITOR_TYPE). Nothing is read from `state`: like every copy of the
+   * panel, it is replayed from the trace store once it says `ready`.
+   */
+  async deserializeWebviewPanel(panel: vscode.WebviewPanel): Promise<void> {
+    this.adoptEditorPanel(panel);
+  }
+
+  private adoptEditorPanel(panel: vscode.WebviewPanel): void {
     panel.iconPath = vscode.Uri.joinPath(this.extensionUri, "media", "moe-lens.svg");
     this.editorPanel = panel;
     this.serve(panel.webview, panel);

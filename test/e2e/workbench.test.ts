@@ -12,6 +12,8 @@
 //  10. "Run β/Π/Ant Ablation on Folder…": the 2³ table of “Affinity is not enough” in the panel;
 //  (after 3) "Open Routing Panel in Editor": the heatmap in an editor tab too, and moving the
 //      editor cursor marks the token under it in the panel.
+//  (last) "Developer: Reload Window" with that editor tab open: the tab comes back with the
+//      panel in it (a WebviewPanelSerializer), and the next trace reaches it.
 // Screenshots go to test-artifacts/e2e/. Skipped (not failed) only when code-server is not
 // installed (tools/setup-e2e.sh); a missing server binary, demo model or build fails.
 
@@ -587,4 +589,49 @@ test("Run β/Π/Ant Ablation on Folder…: the 2³ table appears in the panel", 
   }
   const frame = await panelFrame(w.page);
   assert.match(await frame.locator("#experiment").innerText(), /2 documents/);
+});
+
+test("Reload Window: the panel's editor tab comes back and shows the next trace", { skip, timeout: TRACE_TIMEOUT + 90_000 }, async () => {
+  needTrace();
+  const w = wb!;
+  const page = w.page;
+  const tab = page.locator('.tabs-container .tab[aria-label*="MoE Lens: Routing"]');
+  await runCommand(page, "MoE Lens: Open Routing Panel in Editor");
+  await tab.first().waitFor({ timeout: 20_000 });
+  await page.evaluate(() => ((window as unknown as { beforeReload?: boolean }).beforeReload = true));
+  await runCommand(page, "Developer: Reload Window");
+  for (const end = Date.now() + 60_000; ; await page.waitForTimeout(300)) {
+    assert.ok(Date.now() < end, "the window did not reload within 60 s");
+    const reloaded = await page.evaluate(() => !(window as unknown as { beforeReload?: boolean }).beforeReload).catch(() => false);
+    if (
+      reloaded &&
+      (await page
+        .locator(".part.statusbar")
+        .isVisible()
+        .catch(() => false))
+    )
+      break;
+  }
+  // The tab is back (VS Code keeps it only for a registered WebviewPanelSerializer), with the panel loaded in it.
+  await tab.first().waitFor({ timeout: 60_000 });
+  const inEditor = async () => {
+    const area = await page.locator(".part.editor").boundingBox();
+    for (const f of await panelFrames(page)) {
+      const box = await (await f.frameElement()).boundingBox();
+      if (area && box && box.x >= area.x - 1 && box.x < area.x + area.width && box.width > 0) return f;
+    }
+    return undefined;
+  };
+  let frame: Awaited<ReturnType<typeof inEditor>>;
+  for (const end = Date.now() + 60_000; !(frame = await inEditor()); await page.waitForTimeout(300))
+    assert.ok(Date.now() < end, "no routing panel loaded in the restored editor tab");
+  // A live panel, not a dead tab: the next trace reaches it.
+  await openFile(page, SAMPLE);
+  await runCommand(page, "MoE Lens: Trace Document");
+  await waitForStatus(page, /· ready · .* act \d/, TRACE_TIMEOUT);
+  let view: PanelView | undefined;
+  for (const end = Date.now() + 30_000; !((view = await panelView(frame)) && view.tokens > 0); await page.waitForTimeout(300))
+    assert.ok(Date.now() < end, `the restored tab did not show the trace: ${JSON.stringify(view)}`);
+  assert.ok(view.layers > 0 && view.canvasHeight > 40, `a heatmap in the restored tab: ${JSON.stringify(view)}`);
+  await screenshot(w, "12-panel-tab-after-reload");
 });

@@ -84,7 +84,10 @@ test("manifest: every contributed command is registered by extension/vscode, laz
     assert.equal(c.category, "MoE Lens", c.command);
     assert.ok(src.includes(`registerCommand("${c.command}"`), `${c.command} is registered`);
   }
-  for (const e of pkg.activationEvents ?? []) assert.match(e, /^on(View|Command):/, "only onView/onCommand activation");
+  for (const e of pkg.activationEvents ?? []) assert.match(e, /^on(View|Command|WebviewPanel):/, "only onView/onCommand/onWebviewPanel activation");
+  // The editor tab comes back after a reload only if its serializer's extension is activated for it.
+  assert.ok(pkg.activationEvents.includes("onWebviewPanel:moeLens.routingEditor"));
+  assert.ok(src.includes("registerWebviewPanelSerializer(ROUTING_EDITOR_TYPE"), "the editor tab's serializer is registered");
   assert.deepEqual(pkg.extensionKind, ["workspace"]);
   assert.equal(pkg.main, "./out/extension.js");
   assert.ok(pkg.contributes.views.moeLens.some((v: { id: string; type: string }) => v.id === "moeLens.routingPanel" && v.type === "webview"));
