@@ -45,6 +45,7 @@ struct TapScope {
     TapScope(ModelSession & s, llama_context * c, TapRun run) : tap(s.tap), ctx(c) {
         run.pack = s.router_pack ? &*s.router_pack : nullptr;
         run.host_threads = llama_n_threads(c);
+        run.cpu_threadpool = s.cpu_threadpool();
         tap.begin(run);
         tap.attach(ctx);
     }

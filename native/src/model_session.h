@@ -59,6 +59,8 @@ public:
     // A separate context with llama-perplexity's shape; `with_tap` installs the tap's eval
     // callback (needed by the stateful policies; the in-graph routing works on any context).
     llama_context_ptr make_context(int n_ctx, int n_batch, int n_ubatch, int n_seq, bool with_tap);
+    // The CPU threads every context of the session computes with.
+    ggml_threadpool * cpu_threadpool() const { return threadpool_.get(); }
 
     std::string model_sha256() const;  // computed on first use, cached
 
