@@ -82,16 +82,7 @@ static int overhead(int argc, char ** argv) {
         const auto t0 = std::chrono::steady_clock::now();
         llama_memory_clear(llama_get_memory(plain), true);
         for (int pos = 0; pos < n; pos += s->n_batch()) {
-            const int m = std::min(s->n_batch(), n - pos);
-            llama_batch b = llama_batch_init(m, 0, 1);
-            for (int i = 0; i < m; ++i) {
-                b.token[i] = tokens[pos + i];
-                b.pos[i] = pos + i;
-                b.n_seq_id[i] = 1;
-                b.seq_id[i][0] = 0;
-                b.logits[i] = 1;
-            }
-            b.n_tokens = m;
+            llama_batch b = sequence_batch(tokens, pos, std::min(n, pos + s->n_batch()), pos);
             if (llama_decode(plain, b) != 0) std::fprintf(stderr, "decode failed\n");
             llama_batch_free(b);
         }

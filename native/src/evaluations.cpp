@@ -176,8 +176,7 @@ static void check_decode(int rc, ModelSession & s) {
     throw std::runtime_error("llama_decode failed with status " + std::to_string(rc));
 }
 
-// Decodes tokens[from, to) of one sequence at positions starting at `pos0`, all logits on.
-static void decode_span(ModelSession & s, llama_context * ctx, const std::vector<llama_token> & tokens, int from, int to, int pos0) {
+llama_batch sequence_batch(const std::vector<llama_token> & tokens, int from, int to, int pos0) {
     const int n = to - from;
     llama_batch batch = llama_batch_init(n, 0, 1);
     for (int i = 0; i < n; ++i) {
@@ -188,7 +187,13 @@ static void decode_span(ModelSession & s, llama_context * ctx, const std::vector
         batch.logits[i] = 1;
     }
     batch.n_tokens = n;
-    s.tap.begin_ubatch(n);
+    return batch;
+}
+
+// Decodes tokens[from, to) of one sequence at positions starting at `pos0`, all logits on.
+static void decode_span(ModelSession & s, llama_context * ctx, const std::vector<llama_token> & tokens, int from, int to, int pos0) {
+    llama_batch batch = sequence_batch(tokens, from, to, pos0);
+    s.tap.begin_ubatch(batch.n_tokens);
     const int rc = llama_decode(ctx, batch);
     llama_batch_free(batch);
     check_decode(rc, s);

@@ -63,6 +63,10 @@ struct SpeedRequest {
 // Prefill and batch-1 decode speed under a policy, timed inside the server (native/API.md).
 nlohmann::json run_speed(ModelSession & s, const SpeedRequest & req, const AntPredictor * ant);
 
+// Tokens [from, to) of sequence 0 as a batch at positions pos0, pos0 + 1, …, every logit on
+// (free it with llama_batch_free).
+llama_batch sequence_batch(const std::vector<llama_token> & tokens, int from, int to, int pos0);
+
 // -log p(token | logits) in nats, computed as llama-perplexity does (perplexity).
 double token_nll(const float * logits, int n_vocab, llama_token token);
 // The same, vectorised in float (traces and generation; native/src/fast_nll.cpp).
