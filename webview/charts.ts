@@ -1,7 +1,8 @@
 // Charts of the current trace (chart.js, only the pieces used are registered): expert usage
-// per layer (by expert for a few experts, by rank within each layer for many), histogram of active experts per token, NLL over the text with domain
-// boundaries, and expert usage by domain in the chosen layer (one layer's experts, never
-// added up across layers: e5 of layer 0 and e5 of layer 30 are different experts).
+// per layer (by expert for a few experts, by rank within each layer for many), histogram of
+// active experts per token, NLL over the text with domain boundaries, and expert usage by
+// domain in the chosen layer (one layer's experts, never added up across layers: e5 of
+// layer 0 and e5 of layer 30 are different experts).
 // While a trace streams the charts are updated in place (chart.update) instead of being
 // built again, at most every 2 s (or five times the last redraw's time; a new trace, a layer
 // or theme change is drawn at once), and only while they are on screen (they are below the

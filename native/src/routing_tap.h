@@ -64,15 +64,16 @@ struct UbatchRouting {
 struct TapRun {
     const Policy * policy = nullptr;
     const AntPredictor * ant = nullptr;
-    const RouterPack * pack = nullptr;           // trained routers replacing the model's (docs/router-packs.md)
-    bool record = false;                         // fill `routing` per row (traces, generation)
-    int top_n = 0;                               // with record: the n most probable experts per row and layer
-    bool expert_norms = false;                   // with record: ‖expert output‖₂ per selected slot
-    bool full_probs = false;                     // with record: every expert's router probability (f16)
-    bool capture_logits = false;                 // fill `routing.logits` (calibration)
-    bool count_active = false;                   // active_sum / active_count over every evaluated row
-    int host_threads = 1;                        // threads for the per-ubatch records (the context's own count)
-    ggml_threadpool * cpu_threadpool = nullptr;  // paused while the host works on a ubatch's records
+    const RouterPack * pack = nullptr;  // trained routers replacing the model's (docs/router-packs.md)
+    bool record = false;                // fill `routing` per row (traces, generation)
+    int top_n = 0;                      // with record: the n most probable experts per row and layer
+    bool expert_norms = false;          // with record: ‖expert output‖₂ per selected slot
+    bool full_probs = false;            // with record: every expert's router probability (f16)
+    bool capture_logits = false;        // fill `routing.logits` (calibration)
+    bool count_active = false;          // active_sum / active_count over every evaluated row
+    int host_threads = 1;               // threads for the per-ubatch records (the context's own count)
+    // The session's CPU threads, paused while the host works on a ubatch's records.
+    ggml_threadpool * cpu_threadpool = nullptr;
 };
 
 class RoutingTap {
