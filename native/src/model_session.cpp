@@ -201,6 +201,7 @@ std::unique_ptr<ModelSession> ModelSession::load(const LoadOptions & options) {
     // spinning in ggml_barrier) against 2,600–3,000 for the baseline; with the pool, all
     // policies decode at 3,550–3,690 tokens/s.
     const int n_threads = options.n_threads > 0 ? options.n_threads : int(std::max(1u, std::thread::hardware_concurrency()));
+    s->options_.n_threads = n_threads;  // every context computes with the pool's count
     ggml_threadpool_params pool = ggml_threadpool_params_default(n_threads);
     s->threadpool_.reset(ggml_threadpool_new(&pool));
     if (!s->threadpool_) throw UserError("failed to start " + std::to_string(n_threads) + " CPU threads");
@@ -226,10 +227,8 @@ llama_context_ptr ModelSession::make_context(int n_ctx, int n_batch, int n_ubatc
     cp.n_batch = n_batch;
     cp.n_ubatch = n_ubatch;
     cp.n_seq_max = n_seq;
-    if (options_.n_threads > 0) {
-        cp.n_threads = options_.n_threads;
-        cp.n_threads_batch = options_.n_threads;
-    }
+    cp.n_threads = options_.n_threads;
+    cp.n_threads_batch = options_.n_threads;
     if (with_tap) {
         cp.cb_eval = RoutingTap::eval_callback;
         cp.cb_eval_user_data = &tap;

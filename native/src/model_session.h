@@ -21,7 +21,7 @@ namespace moelens {
 struct LoadOptions {
     std::string model_path;
     int n_ctx = 2048;
-    int n_threads = 0;  // 0: llama.cpp's default
+    int n_threads = 0;  // 0: one per hardware thread
     int n_gpu_layers = 0;
     std::vector<std::string> override_kv;  // KEY=TYPE:VALUE, as llama.cpp's tools take them
     std::vector<std::string> rpc_servers;  // HOST:PORT of ggml-rpc-server workers the layers are spread over
